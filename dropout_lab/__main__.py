@@ -1,0 +1,3 @@
+from dropout_lab.cli import main
+
+main()

@@ -1,0 +1,190 @@
+"""The config schema: one dataclass per config group, checked when Hydra composes the config.
+
+The schema catches unknown keys (also typos inside YAML files) and wrong types; the ranges are
+checked in ``__post_init__``, where the value enters. No torch import here: ``--help`` and
+``--dry-run`` stay fast.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from dropout_lab.checks import check_choice, check_positive, check_probability
+from dropout_lab.errors import ConfigError
+
+# Dropout kinds by where the noise goes. "none" turns a layer's dropout off.
+ACTIVATION_NOISE_KINDS = (
+    "custom", "builtin", "functional", "vanilla", "unscaled", "gaussian", "three_valued",
+)
+WEIGHT_NOISE_KINDS = ("dropconnect",)
+DROPOUT_KINDS = ("none",) + ACTIVATION_NOISE_KINDS + WEIGHT_NOISE_KINDS
+THREE_VALUED_MODES = ("uniform", "variance_matched")
+INITS = ("default", "normal")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass
+class DataConfig:
+    dir: Optional[str] = None  # a folder with the four .gz files; env DROPOUT_LAB_DATA also works
+    cache_dir: Optional[str] = None  # decoded tensors; default ~/.cache/dropout-lab
+    subset: Optional[int] = None  # train on the first N training images (quick runs, tests)
+    test_subset: Optional[int] = None  # evaluate on the first N test images
+    standardize: bool = False  # subtract the training mean, divide by its std
+    download: bool = True  # last resort: torchvision's download, when online
+
+    def __post_init__(self) -> None:
+        for name in ("subset", "test_subset"):
+            if getattr(self, name) is not None:
+                check_positive(getattr(self, name), f"data.{name}", integer=True)
+
+
+@dataclass
+class DropoutConfig:
+    kind: Any = "custom"  # one kind for all hidden layers, or a list with one per layer
+    p: Any = field(default_factory=lambda: [0.2, 0.5])  # one p for all, or one per layer
+    three_valued: str = "uniform"  # uniform (gamma = 2) or variance_matched (same variance as p)
+
+    def per_layer(self, n_layers: int) -> List[Tuple[str, float]]:
+        """(kind, p) for each hidden layer; raises ConfigError on a bad kind, p or length."""
+        kinds = self._expand(self.kind, n_layers, "model.dropout.kind")
+        probs = self._expand(self.p, n_layers, "model.dropout.p")
+        layers = []
+        for i, (kind, p) in enumerate(zip(kinds, probs)):
+            check_choice(kind, "dropout kind (model.dropout.kind)", DROPOUT_KINDS)
+            p = check_probability(p, f"dropout probability of hidden layer {i + 1}")
+            if kind == "three_valued" and self.three_valued == "variance_matched" and p > 0.5:
+                raise ConfigError(
+                    f"variance-matched three-valued noise needs p <= 0.5 (its variance is at most "
+                    f"1 = p/(1-p) at p = 0.5), but hidden layer {i + 1} has p = {p}; use "
+                    f"model.dropout.three_valued=uniform or a smaller p"
+                )
+            layers.append((kind, p))
+        return layers
+
+    @staticmethod
+    def _expand(value: Any, n_layers: int, name: str) -> list:
+        if isinstance(value, (list, tuple)) or _is_list_config(value):
+            value = list(value)
+            if len(value) != n_layers:
+                raise ConfigError(
+                    f"{name} has {len(value)} values but model.hidden has {n_layers} layers; "
+                    f"give one value per hidden layer or a single value for all"
+                )
+            return value
+        return [value] * n_layers
+
+    def __post_init__(self) -> None:
+        check_choice(self.three_valued, "model.dropout.three_valued", THREE_VALUED_MODES)
+
+
+@dataclass
+class ModelConfig:
+    hidden: List[int] = field(default_factory=lambda: [256, 256])
+    init: str = "default"  # default: PyTorch's nn.Linear init; normal: N(0, init_std) weights
+    init_std: float = 0.01
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+
+    def __post_init__(self) -> None:
+        if not self.hidden:
+            raise ConfigError("model.hidden needs at least one hidden layer size")
+        for size in self.hidden:
+            check_positive(size, "every size in model.hidden", integer=True)
+        check_choice(self.init, "model.init", INITS)
+        check_positive(self.init_std, "model.init_std")
+        self.dropout.per_layer(len(self.hidden))
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 0.5
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "optimizer (optim)", OPTIMIZERS)
+        check_positive(self.lr, "optim.lr")
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            if not (0.0 <= value < float("inf")):
+                raise ConfigError(f"optim.{name} has to be >= 0, but got {value}")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    eval_batch_size: int = 2048
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
+    num_threads: Optional[int] = None  # torch threads; None keeps torch's default
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive(self.epochs, "trainer.epochs", integer=True)
+        check_positive(self.batch_size, "trainer.batch_size", integer=True)
+        check_positive(self.eval_batch_size, "trainer.eval_batch_size", integer=True)
+        if self.num_threads is not None:
+            check_positive(self.num_threads, "trainer.num_threads", integer=True)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"trainer.device has to be auto, cpu, cuda or cuda:N, not {self.device!r}")
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+    checkpoint: bool = True  # a checkpoint after every epoch, for --resume
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _is_list_config(value: Any) -> bool:
+    from omegaconf import ListConfig
+
+    return isinstance(value, ListConfig)
+
+
+def config_dir() -> Path:
+    """The Hydra config folder: inside the installed package, or configs/ of a source checkout."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+def register_schema() -> None:
+    """Put the schema in Hydra's ConfigStore; configs/config.yaml lists it first in its defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def to_typed(cfg) -> Config:
+    """Turn a composed DictConfig into a validated ``Config`` (runs every ``__post_init__``)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(cfg)
+
+
+def help_keys() -> str:
+    """The config keys with their defaults, for ``--help`` (read off the schema)."""
+    import dataclasses
+
+    def walk(node, prefix=""):
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if dataclasses.is_dataclass(value):
+                yield from walk(value, f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}={value}"
+
+    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
+    keys = "  ".join(walk(Config()))
+    return (f"Config groups: {', '.join(groups)} (e.g. optim=adam).\n\n"
+            f"Keys and defaults: {keys}.\n\n"
+            f"Hydra's own overrides work too, e.g. hydra.run.dir=DIR. See README.md, 'Config'.")

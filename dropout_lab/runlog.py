@@ -1,0 +1,163 @@
+"""What a run writes into its folder, and how it is read back.
+
+    run_dir/
+      events.out.tfevents.*   TensorBoard: scalars per epoch, hparams, custom-scalars layout
+      summary.json            status, config, per-epoch history, final and best metrics, timings
+      checkpoint.pt           model, optimiser, RNG states, epoch, history (for --resume)
+      .hydra/                 Hydra's composed and resolved config, overrides
+
+TensorBoard tags (step = epoch, starting at 1):
+    loss/train, loss/test, accuracy/train, accuracy/test, accuracy/gap (train - test),
+    time/epoch_seconds; at the end best/accuracy_test and the run's hparams.
+"""
+
+import io
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from dropout_lab.errors import RunError
+from dropout_lab.files import atomic_write, read_json, write_json
+
+SUMMARY, CHECKPOINT = "summary.json", "checkpoint.pt"
+STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+EPOCH_TAGS = {  # history key -> TensorBoard tag
+    "train_loss": "loss/train",
+    "test_loss": "loss/test",
+    "train_accuracy": "accuracy/train",
+    "test_accuracy": "accuracy/test",
+    "gap": "accuracy/gap",
+    "epoch_seconds": "time/epoch_seconds",
+}
+HPARAM_METRICS = ["accuracy/test", "accuracy/train", "accuracy/gap", "loss/test", "loss/train",
+                  "best/accuracy_test"]
+CUSTOM_SCALARS = {
+    "dropout-lab": {
+        "accuracy (train vs test)": ["Multiline", ["accuracy/train", "accuracy/test"]],
+        "loss (train vs test)": ["Multiline", ["loss/train", "loss/test"]],
+        "generalisation gap": ["Multiline", ["accuracy/gap"]],
+    }
+}
+
+
+def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists become strings (TensorBoard hparams take scalars)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            flat[name] = str(list(value))
+        elif value is None:
+            flat[name] = "null"
+        else:
+            flat[name] = value
+    return flat
+
+
+def best_of(history: List[dict]) -> dict:
+    if not history:
+        return {}
+    best = max(history, key=lambda row: row["test_accuracy"])
+    return {"test_accuracy": best["test_accuracy"], "epoch": best["epoch"]}
+
+
+class RunLog:
+    """Writes a run's TensorBoard events, summary and checkpoints; one per run (or resume)."""
+
+    def __init__(self, run_dir: Path, config: dict, start_epoch: int = 1,
+                 history: Optional[List[dict]] = None, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.history = list(history or [])
+        self.started = time.time()
+        self.summary_path = self.run_dir / SUMMARY
+        self.writer = None
+        self.write_summary("running")  # fails early, before training, if the folder is unwritable
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step hides any events a killed run logged past its last checkpoint.
+            self.writer = SummaryWriter(str(self.run_dir), purge_step=start_epoch)
+            if start_epoch == 1:
+                self.writer.add_custom_scalars(CUSTOM_SCALARS)
+
+    def log_epoch(self, metrics: dict) -> None:
+        self.history.append(metrics)
+        if self.writer:
+            for key, tag in EPOCH_TAGS.items():
+                self.writer.add_scalar(tag, metrics[key], metrics["epoch"])
+            self.writer.flush()
+
+    def save_checkpoint(self, state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save({**state, "history": self.history}, buffer)
+        atomic_write(self.run_dir / CHECKPOINT, lambda out: out.write(buffer.getbuffer()))
+
+    def write_summary(self, status: str, error: Optional[str] = None) -> dict:
+        previous = read_summary(self.run_dir) if self.summary_path.exists() else {}
+        elapsed = previous.get("timings", {}).get("earlier_seconds", 0.0)
+        summary = {
+            "status": status,
+            "error": error,
+            "run_dir": str(self.run_dir),
+            "config": self.config,
+            "final": self.history[-1] if self.history else {},
+            "best": best_of(self.history),
+            "epochs_done": len(self.history),
+            "timings": {
+                "earlier_seconds": elapsed,
+                "train_seconds": sum(row["epoch_seconds"] for row in self.history),
+                "wall_seconds": elapsed + time.time() - self.started,
+            },
+            "history": self.history,
+        }
+        if status != "running":
+            summary["timings"]["earlier_seconds"] = summary["timings"]["wall_seconds"]
+        write_json(self.summary_path, summary)
+        return summary
+
+    def close(self, status: str, error: Optional[str] = None) -> dict:
+        """Write the final summary and the hparams (in this same run), flush and close."""
+        summary = self.write_summary(status, error)
+        if self.writer:
+            self._write_hparams(status, summary)
+            self.writer.close()
+        return summary
+
+    def _write_hparams(self, status: str, summary: dict) -> None:
+        from torch.utils.tensorboard.summary import hparams
+
+        if summary["best"]:
+            self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"],
+                                   summary["final"]["epoch"])
+        params = {**flatten(self.config), "status": status}
+        # SummaryWriter.add_hparams would open a second, empty-looking run; write the three
+        # hparams summaries into this run's own file instead.
+        for item in hparams(params, {tag: None for tag in HPARAM_METRICS}):
+            self.writer.file_writer.add_summary(item)
+        self.writer.flush()
+
+
+def read_summary(run_dir: Path) -> dict:
+    path = Path(run_dir) / SUMMARY
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise RunError(f"{run_dir} is not a dropout-lab run (no {SUMMARY})") from None
+    except ValueError as error:
+        raise RunError(f"{path} is not valid JSON ({error})") from None
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {CHECKPOINT} to resume from")
+    try:
+        # weights_only: a checkpoint file is data and never executes code when loaded.
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as error:
+        raise RunError(f"{path} cannot be read ({type(error).__name__}); start the run anew") from None

@@ -1,0 +1,203 @@
+"""The one training core: ``train(cfg, run_dir)``. Single runs, sweeps, exercises and tests
+all call it; it writes everything into ``run_dir`` and never into the working directory."""
+
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from dropout_lab.config import Config, OptimConfig
+from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
+from dropout_lab.errors import ConfigError, RunError, one_line
+from dropout_lab.model import build_model
+from dropout_lab.runlog import RunLog, load_checkpoint
+
+
+@dataclass
+class RunResult:
+    status: str  # completed | diverged | interrupted | failed
+    run_dir: Path
+    history: List[dict] = field(default_factory=list)
+    error: Optional[str] = None
+    signal: Optional[int] = None  # the signal that interrupted the run
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu")
+    return torch.device(name)
+
+
+def build_optimizer(cfg: OptimConfig, params):
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
+                interrupted: threading.Event) -> dict:
+    """One pass over the shuffled training set with dropout on; mean loss and accuracy."""
+    model.train()
+    loss_sum = torch.zeros((), device=split.images.device)
+    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    for step, (images, labels) in enumerate(batches(split, batch_size, generator)):
+        logits = model(images)  # (B, 10)
+        loss = F.cross_entropy(logits, labels)
+        if not math.isfinite(loss.item()):
+            return {"diverged": True}
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * labels.shape[0]
+        correct += (logits.argmax(dim=1) == labels).sum()
+        if progress is not None:
+            progress.update(1)
+            if step % 20 == 0:
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+        if interrupted.is_set():
+            raise _Interrupted
+    n = len(split)
+    return {"train_loss": loss_sum.item() / n, "train_accuracy": correct.item() / n}
+
+
+@torch.no_grad()
+def evaluate(model, split: Split, batch_size: int) -> dict:
+    """Mean loss and accuracy in eval mode (no dropout)."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for images, labels in batches(split, batch_size):
+        logits = model(images)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == labels).sum().item()
+    return {"test_loss": loss_sum / len(split), "test_accuracy": correct / len(split)}
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set an event the loop checks after each step (main thread only)."""
+    event = threading.Event()
+    event.signum = None
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum, _frame):
+        event.signum = signum
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _progress_bar(cfg: Config, total: int, initial: int):
+    if not cfg.trainer.progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="batch", dynamic_ncols=True, leave=False)
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False,
+          data: Optional[FashionMNIST] = None) -> RunResult:
+    """Train the MLP ``cfg`` describes, logging into ``run_dir``; resume from its checkpoint.
+
+    ``data`` lets a caller that trains several models on the same split load it once.
+    """
+    run_dir = Path(run_dir)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle order, on the CPU
+    device = resolve_device(cfg.trainer.device)
+    model = build_model(cfg.model).to(device)
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    config_dict = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+    history, start_epoch = [], 1
+    if resume and (run_dir / "checkpoint.pt").exists():
+        checkpoint = load_checkpoint(run_dir)
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            first_line = str(error).strip().splitlines()[0]
+            raise RunError(f"the config does not fit the checkpoint in {run_dir}: {first_line}") from None
+        _set_rng_state(checkpoint["rng"], generator)
+        history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
+
+    data = data or load_fashion_mnist(cfg.data, device)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
+    log = RunLog(run_dir, config_dict, start_epoch, history, cfg.logging.tensorboard)
+    progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
+                             steps_per_epoch * (start_epoch - 1))
+    status, error = "completed", None
+    with stop_on_signals() as interrupted:
+        try:
+            for epoch in range(start_epoch, cfg.trainer.epochs + 1):
+                started = time.perf_counter()
+                train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
+                                            generator, progress, interrupted)
+                if train_metrics.get("diverged"):
+                    status, error = "diverged", f"loss became NaN or infinite in epoch {epoch}"
+                    break
+                metrics = {"epoch": epoch, **train_metrics,
+                           **evaluate(model, data.test, cfg.trainer.eval_batch_size)}
+                metrics["gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+                metrics["epoch_seconds"] = time.perf_counter() - started
+                log.log_epoch(metrics)
+                if cfg.logging.checkpoint:
+                    log.save_checkpoint({"model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict(),
+                                         "rng": _rng_state(generator), "epoch": epoch})
+                if progress is not None:
+                    progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",
+                                         test_acc=f"{metrics['test_accuracy']:.3f}")
+        except _Interrupted:
+            status = "interrupted"
+            error = f"stopped by {signal.Signals(interrupted.signum).name} after epoch {len(log.history)}"
+        except Exception as failure:  # record it, then let the caller decide how loud to be
+            log.close("failed", one_line(failure))
+            raise
+        finally:
+            if progress is not None:
+                progress.close()
+    log.close(status, error)
+    return RunResult(status, run_dir, log.history, error, interrupted.signum)
