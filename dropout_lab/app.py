@@ -16,11 +16,21 @@ PROG = "dropout-lab"
 
 
 def config_error(error: Exception) -> ConfigError:
-    """A Hydra/OmegaConf composition error as one ConfigError line."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith(("full_key:", "object_type", "reference_type"))]
-    message = "; ".join(lines[:3]) or type(error).__name__
-    return ConfigError(f"bad config: {message}")
+    """A Hydra/OmegaConf composition error (and its cause) as one ConfigError line."""
+    parts = []
+    while error is not None:
+        text = str(error).split("Config search path:")[0]
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        lines = [line for line in lines if not line.startswith(
+            ("full_key:", "object_type", "reference_type", "See https://hydra.cc"))]
+        for i, line in enumerate(lines):
+            if line.startswith("Available options"):  # the choices follow, one per line
+                lines = [*lines[:i], f"{line} {', '.join(lines[i + 1:])}"]
+                break
+        parts.append("; ".join(line.rstrip(".:") for line in lines))
+        error = error.__cause__
+    message = ": ".join(part for part in parts if part)
+    return ConfigError(f"bad config: {message or 'invalid override'}")
 
 
 def compose(overrides: List[str]):
@@ -75,15 +85,67 @@ def saved_overrides(run_dir: Path) -> List[str]:
 
     path = Path(run_dir) / ".hydra" / "overrides.yaml"
     if not (Path(run_dir) / "summary.json").is_file() or not path.is_file():
-        raise RunError(f"{run_dir} is not a dropout-lab run (no summary.json and .hydra/overrides.yaml)")
+        raise ConfigError(f"--resume {run_dir}: not a dropout-lab run folder "
+                          f"(it has no summary.json and .hydra/overrides.yaml)")
     return [o for o in OmegaConf.load(path) if not o.startswith("hydra.run.dir=")]
+
+
+def hydra_quoted(value) -> str:
+    """A path as a quoted Hydra override value (paths may hold ',', '=', spaces)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def planned_run_dir(overrides: List[str]) -> Path:
+    """The run folder Hydra will make for ``overrides``, resolved now (``${now:...}`` too)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_schema()
+    try:
+        with initialize_config_dir(str(config_dir()), version_base="1.3", job_name=PROG):
+            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the folder's name
+            return Path(cfg.hydra.run.dir).resolve()
+    except (HydraException, OmegaConfBaseException) as error:
+        raise config_error(error) from None
+
+
+def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
+    """Check the run folder before Hydra writes into it; the overrides that pin it.
+
+    A fresh run refuses a folder that holds a run (``--resume`` continues one); a resume is
+    checked against the run's checkpoint, so a refused resume leaves the run untouched. An
+    unwritable folder or a full disk fail here, as one line, not inside Hydra.
+    """
+    from dropout_lab.files import check_writable_dir
+    from dropout_lab.runlog import SUMMARY, read_summary
+
+    run_dir = planned_run_dir(overrides)
+    if resume:
+        from dropout_lab.train import resumable_checkpoint
+
+        resumable_checkpoint(typed_config(cfg), run_dir)
+    elif (run_dir / SUMMARY).is_file():
+        raise ConfigError(f"{run_dir} already holds a run ({read_summary(run_dir)['status']}); "
+                          f"continue it with --resume {run_dir} or choose another hydra.run.dir")
+    check_writable_dir(run_dir)
+    pinned = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+    return [*pinned, f"hydra.run.dir={hydra_quoted(run_dir)}"]
+
+
+def task_overrides(overrides: List[str]) -> List[str]:
+    return [o for o in overrides if not o.startswith("hydra.")]
 
 
 def train_command(overrides: List[str], resume: Optional[Path] = None):
     """``dropout-lab train``: one run; returns the RunResult (raises DropoutLabError)."""
     if resume is not None:
-        overrides = [*saved_overrides(resume), *overrides, f"hydra.run.dir={Path(resume).resolve()}"]
-    compose([o for o in overrides if not o.startswith("hydra.")])  # fail fast, one clear line
+        overrides = [*saved_overrides(resume), *overrides,
+                     f"hydra.run.dir={hydra_quoted(Path(resume).resolve())}"]
+    cfg = compose(task_overrides(overrides))  # fail fast, one clear line
+    overrides = prepare_run_dir(overrides, cfg, resume is not None)
     outcome = []
 
     def task(cfg) -> Optional[float]:

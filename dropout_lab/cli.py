@@ -47,6 +47,11 @@ def reported_errors(verbose: bool):
             raise
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and returns)
+        if verbose or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        typer.echo("error: interrupted", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command(epilog=help_keys(), context_settings={"ignore_unknown_options": True})
@@ -67,6 +72,100 @@ def train(
         result = lab.train_command(overrides, resume)
     typer.echo(lab.describe_result(result))
     raise typer.Exit(lab.exit_code(result))
+
+
+@app.command(epilog=help_keys(), context_settings={"ignore_unknown_options": True})
+def sweep(
+    overrides: Optional[List[str]] = typer.Argument(
+        None, show_default=False,
+        help="Hydra overrides with sweeps, e.g. model.dropout.p=[0.2,0.5],[0.5,0.2] seed=range(3), "
+             "or a named sweep: experiment=swap_probs | experiment=search (Optuna)"),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs at once (more than 1: the joblib launcher)."),
+    launcher: Optional[str] = typer.Option(
+        None, "--launcher", help="basic (one after another), joblib (local processes), "
+                                 "local (submitit processes) or slurm (configs/hydra/launcher/slurm.yaml)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides, run nothing."),
+    sweep_dir: Optional[Path] = typer.Option(
+        None, "--sweep-dir", help="Sweep directory; an existing one resumes its sweep."),
+    verbose: bool = VERBOSE,
+):
+    """Run a Hydra multirun of training runs, then write the report (report.md, report.csv)."""
+    from dropout_lab import sweep as lab_sweep
+
+    with reported_errors(verbose):
+        result = lab_sweep.run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs,
+                                     launcher=launcher, dry_run=dry_run)
+    typer.echo(lab_sweep.describe_sweep(result, dry_run))
+    problem = lab_sweep.sweep_problem(result, dry_run)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(lab_sweep.sweep_exit_code(result, dry_run))
+
+
+@app.command()
+def report(
+    sweep_dir: Path = typer.Argument(..., help="A sweep directory (outputs/sweeps/DATE/TIME_ID)."),
+    verbose: bool = VERBOSE,
+):
+    """Write the sweep's comparison: report.md, report.csv and test_accuracy.png."""
+    from dropout_lab import report as lab_report
+
+    with reported_errors(verbose):
+        paths = lab_report.write_report(sweep_dir)
+    typer.echo("\n".join(f"{kind}: {path}" for kind, path in paths.items()))
+
+
+@app.command()
+def tensorboard(
+    logdir: Path = typer.Argument(Path("outputs"), help="A run, sweep or outputs folder."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
+    verbose: bool = VERBOSE,
+):
+    """Start TensorBoard on 127.0.0.1 over LOGDIR and print its URL; Ctrl-C stops it."""
+    from dropout_lab import tensorboard_server
+
+    with reported_errors(verbose):
+        tensorboard_server.serve(logdir, port, announce=lambda url: typer.echo(f"TensorBoard: {url}"))
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A training run's folder (summary.json, checkpoint.pt)."),
+    mc_samples: int = typer.Option(20, "--mc-samples", "-k", help="Stochastic passes K per test image."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the dropout masks of the K passes."),
+    verbose: bool = VERBOSE,
+):
+    """Monte Carlo dropout: evaluate a trained run with K passes, its dropout layers on.
+
+    Prints accuracy of the deterministic pass and of the averaged prediction, predictive
+    entropy and mutual information (BALD), and writes them to RUN_DIR/mc_eval.json and .md.
+    """
+    from dropout_lab import evaluate as lab_evaluate
+
+    with reported_errors(verbose):
+        result = lab_evaluate.mc_evaluate(run_dir, mc_samples, seed)
+    typer.echo(result.table + "\n" + "\n".join(f"{kind}: {path}" for kind, path in result.paths.items()))
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def exercise(
+    which: str = typer.Argument(..., help="The exercise: 1 to 8, a list like 1,3, or all."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, show_default=False, help="Hydra overrides for every run, e.g. trainer.device=cpu seed=0,1"),
+    quick: bool = typer.Option(False, "--quick", help="A tiny budget (data subset, 2 epochs, one seed)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (more than 1: the joblib launcher)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Output folder (default outputs/exercises/DATE/TIME_ID); an existing "
+                            "one resumes: completed runs are skipped."),
+    verbose: bool = VERBOSE,
+):
+    """Answer the textbook's dropout exercises with experiments: sweep, measure, report.md each."""
+    from dropout_lab import exercises
+
+    with reported_errors(verbose):
+        result = exercises.run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out)
+    typer.echo(exercises.describe(result))
+    raise typer.Exit(exercises.exit_code(result))
 
 
 def main() -> None:

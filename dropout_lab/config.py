@@ -19,6 +19,15 @@ ACTIVATION_NOISE_KINDS = (
 WEIGHT_NOISE_KINDS = ("dropconnect",)
 DROPOUT_KINDS = ("none",) + ACTIVATION_NOISE_KINDS + WEIGHT_NOISE_KINDS
 THREE_VALUED_MODES = ("uniform", "variance_matched")
+DROPOUT_KINDS_HELP = (
+    "Dropout kinds (model.dropout.kind, one for all hidden layers or a list): custom (inverted "
+    "dropout from scratch, bool mask), builtin (nn.Dropout), functional (F.dropout), vanilla "
+    "(no scaling in training, x(1-p) in eval), gaussian (x(1+sigma eps), same variance), "
+    "three_valued (noise in {0,1,2}; model.dropout.three_valued=uniform|variance_matched), "
+    "dropconnect (drops weights), none. unscaled is DELIBERATELY WRONG: it drops units and "
+    "never compensates, so at test time the next layer sees inputs 1/(1-p) times larger than "
+    "in training; it is there to show that mistake, not for real use."
+)
 INITS = ("default", "normal")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -51,7 +60,7 @@ class DropoutConfig:
         layers = []
         for i, (kind, p) in enumerate(zip(kinds, probs)):
             check_choice(kind, "dropout kind (model.dropout.kind)", DROPOUT_KINDS)
-            p = check_probability(p, f"dropout probability of hidden layer {i + 1}")
+            p = check_probability(p, f"model.dropout.p (the probability of hidden layer {i + 1})")
             if kind == "three_valued" and self.three_valued == "variance_matched" and p > 0.5:
                 raise ConfigError(
                     f"variance-matched three-valued noise needs p <= 0.5 (its variance is at most "
@@ -133,6 +142,7 @@ class TrainerConfig:
 class LoggingConfig:
     tensorboard: bool = True
     checkpoint: bool = True  # a checkpoint after every epoch, for --resume
+    activation_stats: bool = False  # per hidden layer, activation variance per epoch (exercise 3)
 
 
 @dataclass
@@ -165,10 +175,30 @@ def register_schema() -> None:
 
 
 def to_typed(cfg) -> Config:
-    """Turn a composed DictConfig into a validated ``Config`` (runs every ``__post_init__``)."""
+    """Turn a composed DictConfig into a validated ``Config`` (runs every ``__post_init__``).
+
+    Keys outside the schema are refused too: Hydra's ``+key=value`` appends them past the
+    schema's struct check, and ``to_object`` would silently ignore them.
+    """
     from omegaconf import OmegaConf
 
+    unknown = list(_keys_outside_schema(cfg, Config()))
+    if unknown:
+        raise ConfigError(f"unknown config key {', '.join(unknown)}; "
+                          f"`dropout-lab train --help` lists the keys")
     return OmegaConf.to_object(cfg)
+
+
+def _keys_outside_schema(node, schema, prefix: str = ""):
+    """Dotted names of the keys in ``node`` that the dataclass ``schema`` does not declare."""
+    import dataclasses
+
+    declared = {f.name for f in dataclasses.fields(schema)}
+    for key in node:
+        if key not in declared:
+            yield f"{prefix}{key}"
+        elif dataclasses.is_dataclass(getattr(schema, key)):
+            yield from _keys_outside_schema(node[key], getattr(schema, key), f"{prefix}{key}.")
 
 
 def help_keys() -> str:
@@ -187,4 +217,5 @@ def help_keys() -> str:
     keys = "  ".join(walk(Config()))
     return (f"Config groups: {', '.join(groups)} (e.g. optim=adam).\n\n"
             f"Keys and defaults: {keys}.\n\n"
+            f"{DROPOUT_KINDS_HELP}\n\n"
             f"Hydra's own overrides work too, e.g. hydra.run.dir=DIR. See README.md, 'Config'.")

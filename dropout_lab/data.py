@@ -90,12 +90,18 @@ def read_verified(path: Path) -> bytes:
     return raw
 
 
+def named_dir(cfg: DataConfig) -> Optional[Path]:
+    """The folder the user named (data.dir or $DROPOUT_LAB_DATA), if any; it has to exist."""
+    named = cfg.dir or os.environ.get(ENV_DATA_DIR)
+    if named and not Path(named).expanduser().is_dir():
+        raise DataError(f"data folder {Path(named).expanduser()} does not exist; {FIX_HINT}")
+    return Path(named).expanduser() if named else None
+
+
 def find_source(cfg: DataConfig) -> Path:
     """The first folder holding all four files; verified against the MD5 sums."""
     dirs = candidate_dirs(cfg)
-    named = cfg.dir or os.environ.get(ENV_DATA_DIR)
-    if named and not dirs[0].is_dir():
-        raise DataError(f"data folder {dirs[0]} does not exist; {FIX_HINT}")
+    named = named_dir(cfg)
     for folder in dirs:
         if named or any((folder / name).exists() for name in FILES):
             return folder  # a partial or corrupt copy is an error (on reading), not skipped
@@ -168,6 +174,7 @@ def write_cache(path: Path, tensors: dict) -> None:
 
 def load_raw(cfg: DataConfig) -> dict:
     """uint8 tensors train_images, train_labels, test_images, test_labels (from the cache)."""
+    named_dir(cfg)  # a mistyped data.dir is an error even when the cache could answer
     cache = cache_path(cfg)
     tensors = read_cache(cache)
     if tensors is not None:

@@ -1,5 +1,6 @@
 """Atomic file writes: readers see the old file or the new one, never half of one."""
 
+import glob
 import json
 import os
 import tempfile
@@ -7,6 +8,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from dropout_lab.errors import RunError
+
+TEMP_SUFFIX = ".tmp"  # atomic_write's temp file for PATH: .PATH_NAME.RANDOM.tmp, next to it
+PROBE_BYTES = 64 * 1024  # more than Hydra writes into a new run folder before training
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -18,7 +22,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as error:
         raise RunError(f"cannot write {path}: {error.strerror or error}") from None
     try:
@@ -36,6 +40,31 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def remove_temp_files(path: Path) -> None:
+    """Delete the temp files a process killed inside ``atomic_write(path, ...)`` left behind.
+
+    Only for a folder one process writes at a time (a run folder), or it would pull another
+    writer's temp file from under it.
+    """
+    path = Path(path)
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*{TEMP_SUFFIX}"):
+        temp.unlink(missing_ok=True)
+
+
+def check_writable_dir(folder: Path) -> None:
+    """Create ``folder`` and write (and drop) a nameless probe file in it, so that a read-only or
+    full filesystem fails here with one clear RunError rather than halfway through a run."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(bytes(PROBE_BYTES))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        raise RunError(f"cannot write into {folder}: {error.strerror or error}") from None
 
 
 def write_json(path: Path, data: dict) -> None:

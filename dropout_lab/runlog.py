@@ -8,7 +8,9 @@
 
 TensorBoard tags (step = epoch, starting at 1):
     loss/train, loss/test, accuracy/train, accuracy/test, accuracy/gap (train - test),
-    time/epoch_seconds; at the end best/accuracy_test and the run's hparams.
+    time/epoch_seconds; at the end best/accuracy_test and the run's hparams. With
+    logging.activation_stats: activations/layer{k}_var_before_noise, ..._var_after_noise and
+    ..._mean_square_before_noise per hidden layer k (see activations.py).
 """
 
 import io
@@ -19,10 +21,12 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from dropout_lab.errors import RunError
-from dropout_lab.files import atomic_write, read_json, write_json
+from dropout_lab.files import atomic_write, read_json, remove_temp_files, write_json
 
 SUMMARY, CHECKPOINT = "summary.json", "checkpoint.pt"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+FINAL_STATUSES = ("completed", "diverged")  # ended for good: resuming changes nothing
+ACTIVATION_KEY_PREFIX = "layer"  # history keys layer{k}_... -> tags activations/layer{k}_...
 EPOCH_TAGS = {  # history key -> TensorBoard tag
     "train_loss": "loss/train",
     "test_loss": "loss/test",
@@ -76,10 +80,15 @@ class RunLog:
         self.started = time.time()
         self.summary_path = self.run_dir / SUMMARY
         self.writer = None
+        for path in (self.summary_path, self.run_dir / CHECKPOINT):
+            remove_temp_files(path)  # left by a process killed while writing them
         self.write_summary("running")  # fails early, before training, if the folder is unwritable
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
+            if start_epoch == 1:  # starting over: an earlier attempt's events are void
+                for old in self.run_dir.glob("events.out.tfevents.*"):
+                    old.unlink()
             # purge_step hides any events a killed run logged past its last checkpoint.
             self.writer = SummaryWriter(str(self.run_dir), purge_step=start_epoch)
             if start_epoch == 1:
@@ -90,6 +99,9 @@ class RunLog:
         if self.writer:
             for key, tag in EPOCH_TAGS.items():
                 self.writer.add_scalar(tag, metrics[key], metrics["epoch"])
+            for key, value in metrics.items():  # logging.activation_stats (activations.py)
+                if key.startswith(ACTIVATION_KEY_PREFIX):
+                    self.writer.add_scalar(f"activations/{key}", value, metrics["epoch"])
             self.writer.flush()
 
     def save_checkpoint(self, state: dict) -> None:
@@ -121,10 +133,14 @@ class RunLog:
         return summary
 
     def close(self, status: str, error: Optional[str] = None) -> dict:
-        """Write the final summary and the hparams (in this same run), flush and close."""
+        """Write the final summary and, once the run has ended for good, the hparams (in this
+        same run); flush and close."""
         summary = self.write_summary(status, error)
         if self.writer:
-            self._write_hparams(status, summary)
+            # TensorBoard keeps the first hparams of a run: an interrupted or failed run, which
+            # may yet be resumed, writes none, so the resumed run's are the ones shown.
+            if status in FINAL_STATUSES:
+                self._write_hparams(status, summary)
             self.writer.close()
         return summary
 

@@ -5,7 +5,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -14,11 +14,18 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from dropout_lab.activations import ActivationStats
 from dropout_lab.config import Config, OptimConfig
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
-from dropout_lab.errors import ConfigError, RunError, one_line
+from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.model import build_model
-from dropout_lab.runlog import RunLog, load_checkpoint
+from dropout_lab.runlog import CHECKPOINT, RunLog, flatten, load_checkpoint, read_summary
+
+# What may change when a run is resumed: where, how fast and how long it runs, never what an
+# epoch computes. Any other change would make the resumed run a different run.
+RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
+                     "trainer.eval_batch_size", "data.dir", "data.cache_dir", "data.download",
+                     "logging.")
 
 
 @dataclass
@@ -127,6 +134,45 @@ def _set_rng_state(state: dict, generator: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def config_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def resumable_checkpoint(cfg: Config, run_dir: Path) -> Optional[dict]:
+    """The checkpoint ``train(cfg, run_dir, resume=True)`` continues from, refused (ConfigError)
+    when ``cfg`` changes what an epoch computes; None when the run died before its first one.
+
+    Call it before anything writes into ``run_dir``: a refused resume leaves the run untouched.
+    """
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir)  # RunError when run_dir is not a run
+    if not (run_dir / CHECKPOINT).is_file():
+        if summary.get("epochs_done"):
+            raise RunError(f"{run_dir} has {summary['epochs_done']} epochs but no {CHECKPOINT} to "
+                           f"resume from (trained with logging.checkpoint=false?); start a new run")
+        return None
+    checkpoint = load_checkpoint(run_dir)
+    saved, wanted = flatten(checkpoint.get("config", {})), flatten(config_dict(cfg))
+    changed = [f"{key}={wanted.get(key)} (the run has {value})" for key, value in saved.items()
+               if not key.startswith(RESUMABLE_CHANGES) and wanted.get(key) != value]
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir} with {', '.join(changed)}: a resumed run "
+                          f"continues the same training (only trainer.epochs, device, threads, "
+                          f"data paths and logging may change); start a new run instead")
+    return checkpoint
+
+
+def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_dir: Path) -> None:
+    """Load a checkpoint's weights, optimiser state and RNG states (the shuffle's included)."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        detail = "; ".join(line.strip() for line in str(error).strip().splitlines()[:2])
+        raise ConfigError(f"the config does not fit the checkpoint in {run_dir}: {detail}") from None
+    _set_rng_state(checkpoint["rng"], generator)
+
+
 def _progress_bar(cfg: Config, total: int, initial: int):
     if not cfg.trainer.progress:
         return None
@@ -142,6 +188,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False,
     ``data`` lets a caller that trains several models on the same split load it once.
     """
     run_dir = Path(run_dir)
+    checkpoint = resumable_checkpoint(cfg, run_dir) if resume else None
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.seed)
@@ -149,25 +196,22 @@ def train(cfg: Config, run_dir: Path, resume: bool = False,
     device = resolve_device(cfg.trainer.device)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
-    config_dict = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    config = config_dict(cfg)
 
     history, start_epoch = [], 1
-    if resume and (run_dir / "checkpoint.pt").exists():
-        checkpoint = load_checkpoint(run_dir)
-        try:
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as error:
-            first_line = str(error).strip().splitlines()[0]
-            raise RunError(f"the config does not fit the checkpoint in {run_dir}: {first_line}") from None
-        _set_rng_state(checkpoint["rng"], generator)
+    if checkpoint is not None:
+        restore(checkpoint, model, optimizer, generator, run_dir)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
+        if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == "completed":
+            return RunResult("completed", run_dir, history)  # nothing left to do: leave it as is
 
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
-    log = RunLog(run_dir, config_dict, start_epoch, history, cfg.logging.tensorboard)
+    log = RunLog(run_dir, config, start_epoch, history, cfg.logging.tensorboard)
     progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
                              steps_per_epoch * (start_epoch - 1))
+    # Hooks only when asked for: without them the training loop is untouched.
+    activation_stats = ActivationStats(model) if cfg.logging.activation_stats else None
     status, error = "completed", None
     with stop_on_signals() as interrupted:
         try:
@@ -182,11 +226,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False,
                            **evaluate(model, data.test, cfg.trainer.eval_batch_size)}
                 metrics["gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
                 metrics["epoch_seconds"] = time.perf_counter() - started
+                if activation_stats is not None:
+                    metrics.update(activation_stats.epoch_metrics())
                 log.log_epoch(metrics)
                 if cfg.logging.checkpoint:
                     log.save_checkpoint({"model": model.state_dict(),
                                          "optimizer": optimizer.state_dict(),
-                                         "rng": _rng_state(generator), "epoch": epoch})
+                                         "rng": _rng_state(generator), "epoch": epoch,
+                                         "config": config})
+                log.write_summary("running")  # after the checkpoint: never ahead of it
                 if progress is not None:
                     progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",
                                          test_acc=f"{metrics['test_accuracy']:.3f}")
@@ -194,10 +242,12 @@ def train(cfg: Config, run_dir: Path, resume: bool = False,
             status = "interrupted"
             error = f"stopped by {signal.Signals(interrupted.signum).name} after epoch {len(log.history)}"
         except Exception as failure:  # record it, then let the caller decide how loud to be
-            log.close("failed", one_line(failure))
+            # The full disk that failed the run may refuse the summary too: report the cause.
+            with suppress(DropoutLabError):
+                log.close("failed", one_line(failure))
             raise
         finally:
             if progress is not None:
                 progress.close()
-    log.close(status, error)
+        log.close(status, error)  # with the handlers still on: a signal now cannot cut it short
     return RunResult(status, run_dir, log.history, error, interrupted.signum)

@@ -42,6 +42,15 @@ def read_events(run_dir: Path):
     return accumulator
 
 
+def read_hparams(accumulator) -> dict:
+    """The hparams (name -> value) a run logged for TensorBoard's HParams plugin."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    content = accumulator.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {name: getattr(value, value.WhichOneof("kind")) for name, value in info.hparams.items()}
+
+
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     return tmp_path / "run"

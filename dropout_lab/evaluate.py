@@ -1,0 +1,161 @@
+"""Monte Carlo dropout at inference (Gal & Ghahramani 2016): evaluate a trained run with K
+stochastic passes, only its noise layers (``dropout.is_stochastic``) in training mode.
+
+From the K softmax outputs p_k of each test image:
+    MC prediction         argmax of p = mean_k p_k
+    predictive entropy    H[p] = -sum_c p_c ln p_c (nats; ln 10 = 2.303 at most)
+    mutual information    H[p] - mean_k H[p_k] (BALD): the part of the uncertainty that comes
+                          from the weights (the masks disagree), not from the data
+The deterministic pass (eval mode) is the one training reports as test accuracy.
+
+``dropout-lab evaluate RUN_DIR --mc-samples K`` writes mc_eval.json and mc_eval.md into RUN_DIR.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from dropout_lab.checks import check_positive
+from dropout_lab.data import Split, batches
+from dropout_lab.dropout import is_stochastic
+from dropout_lab.errors import RunError
+from dropout_lab.files import atomic_write, write_json
+from dropout_lab.runlog import CHECKPOINT, read_summary
+
+MC_JSON, MC_MARKDOWN = "mc_eval.json", "mc_eval.md"
+
+
+@dataclass
+class MCEvaluation:
+    metrics: Dict[str, float]
+    stochastic_layers: List[str]
+    table: str  # markdown, as written to mc_eval.md
+    paths: Dict[str, Path]
+
+
+def stochastic_layers_on(model: torch.nn.Module) -> List[str]:
+    """Eval mode for the whole model, then training mode for its noise layers only; returns
+    them as 'name=Kind(p=...)'."""
+    model.eval()
+    layers = []
+    for name, module in model.named_modules():
+        if is_stochastic(module):
+            module.train()
+            layers.append(f"{name}={type(module).__name__}(p={module.p})")
+    return layers
+
+
+def entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """H[p] in nats along the last axis; 0 ln 0 = 0."""
+    return torch.special.entr(probabilities).sum(dim=-1)
+
+
+@torch.no_grad()
+def mc_statistics(model: torch.nn.Module, split: Split, samples: int, batch_size: int) -> dict:
+    """Per test image: mean softmax over ``samples`` passes of ``model`` in the mode it is in
+    (N, C), and the mean of the passes' own entropies (N,)."""
+    mean_probabilities, mean_sample_entropy = [], []
+    for images, _labels in batches(split, batch_size):
+        passes = torch.stack([F.softmax(model(images), dim=-1) for _ in range(samples)])  # (K, B, C)
+        mean_probabilities.append(passes.mean(dim=0))
+        mean_sample_entropy.append(entropy(passes).mean(dim=0))
+    return {"probabilities": torch.cat(mean_probabilities),
+            "sample_entropy": torch.cat(mean_sample_entropy)}
+
+
+def mc_metrics(probabilities: torch.Tensor, sample_entropy: torch.Tensor,
+               labels: torch.Tensor) -> Dict[str, Optional[float]]:
+    """Accuracy, NLL, predictive entropy and mutual information of the MC prediction, the
+    uncertainties also split by right and wrong predictions (None where a group is empty)."""
+    predictive_entropy = entropy(probabilities)
+    # H[mean] >= mean H by concavity; clamp the rounding error of nearly equal passes.
+    mutual_information = (predictive_entropy - sample_entropy).clamp(min=0.0)
+    right = probabilities.argmax(dim=1) == labels
+    picked = probabilities.gather(1, labels[:, None]).squeeze(1)
+
+    def mean(values: torch.Tensor, where: torch.Tensor) -> Optional[float]:
+        return values[where].mean().item() if where.any() else None
+
+    everywhere = torch.ones_like(right)
+    return {
+        "mc_accuracy": right.double().mean().item(),
+        "mc_loss": -picked.clamp(min=torch.finfo(picked.dtype).tiny).log().mean().item(),
+        "predictive_entropy": mean(predictive_entropy, everywhere),
+        "predictive_entropy_right": mean(predictive_entropy, right),
+        "predictive_entropy_wrong": mean(predictive_entropy, ~right),
+        "mutual_information": mean(mutual_information, everywhere),
+        "mutual_information_right": mean(mutual_information, right),
+        "mutual_information_wrong": mean(mutual_information, ~right),
+    }
+
+
+ROWS = [  # (label, deterministic key, MC key)
+    ("accuracy", "test_accuracy", "mc_accuracy"),
+    ("NLL (nats)", "test_loss", "mc_loss"),
+    ("predictive entropy (nats)", None, "predictive_entropy"),
+    ("  right predictions", None, "predictive_entropy_right"),
+    ("  wrong predictions", None, "predictive_entropy_wrong"),
+    ("mutual information, BALD (nats)", None, "mutual_information"),
+    ("  right predictions", None, "mutual_information_right"),
+    ("  wrong predictions", None, "mutual_information_wrong"),
+]
+
+
+def format_table(run_dir: Path, summary: dict, metrics: Dict[str, float],
+                 stochastic_layers: List[str]) -> str:
+    from dropout_lab.report import markdown_table
+
+    k = metrics["mc_samples"]
+    rows = [[label, metrics[det] if det else None, metrics[mc]] for label, det, mc in ROWS]
+    layers = ", ".join(stochastic_layers) or "none (every MC pass equals the deterministic one)"
+    return (f"# MC dropout: {run_dir}\n\n"
+            f"Run {summary.get('status', 'unknown')} after {summary.get('epochs_done', 0)} epochs; "
+            f"{metrics['test_images']} test images; K = {k} passes (seed {metrics['seed']}) with "
+            f"the noise layers on: {layers}.\n\n"
+            + markdown_table(["metric", "deterministic (eval)", f"MC dropout, K={k}"], rows) + "\n")
+
+
+def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
+    """Evaluate the run in ``run_dir`` (its last checkpoint) with ``mc_samples`` stochastic
+    passes; write mc_eval.json and mc_eval.md into it. Raises RunError / ConfigError."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dropout_lab.exercises.models import run_config, test_split, trained_model
+    from dropout_lab.report import run_record
+    from dropout_lab.train import evaluate
+
+    check_positive(mc_samples, "--mc-samples", integer=True)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir} is not a dropout-lab run folder (not a directory)")
+    summary = read_summary(run_dir)  # RunError: not a run
+    if not (run_dir / CHECKPOINT).is_file():
+        raise RunError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
+                       f"logging.checkpoint=false, or stopped before its first epoch)")
+    run = run_record(run_dir)
+    try:
+        config = run_config(run)
+        model = trained_model(run)
+    except (OmegaConfBaseException, RuntimeError, KeyError) as error:
+        raise RunError(f"the config and checkpoint in {run_dir} do not fit this version of "
+                       f"dropout-lab: {str(error).strip().splitlines()[0]}") from None
+    split = test_split(run)
+    batch_size = config.trainer.eval_batch_size
+    metrics = {"mc_samples": mc_samples, "seed": seed, "test_images": len(split),
+               **evaluate(model, split, batch_size)}  # the deterministic pass, as in training
+    layers = stochastic_layers_on(model)
+    with torch.random.fork_rng(devices=[]):  # seed the masks without touching the caller's RNG
+        torch.manual_seed(seed)
+        statistics = mc_statistics(model, split, mc_samples, batch_size)
+    model.eval()
+    metrics.update(mc_metrics(statistics["probabilities"], statistics["sample_entropy"],
+                              split.labels))
+    table = format_table(run_dir, summary, metrics, layers)
+    paths = {"json": run_dir / MC_JSON, "markdown": run_dir / MC_MARKDOWN}
+    write_json(paths["json"], {"run_dir": str(run_dir), "stochastic_layers": layers,
+                               "metrics": metrics})
+    atomic_write(paths["markdown"], lambda out: out.write(table.encode()))
+    return MCEvaluation(metrics, layers, table, paths)

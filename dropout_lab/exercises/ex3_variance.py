@@ -1,0 +1,304 @@
+"""Exercise 3: the variance of the activations after dropout, in theory and measured.
+
+Theory for inverted dropout, h' = h·ξ/(1-p), ξ ~ Bernoulli(1-p):
+    given h:       E[h'|h] = h,  Var[h'|h] = p/(1-p)·h²
+    over the data: Var[h'] = Var[h] + p/(1-p)·E[h²]
+
+The first is checked by Monte Carlo on trained networks: the hidden activations h of a fixed
+batch of test images are computed once (eval mode, so h is what the dropout layer receives
+without upstream noise), then the layer's own dropout is drawn M times. The second is checked
+on the per-epoch statistics training logged (logging.activation_stats=true).
+
+The Monte Carlo tolerance. For one element, the sample variance s² of M draws of X = c·ξ has
+Var(s²) = σ⁴·(κ/M − (M−3)/(M(M−1))), where κ is the kurtosis of the two-point variable:
+κ = (1 − 3q(1−q))/(q(1−q)), q = 1 − p (σ⁴ cancels in relative terms; κ does not depend on h).
+The per-unit estimate is the mean over the B examples, so its standard error is
+SE_j = √(c_M·Σ_i σ⁴_ij)/B with c_M the bracket above, and σ²_ij = p/(1−p)·h²_ij. A unit passes
+when |MC − theory| ≤ 5·SE_j: for a correct formula one unit fails with probability 6·10⁻⁷
+(normal tails; B·M terms make the mean close to normal), so all 512 units of a network pass
+with probability above 0.999. A wrong formula (say, a missing 1/(1−p)) misses by far more.
+"""
+
+import math
+from pathlib import Path
+from typing import Dict, List
+
+from dropout_lab.exercises.base import (Exercise, Findings, Table, completed, dropout_name,
+                                        final, group_by, new_figure, probabilities, save_figure)
+from dropout_lab.exercises.stats import estimate, verdict
+from dropout_lab.report import curve
+
+Z_LIMIT = 5.0
+
+
+# --- the Monte Carlo check on trained networks (torch) --------------------------------------
+
+def kurtosis_term(p: float, draws: int) -> float:
+    """Var(s²)/σ⁴ for the sample variance of ``draws`` draws of inverted Bernoulli dropout."""
+    q = 1.0 - p
+    kurtosis = (1.0 - 3.0 * q * (1.0 - q)) / (q * (1.0 - q))
+    return kurtosis / draws - (draws - 3) / (draws * (draws - 1))
+
+
+def mc_variance(noise, h, draws: int, chunk: int = 16):
+    """Per-element sample variance (ddof 1) of ``noise(h)`` over ``draws`` independent draws.
+
+    h: (B, units) fixed activations; the noise module runs in training mode on (chunk, B, units)
+    copies, and the sums are kept in float64.
+    """
+    import torch
+
+    total = torch.zeros(h.shape, dtype=torch.float64)
+    total_sq = torch.zeros(h.shape, dtype=torch.float64)
+    noise.train()
+    done = 0
+    with torch.no_grad():
+        while done < draws:
+            n = min(chunk, draws - done)
+            y = noise(h.expand(n, *h.shape)).to(torch.float64)  # (n, B, units)
+            total += y.sum(dim=0)
+            total_sq += (y * y).sum(dim=0)
+            done += n
+    return (total_sq - total * total / draws) / (draws - 1)
+
+
+def check_layer(noise, h, p: float, draws: int) -> dict:
+    """Per-unit Monte Carlo variance against p/(1-p)·h², with the tolerance of the docstring."""
+    import torch
+
+    h = h.to(torch.float32)
+    s2 = mc_variance(noise, h, draws)  # (B, units)
+    theory = (p / (1.0 - p)) * h.to(torch.float64) ** 2
+    batch = h.shape[0]
+    mc_unit, theory_unit = s2.mean(dim=0), theory.mean(dim=0)
+    se_unit = torch.sqrt(kurtosis_term(p, draws) * (theory ** 2).sum(dim=0)) / batch
+    active = theory_unit > 0  # a unit that is 0 on every example has variance 0 under both
+    z = (mc_unit[active] - theory_unit[active]) / se_unit[active]
+    relative = (mc_unit[active] - theory_unit[active]) / theory_unit[active]
+    tolerance = Z_LIMIT * se_unit[active] / theory_unit[active]
+    total_se = math.sqrt(kurtosis_term(p, draws) * (theory ** 2).sum().item()) / theory.sum().item()
+    return {
+        "p": p, "draws": draws, "examples": batch, "units": int(h.shape[1]),
+        "active_units": int(active.sum()),
+        "median_abs_relative_error": relative.abs().median().item(),
+        "max_abs_relative_error": relative.abs().max().item(),
+        "max_relative_tolerance": tolerance.max().item(),
+        "median_relative_tolerance": tolerance.median().item(),
+        "max_abs_z": z.abs().max().item(),
+        "z_limit": Z_LIMIT,
+        "passed": bool((z.abs() <= Z_LIMIT).all()),
+        "layer_relative_error": (s2.sum() / theory.sum() - 1.0).item(),
+        "layer_relative_se": total_se,
+        "theory_per_unit": theory_unit[active].tolist(),
+        "mc_per_unit": mc_unit[active].tolist(),
+    }
+
+
+def hidden_activations(model, images) -> List:
+    """The input of each hidden layer's noise module (its ReLU output), in eval mode: (B, units)."""
+    import torch
+    from torch import nn
+
+    model.eval()
+    activations = []
+    x = images
+    with torch.no_grad():
+        for module in model.net:
+            x = module(x)
+            if isinstance(module, nn.ReLU):
+                activations.append(x.clone())
+    return activations
+
+
+def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
+    """The Monte Carlo check on every trained network with Bernoulli dropout."""
+    from dropout_lab.activations import hidden_layers
+    from dropout_lab.dropout import InvertedDropout
+    from dropout_lab.exercises.models import test_images, trained_model
+
+    draws, batch = (400, 128) if quick else (4000, 512)
+    checks = []
+    for run in runs:
+        if run["config"]["model"]["dropout"]["kind"] != "custom" or not any(probabilities(run)):
+            continue
+        model = trained_model(run)
+        images = test_images(run, batch)
+        for k, (h, (_, noise)) in enumerate(zip(hidden_activations(model, images),
+                                                hidden_layers(model)), start=1):
+            if isinstance(noise, InvertedDropout) and 0.0 < noise.p < 1.0:
+                checks.append({"run": run["job"], "seed": run["config"]["seed"], "layer": k,
+                               **check_layer(noise, h, noise.p, draws)})
+    return {"draws": draws, "examples": batch, "checks": checks}
+
+
+# --- the analysis ------------------------------------------------------------------------------
+
+LAYER_STATS = ("var_before_noise", "var_after_noise", "mean_square_before_noise")
+
+
+def layer_count(runs: List[dict]) -> int:
+    keys = {key for run in runs for key in (run["history"] or [{}])[-1]}
+    return sum(f"layer{k}_var_before_noise" in keys for k in range(1, 100))
+
+
+def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+    tables, plots, lines = [], [], []
+    checks = measurements.get("checks", [])
+    if checks:
+        tables.append(Table(
+            "Monte Carlo check of Var[h'|h] = p/(1−p)·h² on trained networks (per unit)",
+            ["seed", "layer", "p", "units", "draws", "median |rel. err.|", "max |rel. err.|",
+             "max tolerance", "max |z|", "passed", "whole layer rel. err. (SE)"],
+            [[c["seed"], c["layer"], f"{c['p']:g}", f"{c['active_units']}/{c['units']}", c["draws"],
+              f"{c['median_abs_relative_error']:.2%}", f"{c['max_abs_relative_error']:.2%}",
+              f"{c['max_relative_tolerance']:.2%}", f"{c['max_abs_z']:.2f}",
+              "yes" if c["passed"] else "NO",
+              f"{c['layer_relative_error']:+.3%} ({c['layer_relative_se']:.3%})"] for c in checks],
+            f"Per unit: the MC variance of h' given h, averaged over {measurements['examples']} "
+            f"test images, against p/(1−p)·h² averaged the same way. Tolerance per unit: "
+            f"{Z_LIMIT:g}·SE from the number of draws (see dropout_lab/exercises/ex3_variance.py); "
+            f"z = error/SE."))
+        plots.append(("Per-unit variance of h' given h: Monte Carlo against p/(1−p)·h²",
+                      plot_scatter(checks, out_dir / "variance_check.png")))
+        lines.append(mc_conclusion(checks))
+    else:
+        lines.append("No trained network with Bernoulli dropout to check the formula on.")
+
+    groups = group_by(runs, probabilities)
+    n_layers = layer_count(completed(runs))
+    if n_layers:
+        tables.append(identity_table(groups, n_layers))
+        tables.append(variance_table(groups, n_layers))
+        plots.append(("Each hidden layer's activation variance per epoch (mean over units and "
+                      "seeds): before the noise (ReLU output) and after it",
+                      plot_variance(groups, n_layers, out_dir / "variance_over_training.png")))
+        lines += training_conclusion(groups, n_layers)
+    else:
+        lines.append("The runs logged no activation statistics (logging.activation_stats=false).")
+    return Findings(tables, plots, lines, numbers={"mc_checks": [
+        {k: v for k, v in c.items() if not k.endswith("per_unit")} for c in checks]})
+
+
+def mc_conclusion(checks: List[dict]) -> str:
+    failed = [c for c in checks if not c["passed"]]
+    worst = max(checks, key=lambda c: c["max_abs_z"])
+    units = sum(c["active_units"] for c in checks)
+    if failed:
+        return (f"The formula Var[h'|h] = p/(1−p)·h² does NOT hold: in {len(failed)} of "
+                f"{len(checks)} layer checks some unit misses by more than {Z_LIMIT:g}·SE "
+                f"(worst |z| = {worst['max_abs_z']:.1f}, layer {worst['layer']}).")
+    return (f"Var[h'|h] = p/(1−p)·h² holds: over {units} active units in {len(checks)} layers of "
+            f"trained networks, the Monte Carlo variance ({checks[0]['draws']} draws) agrees "
+            f"with the formula within {Z_LIMIT:g}·SE for every unit (largest |z| = "
+            f"{worst['max_abs_z']:.2f}; median relative error "
+            f"{max(c['median_abs_relative_error'] for c in checks):.2%} or less).")
+
+
+def last_row(run: dict) -> dict:
+    return run["history"][-1]
+
+
+def identity_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
+    rows = []
+    for key, group in groups.items():
+        for k in range(1, n_layers + 1):
+            p = key[k - 1]
+            measured = estimate(last_row(r)[f"layer{k}_var_after_noise"] for r in group)
+            predicted = estimate(last_row(r)[f"layer{k}_var_before_noise"]
+                                 + p / (1 - p) * last_row(r)[f"layer{k}_mean_square_before_noise"]
+                                 for r in group)
+            rows.append([dropout_name(key), k, f"{p:g}",
+                         estimate(last_row(r)[f"layer{k}_var_before_noise"] for r in group).text(),
+                         predicted.text(), measured.text(),
+                         f"{measured.mean / predicted.mean - 1:+.3%}"])
+    return Table("Over the data, last epoch: Var[h'] = Var[h] + p/(1−p)·E[h²]",
+                 ["setting", "layer", "p", "Var[h] (before noise)", "predicted Var[h']",
+                  "measured Var[h']", "measured/predicted − 1"], rows,
+                 "Per unit over the epoch's training examples, averaged over units; the "
+                 "prediction uses the same epoch's Var[h] and E[h²] (training passes).")
+
+
+def variance_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
+    rows = []
+    for key, group in groups.items():
+        for k in range(1, n_layers + 1):
+            first = estimate(r["history"][0][f"layer{k}_var_before_noise"] for r in group)
+            rows.append([dropout_name(key), k, first.text(), final(group, f"layer{k}_var_before_noise").text(),
+                         final(group, f"layer{k}_var_after_noise").text()])
+    return Table("Activation variance per layer: first and last epoch (mean ± std over seeds)",
+                 ["setting", "layer", "Var[h] epoch 1", "Var[h] last epoch", "Var[h'] last epoch"],
+                 rows)
+
+
+def training_conclusion(groups: Dict[tuple, List[dict]], n_layers: int) -> List[str]:
+    lines = []
+    plain = [key for key in groups if not any(key)]
+    noisy = [key for key in groups if any(key)]
+    for key in noisy:
+        group = groups[key]
+        ratios = []
+        for k in range(1, n_layers + 1):
+            after, before = (final(group, f"layer{k}_var_after_noise"),
+                             final(group, f"layer{k}_var_before_noise"))
+            ratios.append(f"layer {k} (p = {key[k - 1]:g}) ×{after.mean / before.mean:.2f}")
+        lines.append(f"With {dropout_name(key)}, the noise multiplies the activation variance the "
+                     f"next layer sees, at the last epoch: " + ", ".join(ratios) + ".")
+        if plain:
+            for k in range(1, n_layers + 1):
+                metric = f"layer{k}_var_before_noise"
+                lines.append(f"Layer {k} before the noise, last epoch, " + verdict(
+                    dropout_name(key), final(group, metric), dropout_name(plain[0]),
+                    final(groups[plain[0]], metric), metric="Var[h]", higher_is_better=None))
+    return lines
+
+
+def plot_scatter(checks: List[dict], path: Path) -> str:
+    figure, axes = new_figure(1, width=5.5, height=5.0)
+    ax = axes[0]
+    lows, highs = [], []
+    for k in sorted({c["layer"] for c in checks}):
+        theory = [t for c in checks if c["layer"] == k for t in c["theory_per_unit"]]
+        mc = [m for c in checks if c["layer"] == k for m in c["mc_per_unit"]]
+        ax.scatter(theory, mc, s=6, alpha=0.5, label=f"layer {k}")
+        lows.append(min(theory))
+        highs.append(max(theory))
+    line = [min(lows), max(highs)]
+    ax.plot(line, line, "k--", linewidth=1, label="y = x")
+    ax.set(xscale="log", yscale="log", xlabel="p/(1−p)·h², averaged over the batch",
+           ylabel="Monte Carlo variance of h'", title="Var[h'|h] per unit")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+def plot_variance(groups, n_layers: int, path: Path) -> str:
+    figure, axes = new_figure(n_layers, width=5.0)
+    for k, ax in enumerate(axes, start=1):
+        for key, group in groups.items():
+            epochs, means, _ = curve(group, f"layer{k}_var_before_noise")
+            ax.plot(epochs, means, label=f"{dropout_name(key)}: before noise")
+            if any(key):
+                epochs, means, _ = curve(group, f"layer{k}_var_after_noise")
+                ax.plot(epochs, means, "--", label=f"{dropout_name(key)}: after noise")
+        ax.set(xlabel="epoch", ylabel="mean over units of Var[activation]", title=f"hidden layer {k}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    return save_figure(figure, path)
+
+
+EXERCISE = Exercise(
+    number=3,
+    title="The variance of the activations after dropout",
+    question=("Compute the variance of the activation random variables after applying dropout: "
+              "check p/(1−p)·h² against Monte Carlo on a trained network, and follow each hidden "
+              "layer's activation variance over training, with and without dropout."),
+    design=("The textbook model trained for 20 epochs without dropout and with dropout "
+            "(0.2, 0.5), 2 seeds each (4 runs), with logging.activation_stats=true: every epoch "
+            "logs, per hidden layer, the per-unit variance over the epoch's training examples of "
+            "the ReLU output h (before the noise) and of h' (after it), averaged over units, and "
+            "E[h²] (TensorBoard tags activations/layer{k}_...). Each trained network with "
+            "dropout then gets the Monte Carlo check: h fixed on a batch of test images, the "
+            "layer's dropout drawn many times, per-unit variance against the formula."),
+    analyze=analyze,
+    measure=measure,
+)

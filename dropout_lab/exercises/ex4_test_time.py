@@ -1,0 +1,245 @@
+"""Exercise 4: why dropout is (usually) not used at test time.
+
+Each trained network is evaluated on the test set deterministically (eval mode: the scaled
+expectation of the noise, what training reports) and with its dropout on: single stochastic
+passes, and the Monte Carlo average of the softmax over K passes (evaluate.mc_statistics), with
+the time each takes. Predictive entropy, split by right and wrong predictions, says whether the
+passes' disagreement flags the mistakes.
+"""
+
+import time
+from pathlib import Path
+from typing import List
+
+from dropout_lab.exercises.base import (Exercise, Findings, Table, new_figure, save_figure)
+from dropout_lab.exercises.stats import Estimate, change, estimate
+
+FULL_KS, QUICK_KS = (1, 2, 4, 8, 16, 32, 64), (1, 2, 4, 8)
+REPEATS = 8  # draws of K passes for K < REPEATS: REPEATS // K of them, for the spread over masks
+
+
+# --- measurements (torch) ---------------------------------------------------------------------
+
+def auroc(scores, positives) -> float:
+    """P(score of a random positive > score of a random negative), ties half: the
+    Mann-Whitney statistic. Here: how well entropy ranks wrong predictions above right ones."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores.numpy())
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    return float((ranks[positives.numpy()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def deterministic_pass(model, split, batch_size: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from dropout_lab.data import batches
+    from dropout_lab.evaluate import entropy, mc_metrics
+
+    model.eval()
+    started = time.perf_counter()
+    with torch.no_grad():
+        probabilities = torch.cat([F.softmax(model(images), dim=-1)
+                                   for images, _ in batches(split, batch_size)])
+    seconds = time.perf_counter() - started
+    metrics = mc_metrics(probabilities, entropy(probabilities), split.labels)
+    wrong = probabilities.argmax(dim=1) != split.labels
+    return {"accuracy": metrics["mc_accuracy"], "seconds": seconds,
+            "entropy_right": metrics["predictive_entropy_right"],
+            "entropy_wrong": metrics["predictive_entropy_wrong"],
+            "auroc": auroc(entropy(probabilities), wrong)}
+
+
+def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
+    """One MC prediction from K passes (masks seeded by ``seed``), timed."""
+    import torch
+
+    from dropout_lab.evaluate import entropy, mc_metrics, mc_statistics
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        statistics = mc_statistics(model, split, k, batch_size)
+        seconds = time.perf_counter() - started
+    model.eval()
+    metrics = mc_metrics(statistics["probabilities"], statistics["sample_entropy"], split.labels)
+    wrong = statistics["probabilities"].argmax(dim=1) != split.labels
+    return {**metrics, "seconds": seconds,
+            "auroc": auroc(entropy(statistics["probabilities"]), wrong),
+            "entropy": entropy(statistics["probabilities"]), "wrong": wrong}
+
+
+def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
+    import numpy as np
+
+    from dropout_lab.exercises.models import run_config, test_split, trained_model
+
+    ks = QUICK_KS if quick else FULL_KS
+    results = []
+    for run in runs:
+        model, split = trained_model(run), test_split(run)
+        batch_size = run_config(run).trainer.eval_batch_size
+        result = {"seed": run["config"]["seed"], "job": run["job"], "test_images": len(split),
+                  "deterministic": deterministic_pass(model, split, batch_size), "mc": {}}
+        for k in ks:
+            draws = [mc_passes(model, split, k, batch_size, seed=1000 * k + r)
+                     for r in range(max(1, REPEATS // k))]
+            last = draws[-1]
+            result["mc"][str(k)] = {
+                "accuracies": [d["mc_accuracy"] for d in draws],
+                "seconds": [d["seconds"] for d in draws],
+                **{key: last[key] for key in ("predictive_entropy_right", "predictive_entropy_wrong",
+                                              "mutual_information_right", "mutual_information_wrong",
+                                              "auroc")}}
+        bins = np.linspace(0.0, np.log(10.0), 31)
+        result["entropy_histogram"] = {
+            "bins": bins.tolist(),
+            "right": np.histogram(last["entropy"][~last["wrong"]].numpy(), bins)[0].tolist(),
+            "wrong": np.histogram(last["entropy"][last["wrong"]].numpy(), bins)[0].tolist()}
+        results.append(result)
+    return {"ks": list(ks), "repeats": REPEATS, "runs": results}
+
+
+# --- analysis -----------------------------------------------------------------------------------
+
+def per_seed(results: List[dict], k: int, field: str = "accuracies") -> Estimate:
+    """The seed-level mean of K-pass accuracies (averaged over the mask draws of each seed)."""
+    return estimate(sum(r["mc"][str(k)][field]) / len(r["mc"][str(k)][field]) for r in results)
+
+
+def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+    results = measurements.get("runs", [])
+    if not results:
+        return Findings([], [], ["No trained network to evaluate: nothing to conclude."])
+    ks = measurements["ks"]
+    deterministic = estimate(r["deterministic"]["accuracy"] for r in results)
+    det_seconds = estimate(r["deterministic"]["seconds"] for r in results)
+    deltas = {k: change(sum(r["mc"][str(k)]["accuracies"]) / len(r["mc"][str(k)]["accuracies"])
+                        - r["deterministic"]["accuracy"] for r in results) for k in ks}
+    spread = {k: estimate(a for r in results for a in r["mc"][str(k)]["accuracies"]) for k in ks}
+    rows = [["deterministic (eval mode)", deterministic.text(), "", "", det_seconds.text(3), "1.0"]]
+    for k in ks:
+        seconds = per_seed(results, k, "seconds")
+        rows.append([f"MC, K = {k}", per_seed(results, k).text(), spread[k].text(),
+                     deltas[k].text(), seconds.text(3), f"{seconds.mean / det_seconds.mean:.1f}"])
+    tables = [Table(
+        "Test accuracy: deterministic pass against K stochastic passes averaged",
+        ["prediction", "test acc (mean ± std over seeds)", "spread over mask draws",
+         "Δ vs deterministic (paired by seed)", "seconds", "cost × deterministic"], rows,
+        f"{len(results)} trained networks, {results[0]['test_images']} test images. K = 1 is a "
+        f"single stochastic pass. The mask-draw spread pools {measurements['repeats']}//K draws "
+        f"per network; Δ pairs each network with its own deterministic pass.")]
+
+    top = str(ks[-1])
+    entropy_rows = [
+        ["deterministic", estimate(r["deterministic"]["entropy_right"] for r in results).text(),
+         estimate(r["deterministic"]["entropy_wrong"] for r in results).text(),
+         estimate(r["deterministic"]["auroc"] for r in results).text(3), "", ""],
+        [f"MC, K = {top}", estimate(r["mc"][top]["predictive_entropy_right"] for r in results).text(),
+         estimate(r["mc"][top]["predictive_entropy_wrong"] for r in results).text(),
+         estimate(r["mc"][top]["auroc"] for r in results).text(3),
+         estimate(r["mc"][top]["mutual_information_right"] for r in results).text(),
+         estimate(r["mc"][top]["mutual_information_wrong"] for r in results).text()]]
+    tables.append(Table(
+        "Predictive entropy (nats) of right and wrong predictions",
+        ["prediction", "entropy, right", "entropy, wrong", "AUROC (entropy flags wrong)",
+         "mutual information, right", "mutual information, wrong"], entropy_rows,
+        "AUROC: the probability that a random wrong prediction has a higher entropy than a random "
+        "right one (0.5: no signal)."))
+    plots = [("Test accuracy and cost against the number of stochastic passes K",
+              plot_k(results, ks, deterministic, out_dir / "mc_accuracy.png")),
+             (f"Predictive entropy of right and wrong predictions, K = {top} (seed "
+              f"{results[0]['seed']})", plot_entropy(results[0], out_dir / "entropy.png"))]
+    return Findings(tables, plots, conclusion(results, ks, deterministic, deltas, det_seconds),
+                    numbers={"deterministic": [deterministic.mean, deterministic.std],
+                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}})
+
+
+def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
+    lines = []
+    single = deltas[ks[0]]
+    lines.append(f"One stochastic pass against the deterministic pass: {single.text()} in test "
+                 f"accuracy (paired by network)"
+                 + (", a significant loss: a single noisy pass is a worse predictor."
+                    if single.significant and single.delta < 0 else "."))
+    caught_up = [k for k in ks if deltas[k].known and not (deltas[k].significant and deltas[k].delta < 0)]
+    if caught_up:
+        k = caught_up[0]
+        cost = per_seed(results, k, "seconds").mean / det_seconds.mean
+        lines.append(f"The MC average is no longer significantly below the deterministic pass "
+                     f"from K = {k} on, at {cost:.1f}× its time.")
+    else:
+        lines.append(f"Up to K = {ks[-1]} the MC average stays significantly below the "
+                     f"deterministic pass (or there is no verdict).")
+    top = deltas[ks[-1]]
+    cost = per_seed(results, ks[-1], "seconds").mean / det_seconds.mean
+    gain = ("significantly above" if top.significant and top.delta > 0 else
+            "significantly below" if top.significant else "within the spread of")
+    lines.append(f"At K = {ks[-1]} the MC average is {gain} the deterministic pass "
+                 f"({top.text()}) and costs {cost:.0f}× its time: the deterministic pass gives "
+                 f"the accuracy of averaging many masks in one pass, which is why dropout is "
+                 f"switched off at test time.")
+    top_k = str(ks[-1])
+    right = estimate(r["mc"][top_k]["predictive_entropy_right"] for r in results)
+    wrong = estimate(r["mc"][top_k]["predictive_entropy_wrong"] for r in results)
+    area = estimate(r["mc"][top_k]["auroc"] for r in results)
+    lines.append(f"What MC passes add is uncertainty: wrong predictions have a predictive entropy "
+                 f"of {wrong.text(3)} nats against {right.text(3)} for right ones (K = {top_k}); "
+                 f"entropy ranks a wrong prediction above a right one with probability "
+                 f"{area.text(3)} (deterministic softmax: "
+                 f"{estimate(r['deterministic']['auroc'] for r in results).text(3)}).")
+    return lines
+
+
+def plot_k(results, ks, deterministic: Estimate, path: Path) -> str:
+    figure, axes = new_figure(2, width=5.0)
+    means = [per_seed(results, k) for k in ks]
+    axes[0].errorbar(ks, [m.mean for m in means], yerr=[m.std or 0.0 for m in means], marker="o",
+                     capsize=3, label="MC average of K passes")
+    axes[0].axhline(deterministic.mean, color="k", linestyle="--", label="deterministic (eval)")
+    axes[0].set(xscale="log", xlabel="K stochastic passes", ylabel="test accuracy",
+                title="accuracy (mean ± std over seeds)")
+    seconds = [per_seed(results, k, "seconds").mean for k in ks]
+    det = sum(r["deterministic"]["seconds"] for r in results) / len(results)
+    axes[1].plot(ks, seconds, marker="o", label="MC, K passes")
+    axes[1].axhline(det, color="k", linestyle="--", label="deterministic")
+    axes[1].set(xscale="log", yscale="log", xlabel="K stochastic passes", ylabel="seconds",
+                title="time for the test set")
+    for ax in axes:
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(figure, path)
+
+
+def plot_entropy(result: dict, path: Path) -> str:
+    histogram = result["entropy_histogram"]
+    bins = histogram["bins"]
+    figure, axes = new_figure(1, width=6.0)
+    for label in ("right", "wrong"):
+        counts = histogram[label]
+        total = sum(counts) or 1
+        axes[0].stairs([c / total for c in counts], bins, label=f"{label} ({sum(counts)})")
+    axes[0].set(xlabel="predictive entropy (nats)", ylabel="fraction of predictions",
+                title="entropy of the MC prediction")
+    axes[0].grid(alpha=0.3)
+    axes[0].legend()
+    return save_figure(figure, path)
+
+
+EXERCISE = Exercise(
+    number=4,
+    title="Why dropout is not used at test time",
+    question=("Why is dropout typically not used at test time? Compare the deterministic "
+              "evaluation with single stochastic passes and with the Monte Carlo average of K "
+              "passes, its cost, and what the passes' disagreement tells about the mistakes."),
+    design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 3 seeds (3 runs). Each "
+            "trained network is evaluated on the full test set in eval mode and with its dropout "
+            "layers on (evaluate.mc_statistics): K = 1, 2, 4, ..., 64 passes averaged in softmax "
+            "space, each timed; for K < 8, 8/K independent draws give the spread over masks."),
+    analyze=analyze,
+    measure=measure,
+)

@@ -1,0 +1,114 @@
+"""Exercise 5: a more complex model (wider hidden layers) with and without dropout."""
+
+from pathlib import Path
+from typing import Dict, List
+
+from dropout_lab.exercises.base import (Exercise, Findings, Table, errorbar, final, group_by,
+                                        new_figure, probabilities, save_figure, seconds_per_epoch)
+from dropout_lab.exercises.stats import contrast, difference, verdict
+
+
+def setting(run: dict):
+    """(hidden sizes, dropout probabilities)."""
+    return tuple(run["config"]["model"]["hidden"]), probabilities(run)
+
+
+def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+    groups = group_by(runs, setting)
+    widths = sorted({hidden for hidden, _ in groups}, key=lambda h: sum(h))
+    noisy = sorted({probs for _, probs in groups if any(probs)})
+    if not widths or not noisy or not any(not any(p) for _, p in groups):
+        return Findings([], [], ["The sweep needs runs with and without dropout: nothing to compare."])
+    drop, none = noisy[0], tuple(0.0 for _ in noisy[0])
+    cells = {(h, d): groups.get((h, d), []) for h in widths for d in (none, drop)}
+    rows = []
+    for h in widths:
+        without, with_ = cells[(h, none)], cells[(h, drop)]
+        rows.append([
+            str(list(h)), final(without).text(), final(with_).text(),
+            difference(final(with_), final(without)).text(),
+            final(without, "gap").text(), final(with_, "gap").text(),
+            difference(final(with_, "gap"), final(without, "gap")).text(),
+            seconds_per_epoch(without + with_).text(1)])
+    tables = [Table(
+        f"Final test accuracy and gap by width, without dropout and with dropout {drop}",
+        ["hidden", "test acc, none", "test acc, dropout", "Δ test (dropout − none)",
+         "gap, none", "gap, dropout", "Δ gap (dropout − none)", "s/epoch"], rows)]
+
+    growth = {metric: effect_growth(cells, widths[0], widths[-1], none, drop, metric)
+              for metric in ("test_accuracy", "gap")}
+    tables.append(Table(
+        f"Does dropout's effect grow with width? (effect at {list(widths[-1])} − effect at "
+        f"{list(widths[0])})", ["metric", "change of the dropout effect"],
+        [[metric, value.text()] for metric, value in growth.items()],
+        "The effect is the dropout − none difference at one width; its change is a difference "
+        "of differences (an interaction), with its own 2·SE."))
+    plots = [("Test accuracy and gap against width (mean ± std over seeds)",
+              plot_widths(cells, widths, none, drop, out_dir / "width.png"))]
+    return Findings(tables, plots, conclusion(cells, widths, none, drop, growth),
+                    numbers={"growth": {m: [g.delta, g.se] for m, g in growth.items()}})
+
+
+def effect_growth(cells, small, large, none, drop, metric: str):
+    return contrast([(1.0, final(cells[(large, drop)], metric)), (-1.0, final(cells[(large, none)], metric)),
+                     (-1.0, final(cells[(small, drop)], metric)), (1.0, final(cells[(small, none)], metric))])
+
+
+def conclusion(cells: Dict, widths, none, drop, growth) -> List[str]:
+    lines = []
+    small, large = widths[0], widths[-1]
+    meaning = {  # what a positive / negative change of the (dropout − none) effect means
+        "test_accuracy": ("dropout adds more test accuracy at the larger width",
+                          "dropout adds less test accuracy (or costs more) at the larger width"),
+        "gap": ("dropout narrows the gap less at the larger width",
+                "dropout narrows the gap more at the larger width"),
+    }
+    for metric, words in (("test_accuracy", "test accuracy"), ("gap", "the gap")):
+        change = growth[metric]
+        if not change.known:
+            lines.append(f"Whether dropout's effect on {words} grows with width: no verdict "
+                         f"({change.text()}).")
+        elif change.significant:
+            lines.append(f"Dropout's effect on {words} changes significantly from width "
+                         f"{list(small)} to {list(large)}, by {change.text()}: "
+                         f"{meaning[metric][0 if change.delta > 0 else 1]}.")
+        else:
+            lines.append(f"Dropout's effect on {words} does not change significantly from width "
+                         f"{list(small)} to {list(large)}: {change.text()}.")
+    for h in widths:
+        lines.append(f"Width {list(h)}, " + verdict(
+            "dropout", final(cells[(h, drop)]), "none", final(cells[(h, none)])))
+    lines.append(f"Without dropout, widening from {list(small)} to {list(large)}, " + verdict(
+        str(list(large)), final(cells[(large, none)]), str(list(small)), final(cells[(small, none)])))
+    return lines
+
+
+def plot_widths(cells, widths, none, drop, path: Path) -> str:
+    figure, axes = new_figure(2, width=5.0)
+    xs = [h[0] for h in widths]
+    for ax, metric, title in ((axes[0], "test_accuracy", "final test accuracy"),
+                              (axes[1], "gap", "gap (train − test)")):
+        for probs, label in ((none, "no dropout"), (drop, f"dropout {drop}")):
+            errorbar(ax, xs, [final(cells[(h, probs)], metric) for h in widths], label)
+        ax.set(xscale="log", xlabel="hidden units per layer", title=title)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(figure, path)
+
+
+EXERCISE = Exercise(
+    number=5,
+    title="A more complex model: wider hidden layers, with and without dropout",
+    question=("If the model is made more complex (more hidden units), is the effect of using "
+              "dropout against overfitting more pronounced?"),
+    design=("Two hidden layers of 256, 1024 and 2048 units, without dropout and with the "
+            "textbook dropout (0.2, 0.5), 3 seeds each (18 runs), trained with the textbook "
+            "optimiser for 30 epochs on the first 10,000 training images: the small training "
+            "set makes overfitting visible within the budget, and keeps the 2048-wide runs "
+            "affordable on a CPU (the test set is the full 10,000). The effect of dropout is the "
+            "dropout − none difference at a width; whether it grows is the change of that "
+            "difference from 256 to 2048."),
+    analyze=analyze,
+    quick=("model.hidden=[32,32],[128,128]",),
+)

@@ -1,0 +1,127 @@
+"""Exercise 6: dropout against weight decay, and both together."""
+
+from pathlib import Path
+from typing import Dict, List
+
+from dropout_lab.exercises.base import (Exercise, Findings, Table, errorbar, final, group_by,
+                                        new_figure, probabilities, save_figure)
+from dropout_lab.exercises.stats import Contrast, Estimate, contrast, difference
+
+METRIC_NAMES = {"test_accuracy": "test accuracy", "gap": "gap"}
+
+
+def setting(run: dict):
+    """(weight decay, dropout probabilities)."""
+    return float(run["config"]["optim"]["weight_decay"]), probabilities(run)
+
+
+def classify(alone_d: Contrast, alone_w: Contrast, both: Contrast, interaction: Contrast) -> str:
+    """How two test-accuracy effects combine, from the measured contrasts (vs neither).
+
+    additive: the interaction (both − dropout alone − decay alone + neither) is within 2·SE;
+    more than additive: significantly positive; otherwise, with a significantly negative
+    interaction, diminishing when together is still above the better one alone, cancelling when
+    it is not.
+    """
+    if not interaction.known:
+        return "no verdict (fewer than 2 seeds)"
+    if not interaction.significant:
+        return "additive (the interaction is within the spread)"
+    if interaction.delta > 0:
+        return "more than additive (a significant positive interaction)"
+    if both.delta > max(alone_d.delta, alone_w.delta):
+        return "diminishing (together better than either alone, but less than the sum)"
+    return "cancelling (together no better than the better of the two alone)"
+
+
+def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+    groups = group_by(runs, setting)
+    decays = sorted({wd for wd, _ in groups})
+    noisy = sorted({probs for _, probs in groups if any(probs)})
+    if 0.0 not in decays or len(decays) < 2 or not noisy:
+        return Findings([], [], ["The sweep needs weight decay 0 and above, with and without "
+                                 "dropout: nothing to compare."])
+    drop, none = noisy[0], tuple(0.0 for _ in noisy[0])
+    est = {(wd, d, m): final(groups.get((wd, d), []), m)
+           for wd in decays for d in (none, drop) for m in METRIC_NAMES}
+    tables = [Table(
+        f"Final {name} (mean ± std over seeds)",
+        ["dropout", *(f"wd {wd:g}" for wd in decays)],
+        [[label, *(est[(wd, d, metric)].text() for wd in decays)]
+         for d, label in ((none, "none"), (drop, f"{drop}"))])
+        for metric, name in METRIC_NAMES.items()]
+
+    rows, verdicts, numbers = [], [], {}
+    for wd in decays[1:]:
+        for metric, name in METRIC_NAMES.items():
+            effects = interaction_terms(est, wd, none, drop, metric)
+            kind = classify(*effects) if metric == "test_accuracy" else ""
+            rows.append([f"{wd:g}", name, *(e.text() for e in effects), kind])
+            numbers[f"wd={wd:g} {metric}"] = {n: [e.delta, e.se] for n, e in
+                                              zip(("dropout", "decay", "both", "interaction"), effects)}
+            if metric == "test_accuracy":
+                verdicts.append((wd, effects, kind))
+    tables.append(Table(
+        "Effects against neither (dropout off, weight decay 0)",
+        ["weight decay", "metric", "dropout alone", "decay alone", "both", "interaction", "combination"],
+        rows, "interaction = both − dropout alone − decay alone (a difference of differences, "
+              "SE from the four settings)."))
+    plots = [("Test accuracy and gap against weight decay, with and without dropout",
+              plot_decay(est, decays, none, drop, out_dir / "weight_decay.png"))]
+    return Findings(tables, plots, conclusion(verdicts, est, decays, none, drop), numbers=numbers)
+
+
+def interaction_terms(est: Dict, wd: float, none, drop, metric: str):
+    """(dropout alone, decay alone, both, interaction), each against neither."""
+    neither, d, w, dw = (est[(0.0, none, metric)], est[(0.0, drop, metric)],
+                         est[(wd, none, metric)], est[(wd, drop, metric)])
+    return (difference(d, neither), difference(w, neither), difference(dw, neither),
+            contrast([(1.0, dw), (-1.0, d), (-1.0, w), (1.0, neither)]))
+
+
+def conclusion(verdicts, est, decays, none, drop) -> List[str]:
+    lines = []
+    for wd, (alone_d, alone_w, both, interaction), kind in verdicts:
+        lines.append(f"Weight decay {wd:g} with dropout {drop}: {kind}. Test accuracy against "
+                     f"neither: dropout alone {alone_d.text()}, decay alone {alone_w.text()}, "
+                     f"both {both.text()}; interaction {interaction.text()}.")
+    best = max(((wd, d) for wd in decays for d in (none, drop)),
+               key=lambda key: est[(key[0], key[1], "test_accuracy")].mean or 0.0)
+    best_est: Estimate = est[(*best, "test_accuracy")]
+    tied = [(wd, d) for wd in decays for d in (none, drop) if (wd, d) != best
+            and difference(best_est, est[(wd, d, "test_accuracy")]).known
+            and not difference(best_est, est[(wd, d, "test_accuracy")]).significant]
+    lines.append(f"Best mean test accuracy: weight decay {best[0]:g}, dropout "
+                 f"{'off' if best[1] == none else best[1]}, {best_est.text()}; "
+                 f"{len(tied)} of the other {2 * len(decays) - 1} settings are within the "
+                 f"spread of it.")
+    return lines
+
+
+def plot_decay(est, decays, none, drop, path: Path) -> str:
+    figure, axes = new_figure(2, width=5.0)
+    xs = list(range(len(decays)))
+    for ax, metric in zip(axes, METRIC_NAMES):
+        for d, label in ((none, "no dropout"), (drop, f"dropout {drop}")):
+            errorbar(ax, xs, [est[(wd, d, metric)] for wd in decays], label)
+        ax.set_xticks(xs, [f"{wd:g}" for wd in decays])
+        ax.set(xlabel="weight decay", title=f"final {METRIC_NAMES[metric]}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return save_figure(figure, path)
+
+
+EXERCISE = Exercise(
+    number=6,
+    title="Dropout against weight decay, and both together",
+    question=("Using the model in this section as an example, compare the effects of using "
+              "dropout and weight decay. What if dropout and weight decay are used at the same "
+              "time? Are the results additive, are there diminished returns, or do they cancel "
+              "each other out?"),
+    design=("The textbook model and budget (10 epochs) over weight decay {0, 1e-4, 1e-3} "
+            "(SGD's L2 term) × dropout off / (0.2, 0.5), 4 seeds each (24 runs). The effects are "
+            "measured against neither (no dropout, no weight decay); the interaction is both − "
+            "dropout alone − decay alone, with the standard error of the four settings."),
+    analyze=analyze,
+    quick=("optim.weight_decay=0,1e-3", "seed=0,1"),
+)

@@ -1,0 +1,86 @@
+"""Exercise 7: dropout on the weights (DropConnect) instead of the activations, at matched p."""
+
+from pathlib import Path
+from typing import List
+
+from dropout_lab.exercises.base import (Exercise, Findings, Table, dropout_of, final, fmt_p,
+                                        group_by, new_figure, probabilities, save_figure,
+                                        seconds_per_epoch)
+from dropout_lab.exercises.stats import verdict
+
+KIND_NAMES = {"none": "no dropout", "custom": "dropout", "dropconnect": "DropConnect"}
+
+
+def setting(run: dict):
+    """(kind, probabilities); kind none whatever p says."""
+    kind = dropout_of(run)["kind"]
+    probs = probabilities(run)
+    return ("none", probs) if kind == "none" or not any(probs) else (kind, probs)
+
+
+def name(key) -> str:
+    kind, probs = key
+    return KIND_NAMES.get(kind, kind) + ("" if kind == "none" else f" p={fmt_p(probs)}")
+
+
+def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+    groups = group_by(runs, setting)
+    if not groups:
+        return Findings([], [], ["No run completed: nothing to conclude."])
+    order = sorted(groups, key=lambda key: (key[0] != "none", key[1], key[0]))
+    tables = [Table("Final metrics per setting (mean ± std over seeds)",
+                    ["setting", "test acc", "train acc (noise on)", "gap", "s/epoch"],
+                    [[name(key), final(groups[key]).text(), final(groups[key], "train_accuracy").text(),
+                      final(groups[key], "gap").text(), seconds_per_epoch(groups[key]).text(2)]
+                     for key in order])]
+    lines = []
+    nones = [key for key in order if key[0] == "none"]
+    for probs in sorted({key[1] for key in order if key[0] != "none"}):
+        units, weights = ("custom", probs), ("dropconnect", probs)
+        if units in groups and weights in groups:
+            lines.append(f"At p = {fmt_p(probs)}, " + verdict(
+                "DropConnect", final(groups[weights]), "dropout", final(groups[units])))
+            lines.append(f"At p = {fmt_p(probs)}, " + verdict(
+                "DropConnect", final(groups[weights], "gap"), "dropout", final(groups[units], "gap"),
+                metric="gap", higher_is_better=None))
+        for key in (units, weights):
+            if key in groups and nones:
+                lines.append(f"{name(key)} against no dropout, " + verdict(
+                    name(key), final(groups[key]), "no dropout", final(groups[nones[0]])))
+    plots = [("Final test accuracy and gap per setting (mean ± std over seeds)",
+              plot_bars(groups, order, out_dir / "dropconnect.png"))]
+    return Findings(tables, plots, lines or ["No dropout/DropConnect pair to compare."])
+
+
+def plot_bars(groups, order, path: Path) -> str:
+    figure, axes = new_figure(2, width=5.5)
+    xs = list(range(len(order)))
+    colors = {"none": "tab:gray", "custom": "tab:blue", "dropconnect": "tab:orange"}
+    for ax, metric, title in ((axes[0], "test_accuracy", "final test accuracy"),
+                              (axes[1], "gap", "gap (train − test)")):
+        estimates = [final(groups[key], metric) for key in order]
+        ax.bar(xs, [e.mean for e in estimates], yerr=[e.std or 0.0 for e in estimates], capsize=3,
+               color=[colors.get(key[0], "tab:green") for key in order])
+        ax.set_xticks(xs, [name(key).replace(" p=", "\np=") for key in order], fontsize="small")
+        low = min(e.mean - (e.std or 0.0) for e in estimates)
+        if metric == "test_accuracy":
+            ax.set_ylim(bottom=max(0.0, low - 0.02))
+        ax.set(title=title)
+        ax.grid(alpha=0.3, axis="y")
+    return save_figure(figure, path)
+
+
+EXERCISE = Exercise(
+    number=7,
+    title="DropConnect: dropout on the weights instead of the activations",
+    question=("What happens if we apply dropout to the individual weights of the weight matrix "
+              "rather than to the activations?"),
+    design=("The textbook model and budget (10 epochs): no dropout, dropout and DropConnect at "
+            "matched probabilities, the textbook's (0.2, 0.5) and 0.5 in both layers, 3 seeds "
+            "each (15 runs). DropConnect on hidden layer k drops the weights of the linear layer "
+            "that reads it (inverted scaling 1/(1−p), one mask per mini-batch, eval with the "
+            "full weights), so the same p is applied to the same layer's signal: to its units "
+            "(dropout) or to its connections (DropConnect)."),
+    analyze=analyze,
+    quick=("model.dropout={kind:none},{kind:custom,p:0.5},{kind:dropconnect,p:0.5}",),
+)

@@ -1,0 +1,164 @@
+"""Exercise 8: noise taking values {0, γ/2, γ} against Bernoulli and Gaussian noise.
+
+All three are multiplicative noises ξ with E[ξ] = 1, so the layer's output is unbiased; at a
+variance level v they differ only in shape: Bernoulli {0, 1/(1−p)} with v = p/(1−p), Gaussian
+1 + √v·ε, three-valued {0, 1, 2} (γ = 2) with P(0) = P(2) = v/2 (variance-matched; needs v ≤ 1)
+or 1/3 each (uniform, v = 2/3, which is the variance of Bernoulli dropout at p = 0.4).
+"""
+
+from pathlib import Path
+from typing import Dict, List
+
+from dropout_lab.exercises.base import (Exercise, Findings, Table, dropout_of, final, group_by,
+                                        new_figure, probabilities, save_figure, seconds_per_epoch)
+from dropout_lab.exercises.stats import difference, verdict
+
+KIND_NAMES = {"none": "no noise", "custom": "Bernoulli", "gaussian": "Gaussian",
+              "three_valued": "three-valued"}
+
+
+def setting(run: dict):
+    """(kind, p, three-valued mode) with one p for all layers; kind none when there is no noise."""
+    dropout, probs = dropout_of(run), probabilities(run)
+    if dropout["kind"] == "none" or not any(probs):
+        return ("none", 0.0, "")
+    mode = dropout["three_valued"] if dropout["kind"] == "three_valued" else ""
+    return (dropout["kind"], probs[0], mode)
+
+
+def noise_moments(key) -> Dict[str, float]:
+    """Var[ξ] and P(ξ = 0) of a setting's noise (the formulas of dropout.py)."""
+    from dropout_lab.dropout import three_valued_probabilities
+
+    kind, p, mode = key
+    if kind == "none":
+        return {"variance": 0.0, "zeros": 0.0}
+    if kind == "three_valued":
+        q0, q1, q2 = three_valued_probabilities(p, mode)
+        return {"variance": q1 + 4 * q2 - 1, "zeros": q0}
+    return {"variance": p / (1 - p), "zeros": p if kind == "custom" else 0.0}
+
+
+def name(key) -> str:
+    kind, p, mode = key
+    if kind == "none":
+        return KIND_NAMES["none"]
+    suffix = f" {mode.replace('_', '-')}" if mode else ""
+    return f"{KIND_NAMES.get(kind, kind)}{suffix} (p={p:g})"
+
+
+def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+    groups = group_by(runs, setting)
+    if not groups:
+        return Findings([], [], ["No run completed: nothing to conclude."])
+    moments = {key: noise_moments(key) for key in groups}
+    order = sorted(groups, key=lambda key: (round(moments[key]["variance"], 6), key[0]))
+    tables = [Table(
+        "Final metrics per noise (mean ± std over seeds); every noise has E[ξ] = 1",
+        ["noise", "Var[ξ]", "P(ξ = 0)", "test acc", "gap", "s/epoch"],
+        [[name(key), f"{moments[key]['variance']:.3f}", f"{moments[key]['zeros']:.3f}",
+          final(groups[key]).text(), final(groups[key], "gap").text(),
+          seconds_per_epoch(groups[key]).text(2)] for key in order])]
+
+    levels: Dict[float, List[tuple]] = {}
+    for key in order:
+        if key[0] != "none":
+            levels.setdefault(round(moments[key]["variance"], 6), []).append(key)
+    rows, lines = [], []
+    for variance, keys in levels.items():
+        threes = [k for k in keys if k[0] == "three_valued"]
+        others = [k for k in keys if k[0] != "three_valued"]
+        for three in threes:
+            for other in others:
+                test = difference(final(groups[three]), final(groups[other]))
+                gap = difference(final(groups[three], "gap"), final(groups[other], "gap"))
+                rows.append([f"{variance:.3f}", name(three), name(other), test.text(), gap.text()])
+                lines.append(f"At matched variance {variance:.3f}, " + verdict(
+                    name(three), final(groups[three]), name(other), final(groups[other])))
+    tables.append(Table("Three-valued noise against the others at the same variance",
+                        ["Var[ξ]", "three-valued", "against", "Δ test acc", "Δ gap"], rows,
+                        "Δ = three-valued − the other; matched mean (1) and variance, so only "
+                        "the shape of the noise differs."))
+    lines = [answer(groups, levels)] + lines + cost_lines(groups, order)
+    plots = [("Final test accuracy per noise, by the noise variance (mean ± std over seeds)",
+              plot_noises(groups, order, moments, out_dir / "noises.png"))]
+    return Findings(tables, plots, lines)
+
+
+def answer(groups, levels) -> str:
+    """'Can it work better?' from the matched-variance comparisons."""
+    better, worse, unknown, total = [], [], 0, 0
+    for keys in levels.values():
+        for three in (k for k in keys if k[0] == "three_valued"):
+            for other in (k for k in keys if k[0] != "three_valued"):
+                total += 1
+                diff = difference(final(groups[three]), final(groups[other]))
+                if not diff.known:
+                    unknown += 1
+                elif diff.significant:
+                    (better if diff.delta > 0 else worse).append(f"{name(three)} vs {name(other)}")
+    if not total:
+        return "No three-valued run with a matched-variance partner: no answer."
+    if unknown == total:
+        return "Can three-valued noise work better? No verdict: fewer than 2 seeds."
+    if better:
+        return (f"Can three-valued noise work better? Yes, significantly in {len(better)} of "
+                f"{total} matched comparisons ({'; '.join(better)})"
+                + (f", and worse in {len(worse)} ({'; '.join(worse)})." if worse else "."))
+    if worse:
+        return (f"Can three-valued noise work better? Not here: it is significantly worse in "
+                f"{len(worse)} of {total} matched comparisons ({'; '.join(worse)}) and tied in the rest.")
+    return (f"Can three-valued noise work better? Not measurably: in all {total} comparisons at "
+            f"matched mean and variance the difference in test accuracy is within the spread "
+            f"over seeds, so at a given variance the shape of the noise does not matter here.")
+
+
+def cost_lines(groups, order) -> List[str]:
+    """Why one might use it or not: what the measured numbers say beyond accuracy."""
+    bernoulli = [k for k in order if k[0] == "custom"]
+    threes = [k for k in order if k[0] == "three_valued"]
+    lines = []
+    for three in threes:
+        partners = [b for b in bernoulli
+                    if abs(noise_moments(b)["variance"] - noise_moments(three)["variance"]) < 1e-6]
+        for partner in partners:
+            lines.append(
+                f"{name(three)} zeroes {noise_moments(three)['zeros']:.0%} of the units where "
+                f"{name(partner)} zeroes {noise_moments(partner)['zeros']:.0%} for the same "
+                f"variance; training time per epoch, " + verdict(
+                    name(three), seconds_per_epoch(groups[three]), name(partner),
+                    seconds_per_epoch(groups[partner]), metric="seconds per epoch",
+                    higher_is_better=False))
+    return lines
+
+
+def plot_noises(groups, order, moments, path: Path) -> str:
+    figure, axes = new_figure(1, width=7.0)
+    ax = axes[0]
+    markers = {"none": "s", "custom": "o", "gaussian": "^", "three_valued": "D"}
+    for key in order:
+        est = final(groups[key])
+        ax.errorbar([moments[key]["variance"]], [est.mean], yerr=[est.std or 0.0], capsize=3,
+                    marker=markers.get(key[0], "x"), linestyle="none", label=name(key))
+    ax.set(xlabel="noise variance Var[ξ]", ylabel="final test accuracy",
+           title="test accuracy by noise and variance")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return save_figure(figure, path)
+
+
+EXERCISE = Exercise(
+    number=8,
+    title="Noise with values {0, γ/2, γ} instead of Bernoulli dropout",
+    question=("Replace the dropout random variable with a variable taking values [0, γ/2, γ]. "
+              "Can you design something that works better than the binary dropout function? Why "
+              "might you want to use it? Why not?"),
+    design=("The textbook model and budget (10 epochs) with one multiplicative noise in both "
+            "hidden layers, all with mean 1: at variance 1/4 (Bernoulli p = 0.2), Bernoulli, "
+            "Gaussian and variance-matched three-valued noise; at variance 2/3 (Bernoulli "
+            "p = 0.4), Bernoulli, Gaussian and the uniform three-valued noise {0, 1, 2} (γ = 2, "
+            "each value 1/3); and no noise; 3 seeds each (21 runs). Matching mean and variance "
+            "leaves only the shape of the noise to differ."),
+    analyze=analyze,
+    quick=("model.dropout={kind:none},{kind:custom,p:0.4},{kind:three_valued,p:0.4,three_valued:uniform}",),
+)

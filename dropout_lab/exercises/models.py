@@ -1,0 +1,36 @@
+"""The trained networks of an exercise's runs, rebuilt from their config and checkpoint.
+torch is imported inside the functions: importing the exercises stays light."""
+
+
+def run_config(run: dict):
+    """The run's typed Config, from the resolved config its summary.json holds."""
+    from omegaconf import OmegaConf
+
+    from dropout_lab.app import typed_config
+    from dropout_lab.config import Config
+
+    return typed_config(OmegaConf.merge(OmegaConf.structured(Config), run["config"]))
+
+
+def trained_model(run: dict):
+    """The run's model with its last checkpoint's weights, on the CPU, in eval mode."""
+    from dropout_lab.model import build_model
+    from dropout_lab.runlog import load_checkpoint
+
+    model = build_model(run_config(run).model)
+    model.load_state_dict(load_checkpoint(run["run_dir"])["model"])
+    return model.eval()
+
+
+def test_split(run: dict):
+    """The test split the run was evaluated on (its data.test_subset), on the CPU."""
+    import torch
+
+    from dropout_lab.data import load_fashion_mnist
+
+    return load_fashion_mnist(run_config(run).data, torch.device("cpu")).test
+
+
+def test_images(run: dict, count: int):
+    """The first ``count`` test images of the run's test split: (count, 784)."""
+    return test_split(run).images[:count]

@@ -1,0 +1,319 @@
+"""Compare the runs of a sweep: a table (report.md, report.csv), mean ± std over seeds per
+setting, and PNG plots of test accuracy over epochs. No torch import: ``dropout-lab report``
+reads only the jobs' summary.json and .hydra/overrides.yaml files.
+
+The pieces are reusable: ``load_runs`` gives one record per job, ``swept_keys`` the parameters
+that vary, ``by_setting`` groups runs that differ only in the seed, ``aggregate_over_seeds``
+gives mean ± std per setting, ``plot_curves`` draws a metric over epochs per setting.
+"""
+
+import csv
+import io
+import math
+import re
+import statistics
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from dropout_lab.errors import RunError
+from dropout_lab.files import atomic_write, read_json
+
+# Final metrics in a record, with their headers.
+METRICS = {
+    "test_accuracy": "test acc",
+    "best_test_accuracy": "best test acc",
+    "train_accuracy": "train acc",
+    "gap": "gap",
+}
+SEED_KEY = "seed"
+
+
+# --- reading a sweep ------------------------------------------------------------------------
+
+def load_runs(sweep_dir: Path) -> List[dict]:
+    """One record per job folder of ``sweep_dir`` (a folder with a summary.json), in job order.
+
+    A record: job (folder name), num, run_dir, overrides, params ({key: value as written}),
+    status, error, the final metrics of METRICS, epochs, seconds (wall), train_seconds, history,
+    config (the run's resolved config, {} for a job that failed before training).
+    """
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise RunError(f"{sweep_dir} is not a directory")
+    runs = [run_record(path.parent) for path in sweep_dir.glob("*/summary.json")]
+    return sorted(runs, key=lambda run: (run["num"] is None, run["num"] or 0, run["job"]))
+
+
+def run_record(run_dir: Path) -> dict:
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = read_json(summary_path)
+    except ValueError as error:
+        raise RunError(f"{summary_path} is not valid JSON ({error})") from None
+    overrides = read_overrides(run_dir) or summary.get("overrides", [])
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+    timings = summary.get("timings") or {}
+    prefix = re.match(r"(\d+)_", run_dir.name)
+    return {
+        "job": run_dir.name,
+        "num": int(prefix.group(1)) if prefix else None,
+        "run_dir": run_dir,
+        "overrides": overrides,
+        "params": override_values(overrides),
+        "status": summary.get("status", "unknown"),
+        "error": summary.get("error"),
+        "test_accuracy": final.get("test_accuracy"),
+        "best_test_accuracy": best.get("test_accuracy"),
+        "train_accuracy": final.get("train_accuracy"),
+        "gap": final.get("gap"),
+        "epochs": summary.get("epochs_done", 0),
+        "seconds": timings.get("wall_seconds"),
+        "train_seconds": timings.get("train_seconds"),
+        "history": summary.get("history") or [],
+        "config": summary.get("config") or {},  # the resolved config (exercises group by it)
+    }
+
+
+def read_overrides(run_dir: Path) -> List[str]:
+    """The job's overrides as Hydra saved them (.hydra/overrides.yaml), or []."""
+    import yaml
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    return [str(item) for item in yaml.safe_load(path.read_text()) or []]
+
+
+def override_values(overrides: Iterable[str]) -> Dict[str, str]:
+    """['optim.lr=0.1', '+x=1'] -> {'optim.lr': '0.1', 'x': '1'} (values as written)."""
+    values = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        values[key.lstrip("+~")] = value
+    return values
+
+
+def swept_keys(runs: Sequence[dict]) -> List[str]:
+    """The override keys whose values differ between runs (all keys if none differ)."""
+    keys = list(dict.fromkeys(key for run in runs for key in run["params"]))
+    varying = [key for key in keys if len({run["params"].get(key) for run in runs}) > 1]
+    return varying or keys
+
+
+def fixed_overrides(runs: Sequence[dict], keys: Sequence[str]) -> List[str]:
+    """The overrides every run shares, outside ``keys``."""
+    if not runs:
+        return []
+    shared = runs[0]["params"]
+    return [f"{key}={value}" for key, value in shared.items()
+            if key not in keys and all(run["params"].get(key) == value for run in runs)]
+
+
+# --- aggregating over seeds -----------------------------------------------------------------
+
+def setting_of(run: dict, keys: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+    """The run's values of ``keys`` other than the seed: runs with the same setting are seeds."""
+    return tuple((key, run["params"].get(key, "")) for key in keys if key != SEED_KEY)
+
+
+def setting_label(setting: Tuple[Tuple[str, str], ...]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in setting) or "all runs"
+
+
+def by_setting(runs: Sequence[dict], keys: Optional[Sequence[str]] = None) -> Dict[tuple, List[dict]]:
+    """Runs grouped by setting (their swept values other than the seed), in first-seen order."""
+    keys = swept_keys(runs) if keys is None else keys
+    groups: Dict[tuple, List[dict]] = {}
+    for run in runs:
+        groups.setdefault(setting_of(run, keys), []).append(run)
+    return groups
+
+
+def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
+    """Mean and sample standard deviation (n - 1); std is None for fewer than 2 values."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = None,
+                         metrics: Sequence[str] = tuple(METRICS)) -> List[dict]:
+    """One row per setting: setting, runs, completed, and (mean, std) of each metric over the
+    completed runs (failed runs have no final metrics to average). Best mean test accuracy first.
+    """
+    rows = []
+    for setting, group in by_setting(runs, keys).items():
+        completed = [run for run in group if run["status"] == "completed"]
+        row = {"setting": dict(setting), "label": setting_label(setting),
+               "runs": len(group), "completed": len(completed)}
+        for metric in metrics:
+            row[metric] = mean_std([run[metric] for run in completed])
+        rows.append(row)
+    return sorted(rows, key=lambda row: -(row.get("test_accuracy", (None,))[0] or -math.inf))
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+def curve(runs: Sequence[dict], metric: str = "test_accuracy"):
+    """(epochs, means, stds) of ``metric`` over the runs' histories, epoch by epoch."""
+    by_epoch: Dict[int, List[float]] = {}
+    for run in runs:
+        for row in run["history"]:
+            by_epoch.setdefault(row["epoch"], []).append(row[metric])
+    epochs = sorted(by_epoch)
+    stats = [mean_std(by_epoch[epoch]) for epoch in epochs]
+    return epochs, [m for m, _ in stats], [s or 0.0 for _, s in stats]
+
+
+def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "test_accuracy",
+                title: Optional[str] = None, max_lines: int = 20) -> Path:
+    """A PNG of ``metric`` over epochs, one line per group (label -> runs): the mean over the
+    group's runs, with a ± std band where it has several. Keeps the ``max_lines`` groups with
+    the best final mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {label: curve(runs, metric) for label, runs in groups.items()}
+    curves = {label: c for label, c in curves.items() if c[0]}
+    ranked = sorted(curves, key=lambda label: -curves[label][1][-1])[:max_lines]
+    figure, axes = plt.subplots(figsize=(8, 5), layout="constrained")
+    colors = plt.get_cmap("tab20" if len(ranked) > 10 else "tab10")
+    for i, label in enumerate(ranked):
+        epochs, means, stds = curves[label]
+        color = colors(i % colors.N)
+        axes.plot(epochs, means, "o-", color=color, label=label, markersize=3)
+        if any(stds):
+            axes.fill_between(epochs, [m - s for m, s in zip(means, stds)],
+                              [m + s for m, s in zip(means, stds)], color=color, alpha=0.15)
+    shown = "" if len(ranked) == len(curves) else f" (best {len(ranked)} of {len(curves)})"
+    axes.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=(title or metric) + shown)
+    axes.grid(alpha=0.3)
+    if ranked:
+        axes.legend(fontsize="small", loc="best")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write(Path(path), lambda out: out.write(buffer.getvalue()))
+    return Path(path)
+
+
+# --- the report -----------------------------------------------------------------------------
+
+def sorted_runs(runs: Sequence[dict]) -> List[dict]:
+    """Completed runs by final test accuracy, best first; then the others (a diverged run's
+    last good epoch is no result), then runs without any metrics; ties in job order."""
+    return sorted(runs, key=lambda run: (run["status"] != "completed", run["test_accuracy"] is None,
+                                         -(run["test_accuracy"] or 0.0), run["num"] or 0))
+
+
+def short(value: str) -> str:
+    """A long float as written by a sampler (0.31415926535) shortened for a table cell."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if len(value) <= 8 or not math.isfinite(number) else f"{number:.4g}"
+
+
+def cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("|", "\\|")
+
+
+def pm(stats: Tuple[Optional[float], Optional[float]]) -> str:
+    mean, std = stats
+    if mean is None:
+        return ""
+    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def job_rows(runs: Sequence[dict], keys: Sequence[str], markdown: bool = False) -> List[list]:
+    """Table rows, best first. Markdown shows the job number (the parameters are the columns)
+    and shortened values; the CSV keeps the folder name and the values as written."""
+    return [[f"#{run['num']}" if markdown and run["num"] is not None else run["job"],
+             *((short if markdown else str)(run["params"].get(key, "")) for key in keys),
+             run["status"], *(run[metric] for metric in METRICS), run["epochs"],
+             None if run["seconds"] is None else f"{run['seconds']:.1f}"]
+            for run in sorted_runs(runs)]
+
+
+def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str, Path]:
+    """Write report.md, report.csv and test_accuracy.png into ``sweep_dir``; returns the paths."""
+    sweep_dir = Path(sweep_dir)
+    runs = load_runs(sweep_dir) if runs is None else runs
+    if not runs:
+        raise RunError(f"{sweep_dir} has no job folders with a summary.json to report on")
+    keys = swept_keys(runs)
+    header = ["job", *keys, "status", *METRICS.values(), "epochs", "time (s)"]
+    paths = {"markdown": sweep_dir / "report.md", "csv": sweep_dir / "report.csv",
+             "plot": sweep_dir / "test_accuracy.png"}
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow([*header[:-1], "seconds", "error"])
+    for run, row in zip(sorted_runs(runs), job_rows(runs, keys)):
+        writer.writerow([*row, run["error"] or ""])
+    atomic_write(paths["csv"], lambda out: out.write(text.getvalue().encode()))
+
+    seeds = SEED_KEY in keys and any(len(g) > 1 for g in by_setting(runs, keys).values())
+    groups = {setting_label(s): group for s, group in by_setting(runs, keys).items()}
+    plot_curves(groups, paths["plot"], title="test accuracy per setting"
+                + (" (mean ± std over seeds)" if seeds else ""))
+    markdown = report_markdown(sweep_dir, runs, keys, header, seeds)
+    atomic_write(paths["markdown"], lambda out: out.write(markdown.encode()))
+    return paths
+
+
+def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: List[str],
+                    seeds: bool) -> str:
+    counts: Dict[str, int] = {}
+    for run in runs:
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    parts = [f"# Sweep report: {sweep_dir}", "",
+             f"{len(runs)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+             + ". Sorted by final test accuracy (train accuracy is measured with dropout on; "
+               "gap = train - test)."]
+    fixed = fixed_overrides(runs, keys)
+    if fixed:
+        parts.append(f"All jobs: `{' '.join(fixed)}`.")
+    parts += optuna_best(sweep_dir)
+    parts += ["", "## Jobs", "", markdown_table(header, job_rows(runs, keys, markdown=True))]
+    failures = [run for run in sorted_runs(runs) if run["status"] != "completed"]
+    if failures:
+        parts += ["", "Not completed:", ""]
+        parts += [f"- `{run['job']}`: {run['status']}: {run['error'] or 'no error recorded'}"
+                  for run in failures]
+    if seeds:
+        rows = aggregate_over_seeds(runs, keys)
+        setting_keys = [key for key in keys if key != SEED_KEY]
+        parts += ["", "## Mean ± std over seeds (completed runs; sample std)", "",
+                  markdown_table([*setting_keys, "runs", "completed", *METRICS.values()],
+                                 [[*(short(row["setting"][k]) for k in setting_keys),
+                                   row["runs"], row["completed"],
+                                   *(pm(row[metric]) for metric in METRICS)] for row in rows])]
+    parts += ["", "## Test accuracy over epochs", "", "![test accuracy](test_accuracy.png)", ""]
+    return "\n".join(parts)
+
+
+def optuna_best(sweep_dir: Path) -> List[str]:
+    """The Optuna sweeper's best parameters and value (optimization_results.yaml), if any."""
+    import yaml
+
+    path = sweep_dir / "optimization_results.yaml"
+    if not path.is_file():
+        return []
+    results = yaml.safe_load(path.read_text()) or {}
+    params = " ".join(f"{k}={v}" for k, v in (results.get("best_params") or {}).items())
+    return ["", f"Optuna's best: test accuracy {results.get('best_value')} with `{params}`."]

@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Benchmark: one training epoch of dropout-lab against two baselines, in this one process.
+
+(a) One epoch plus the test evaluation, as the training core runs it (``train()`` with one
+    epoch; its ``epoch_seconds``), against only the matrix multiplications that epoch needs:
+    the same shapes through ``torch.mm`` -- per training batch the forward products and the
+    backward products for the weight gradients and the input gradients (none for the image
+    input, which needs no gradient), then the test set's forward products. Target: <= 1.3.
+(b) The same epoch against a textbook-style loop (d2l's ``train_epoch_ch3`` +
+    ``evaluate_accuracy``): torchvision's ``FashionMNIST`` with ``ToTensor``, ``DataLoader``
+    with worker processes (d2l uses 4), the same model and optimiser. Target: >= 5x faster.
+
+Rounds interleave the contenders, so a neighbour's load hits each alike; the medians are
+compared. Extra arguments are config overrides (default: the default config).
+
+    .venv/bin/python scripts/bench_train.py [--rounds 5] [--textbook-rounds 3] [--workers 4]
+                                            [--skip-textbook] [OVERRIDES...]
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dropout_lab.app import compose, typed_config
+from dropout_lab.data import FILES, find_source, load_fashion_mnist, read_verified
+from dropout_lab.model import N_CLASSES, N_INPUTS, build_model
+from dropout_lab.train import build_optimizer, train
+
+
+def batch_sizes(n: int, batch_size: int) -> list:
+    """The sizes of the mini-batches one pass over n examples makes (the last one smaller)."""
+    return [min(batch_size, n - start) for start in range(0, n, batch_size)]
+
+
+def matmul_epoch_seconds(layer_sizes: list, train_batches: list, test_batches: list) -> float:
+    """Seconds for just the epoch's matrix products through ``torch.mm``, in autograd's layouts.
+
+    Linear layer y = x W^T (W: out x in). Forward: mm(x, W^T). Backward: weight gradient
+    mm(g^T, x) (out x in), input gradient mm(g, W) (B x in), for every layer but the first.
+    """
+    weights = [torch.randn(n_out, n_in) for n_in, n_out in zip(layer_sizes, layer_sizes[1:])]
+    activations = {b: [torch.randn(b, n) for n in layer_sizes]  # x, hidden..., logits grad
+                   for b in set(train_batches) | set(test_batches)}
+    started = time.perf_counter()
+    for b in train_batches:
+        acts = activations[b]
+        for i, weight in enumerate(weights):
+            torch.mm(acts[i], weight.t())  # forward
+        for i, weight in enumerate(weights):
+            torch.mm(acts[i + 1].t(), acts[i])  # weight gradient (the output's gradient: acts[i + 1])
+            if i > 0:
+                torch.mm(acts[i + 1], weight)  # input gradient
+    for b in test_batches:
+        acts = activations[b]
+        for i, weight in enumerate(weights):
+            torch.mm(acts[i], weight.t())
+    return time.perf_counter() - started
+
+
+def ours_epoch_seconds(cfg, data, run_dir: Path) -> float:
+    """One epoch (training + test evaluation) of the real training core."""
+    result = train(cfg, run_dir, data=data)
+    return result.history[0]["epoch_seconds"]
+
+
+# --- the textbook-style loop ---------------------------------------------------------------
+
+def torchvision_root(cfg, root: Path) -> Path:
+    """A torchvision root with the raw idx files, decompressed from our verified sources."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    source = find_source(cfg.data)
+    for name in FILES:
+        (raw / name.removesuffix(".gz")).write_bytes(read_verified(source / name))
+    return root
+
+
+def textbook_loaders(root: Path, batch_size: int, workers: int):
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    to_tensor = transforms.ToTensor()
+    train_set = datasets.FashionMNIST(str(root), train=True, transform=to_tensor, download=False)
+    test_set = datasets.FashionMNIST(str(root), train=False, transform=to_tensor, download=False)
+    return (DataLoader(train_set, batch_size, shuffle=True, num_workers=workers),
+            DataLoader(test_set, batch_size, shuffle=False, num_workers=workers))
+
+
+def textbook_epoch_seconds(model, optimizer, train_iter, test_iter) -> float:
+    """d2l's train_epoch_ch3 (loss per example, mean for backward) + evaluate_accuracy."""
+    started = time.perf_counter()
+    model.train()
+    loss_sum, correct, count = 0.0, 0.0, 0
+    for images, labels in train_iter:
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, reduction="none")
+        optimizer.zero_grad()
+        loss.mean().backward()
+        optimizer.step()
+        loss_sum += float(loss.sum())
+        correct += float((logits.argmax(dim=1) == labels).sum())
+        count += labels.numel()
+    model.eval()
+    test_correct, test_count = 0.0, 0
+    with torch.no_grad():
+        for images, labels in test_iter:
+            test_correct += float((model(images).argmax(dim=1) == labels).sum())
+            test_count += labels.numel()
+    return time.perf_counter() - started
+
+
+# --- report --------------------------------------------------------------------------------
+
+def summary(name: str, times: list) -> float:
+    median = statistics.median(times)
+    print(f"  {name:<58} median {median:7.3f} s  [{' '.join(f'{t:.3f}' for t in times)}]")
+    return median
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--textbook-rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4, help="textbook DataLoader workers")
+    parser.add_argument("--skip-textbook", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+
+    overrides = ["trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu",
+                 "logging.tensorboard=false", "logging.checkpoint=false", *args.overrides]
+    cfg = typed_config(compose(overrides))
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    data = load_fashion_mnist(cfg.data, torch.device("cpu"))
+    layer_sizes = [N_INPUTS, *cfg.model.hidden, N_CLASSES]
+    train_batches = batch_sizes(len(data.train), cfg.trainer.batch_size)
+    test_batches = batch_sizes(len(data.test), cfg.trainer.eval_batch_size)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads; "
+          f"MLP {'-'.join(map(str, layer_sizes))}, dropout {cfg.model.dropout.kind} "
+          f"p={list(cfg.model.dropout.p) if not isinstance(cfg.model.dropout.p, float) else cfg.model.dropout.p}, "
+          f"batch {cfg.trainer.batch_size}, {len(data.train)} train / {len(data.test)} test images")
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
+        scratch = Path(scratch)
+        run = iter(range(10**6))
+        ours = lambda: ours_epoch_seconds(cfg, data, scratch / f"run{next(run)}")  # noqa: E731
+        matmuls = lambda: matmul_epoch_seconds(layer_sizes, train_batches, test_batches)  # noqa: E731
+        ours(), matmuls()  # warm-up: allocator, thread pool, kernels
+        ours_times, matmul_times = [], []
+        for _ in range(args.rounds):
+            ours_times.append(ours())
+            matmul_times.append(matmuls())
+        print("(a) one epoch + test evaluation against its matrix products alone")
+        ours_median = summary("dropout-lab epoch (train(), epoch_seconds)", ours_times)
+        matmul_median = summary("torch.mm only, same shapes (fwd, bwd weight + input grads)",
+                                matmul_times)
+        ratio = ours_median / matmul_median
+        print(f"  ratio {ratio:.2f} (target <= 1.3: {verdict(ratio <= 1.3)})")
+        if args.skip_textbook:
+            return
+
+        train_iter, test_iter = textbook_loaders(torchvision_root(cfg, scratch / "tv"),
+                                                 cfg.trainer.batch_size, args.workers)
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model)
+        optimizer = build_optimizer(cfg.optim, model.parameters())
+        textbook = lambda: textbook_epoch_seconds(model, optimizer, train_iter, test_iter)  # noqa: E731
+        textbook_times, ours_times = [], []
+        for _ in range(args.textbook_rounds):
+            textbook_times.append(textbook())
+            ours_times.append(ours())
+        print(f"(b) one epoch + test evaluation against a textbook loop "
+              f"(torchvision ToTensor, DataLoader with {args.workers} workers)")
+        textbook_median = summary("textbook loop", textbook_times)
+        ours_median = summary("dropout-lab epoch", ours_times)
+        speedup = textbook_median / ours_median
+        print(f"  ours is {speedup:.1f}x faster (target >= 5x: {verdict(speedup >= 5)})")
+
+
+if __name__ == "__main__":
+    main()

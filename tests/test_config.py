@@ -1,0 +1,111 @@
+"""The config: every YAML composes and validates; each bad value is one clear ConfigError."""
+
+import shutil
+
+import pytest
+
+from dropout_lab import app
+from dropout_lab.app import compose, typed_config
+from dropout_lab.config import Config, config_dir, help_keys
+from dropout_lab.errors import ConfigError
+
+CONFIG_DIR = config_dir()
+GROUP_FILES = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml")
+                     if p.name != "config.yaml")
+
+
+def test_default_config_is_the_textbook_setup():
+    cfg = typed_config(compose([]))
+    assert isinstance(cfg, Config)
+    assert cfg.model.hidden == [256, 256]
+    assert list(cfg.model.dropout.p) == [0.2, 0.5]
+    assert cfg.model.dropout.kind == "custom"
+    assert (cfg.optim.name, cfg.optim.lr) == ("sgd", 0.5)
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size) == (10, 256)
+
+
+@pytest.mark.parametrize("path", GROUP_FILES, ids=str)
+def test_every_group_file_composes(path):
+    """Each YAML in a group (``optim/adam.yaml`` -> ``optim=adam``) composes and validates."""
+    group = path.parent.as_posix()
+    cfg = compose([f"{group}={path.stem}"])
+    assert isinstance(typed_config(cfg), Config)
+
+
+def test_group_files_were_found():
+    # Guards the parametrization above: an empty glob would silently test nothing.
+    assert {p.parent.as_posix() for p in GROUP_FILES} >= {"data", "model", "optim", "trainer"}
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["model.dropout.p=[0.5,0.2]", "optim.weight_decay=1e-4", "trainer.epochs=20"],
+     lambda c: list(c.model.dropout.p) == [0.5, 0.2] and c.optim.weight_decay == 1e-4
+     and c.trainer.epochs == 20),
+    (["model.dropout.p=0.3"], lambda c: c.model.dropout.per_layer(2) == [("custom", 0.3)] * 2),
+    (["model.dropout.kind=[builtin,none]"],
+     lambda c: c.model.dropout.per_layer(2) == [("builtin", 0.2), ("none", 0.5)]),
+    (["model.hidden=[64,32,16]", "model.dropout.p=0.1"], lambda c: c.model.hidden == [64, 32, 16]),
+    (["optim=adam"], lambda c: c.optim.name == "adam" and c.optim.lr == 0.001),
+    (["model.dropout.p=0", "model.dropout.kind=none"], lambda c: True),
+    (["model.dropout.p=1"], lambda c: c.model.dropout.per_layer(2)[0] == ("custom", 1.0)),
+])
+def test_good_overrides(overrides, expected):
+    assert expected(typed_config(compose(overrides)))
+
+
+# Each bad override, and words its one-line message must contain (the key and the value).
+BAD = [
+    ("model.dropout.foo=1", ["model.dropout.foo"]),
+    ("nosuchkey=1", ["nosuchkey"]),
+    ("+model.foo=1", ["model.foo"]),  # "+" appends past the schema: still refused
+    ("trainer.epochs=abc", ["trainer.epochs", "abc"]),
+    ("trainer.epochs=1.5", ["trainer.epochs", "1.5"]),
+    ("optim.lr=fast", ["optim.lr", "fast"]),
+    ("model.dropout.p=-0.1", ["model.dropout.p", "-0.1"]),
+    ("model.dropout.p=1.5", ["model.dropout.p", "1.5"]),
+    ("model.dropout.p=nan", ["model.dropout.p", "nan"]),
+    ("model.dropout.p=abc", ["model.dropout.p", "abc"]),
+    ("model.dropout.p=[0.2,1.5]", ["model.dropout.p", "hidden layer 2", "1.5"]),
+    ("model.dropout.p=[0.1,0.2,0.3]", ["model.dropout.p", "3 values", "2 layers"]),
+    ("model.dropout.kind=[custom,none,none]", ["model.dropout.kind", "3 values"]),
+    ("trainer.epochs=0", ["trainer.epochs", "0"]),
+    ("trainer.epochs=-3", ["trainer.epochs", "-3"]),
+    ("trainer.batch_size=0", ["trainer.batch_size", "0"]),
+    ("optim.lr=0", ["optim.lr", "0"]),
+    ("optim.lr=-0.5", ["optim.lr", "-0.5"]),
+    ("model.dropout.kind=magic", ["model.dropout.kind", "magic", "custom"]),
+    ("model.dropout.kind=[custom,magic]", ["model.dropout.kind", "magic"]),
+    ("optim=sgdx", ["optim/sgdx", "sgd"]),
+    ("model.hidden=[256,0]", ["model.hidden", "0"]),
+]
+
+
+@pytest.mark.parametrize("override, words", BAD, ids=[b[0] for b in BAD])
+def test_bad_override_is_one_clear_line(override, words):
+    with pytest.raises(ConfigError) as caught:
+        typed_config(compose([override]))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert len(message) < 300, message  # a line a user reads, not a dump
+    for word in words:
+        assert word in message, message
+
+
+def test_typo_inside_a_yaml_file_is_refused(tmp_path, monkeypatch):
+    """The schema also checks the YAML files (plain YAML would accept a typo as a new key)."""
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, configs)
+    trainer = configs / "trainer" / "default.yaml"
+    trainer.write_text(trainer.read_text().replace("epochs: 10", "epoch: 10"))
+    monkeypatch.setattr(app, "config_dir", lambda: configs)
+    with pytest.raises(ConfigError, match="epoch"):
+        compose([])
+
+
+def test_help_lists_groups_and_keys():
+    text = help_keys()
+    groups = text.split("Config groups:")[1].split("(")[0]
+    for group in ("data", "model", "optim", "trainer"):
+        assert group in groups
+    for key in ("model.dropout.p=[0.2, 0.5]", "optim.lr=0.5", "trainer.epochs=10", "seed=0"):
+        assert key in text

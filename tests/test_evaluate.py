@@ -1,0 +1,122 @@
+"""Monte Carlo dropout at inference: `dropout-lab evaluate RUN_DIR --mc-samples K` end to end on
+a tiny real run, the uncertainty formulas on hand-made numbers, and the error paths."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import TINY, run_cli
+from dropout_lab.config import DropoutConfig, ModelConfig
+from dropout_lab.data import Split
+from dropout_lab.evaluate import mc_evaluate, mc_metrics, mc_statistics, stochastic_layers_on
+from dropout_lab.model import build_model
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A real training run (1000 images, 2 epochs, default model: custom dropout [0.2, 0.5])."""
+    run_dir = tmp_path_factory.mktemp("mc") / "run"
+    run_cli("train", *TINY, f"hydra.run.dir={run_dir}", check=True)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_evaluate_prints_and_writes_the_table(trained_run):
+    result = run_cli("evaluate", trained_run, "--mc-samples", "8", check=True)
+    report = json.loads((trained_run / "mc_eval.json").read_text())
+    metrics = report["metrics"]
+    table = (trained_run / "mc_eval.md").read_text()
+    assert table.strip() in result.stdout
+    assert "| accuracy |" in table and "mutual information, BALD (nats)" in table
+    assert report["stochastic_layers"] == ["net.3=InvertedDropout(p=0.2)",
+                                           "net.6=InvertedDropout(p=0.5)"]
+    assert metrics["mc_samples"] == 8 and metrics["test_images"] == 500
+    # The deterministic pass is training's own evaluation: the same number, exactly.
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert metrics["test_accuracy"] == summary["final"]["test_accuracy"]
+    assert metrics["test_loss"] == pytest.approx(summary["final"]["test_loss"], rel=1e-6)
+    assert 0.1 < metrics["mc_accuracy"] <= 1.0
+    # 0 <= I <= H <= ln 10: mutual information is the part of the entropy the masks add.
+    assert 0.0 < metrics["mutual_information"] <= metrics["predictive_entropy"] <= math.log(10)
+    # A classifier is less sure where it is wrong: here by far (1.78 vs 2.03 nats on a
+    # similar run); a swapped or broken split would invert or erase the gap.
+    assert metrics["predictive_entropy_wrong"] > metrics["predictive_entropy_right"]
+
+
+@pytest.mark.slow
+def test_evaluate_is_seeded_and_differs_from_the_eval_pass(trained_run):
+    first = mc_evaluate(trained_run, 4, seed=1).metrics
+    again = mc_evaluate(trained_run, 4, seed=1).metrics
+    other = mc_evaluate(trained_run, 4, seed=2).metrics
+    assert first == again
+    assert first["mutual_information"] != other["mutual_information"]
+    assert first["test_accuracy"] == other["test_accuracy"]  # the deterministic pass
+
+
+def test_only_the_noise_layers_are_switched_on():
+    model = build_model(ModelConfig(dropout=DropoutConfig(kind=["gaussian", "dropconnect"], p=0.3)))
+    layers = stochastic_layers_on(model)
+    assert layers == ["net.3=GaussianDropout(p=0.3)", "net.7=DropConnectLinear(p=0.3)"]
+    in_training = [type(m).__name__ for m in model.modules() if m.training]
+    assert in_training == ["GaussianDropout", "DropConnectLinear"]
+
+
+def test_a_model_without_noise_has_no_mutual_information():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(dropout=DropoutConfig(kind="none")))
+    split = Split(torch.rand(64, 784), torch.randint(0, 10, (64,)))
+    assert stochastic_layers_on(model) == []
+    stats = mc_statistics(model, split, samples=5, batch_size=16)
+    labels = split.labels
+    metrics = mc_metrics(stats["probabilities"], stats["sample_entropy"], labels)
+    assert metrics["mutual_information"] == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        expected = nn.functional.softmax(model(split.images), dim=1)
+    assert torch.allclose(stats["probabilities"], expected, atol=1e-6)
+
+
+def test_uncertainty_formulas_on_hand_made_passes():
+    """Two images, two passes each over two classes (written out, in nats)."""
+    passes = torch.tensor([[[1.0, 0.0], [0.5, 0.5]],    # pass 1: image A sure of 0, B unsure
+                           [[0.0, 1.0], [0.5, 0.5]]])   # pass 2: A sure of 1, B unsure
+    probabilities = passes.mean(dim=0)  # both [0.5, 0.5]
+    sample_entropy = torch.special.entr(passes).sum(-1).mean(0)  # A: 0, B: ln 2
+    metrics = mc_metrics(probabilities, sample_entropy, torch.tensor([0, 1]))
+    ln2 = math.log(2)
+    assert metrics["predictive_entropy"] == pytest.approx(ln2)
+    # A's uncertainty comes all from the disagreement of the passes, B's none of it.
+    assert metrics["mutual_information"] == pytest.approx(ln2 / 2)
+    assert metrics["mc_loss"] == pytest.approx(ln2)
+    # argmax of [0.5, 0.5] is class 0: A (label 0) right, B (label 1) wrong.
+    assert metrics["mc_accuracy"] == 0.5
+    assert metrics["mutual_information_right"] == pytest.approx(ln2)
+    assert metrics["mutual_information_wrong"] == pytest.approx(0.0)
+
+
+def test_no_wrong_predictions_give_an_empty_group_not_nan():
+    metrics = mc_metrics(torch.tensor([[0.9, 0.1]]), torch.tensor([0.3]), torch.tensor([0]))
+    assert metrics["predictive_entropy_wrong"] is None and metrics["mc_accuracy"] == 1.0
+
+
+def test_a_folder_that_is_not_a_run_is_one_line_and_non_zero(tmp_path):
+    result = run_cli("evaluate", tmp_path, "--mc-samples", "3")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path} is not a dropout-lab run (no summary.json)"
+    assert result.stdout == ""
+
+
+def test_a_run_without_checkpoint_and_a_bad_k_are_refused(tmp_path, trained_run):
+    run_dir = tmp_path / "no-checkpoint"
+    run_dir.mkdir()
+    shutil.copy(trained_run / "summary.json", run_dir)
+    result = run_cli("evaluate", run_dir)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {run_dir} has no checkpoint.pt to evaluate")
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("evaluate", trained_run, "--mc-samples", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --mc-samples has to be > 0, but got 0"

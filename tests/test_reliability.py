@@ -1,0 +1,356 @@
+"""Interrupted and failing runs, with real processes: killed and resumed training, refused
+resumes, unwritable folders, a full disk, and the dataset cache under concurrent and corrupt use.
+"""
+
+import hashlib
+import os
+import pickle
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, read_events, read_hparams, run_cli
+from dropout_lab.config import DataConfig
+from dropout_lab.data import _checksum, cache_path, load_raw, read_cache
+from dropout_lab.runlog import EPOCH_TAGS, load_checkpoint, read_summary
+
+EPOCHS = 5
+# Long enough epochs (10,000 images, ~0.25 s each on one core) that a signal sent after epoch 2
+# lands while epochs 3-5 are still to run; Adam, so that the optimiser has state to restore.
+BUDGET = ["data.subset=10000", "data.test_subset=1000", f"trainer.epochs={EPOCHS}",
+          "trainer.progress=false", "trainer.num_threads=1", "optim=adam"]
+SMALL = ["data.subset=1000", "data.test_subset=500", "trainer.progress=false",
+         "trainer.num_threads=1"]
+
+
+def start_cli(*args, **popen_args) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen([sys.executable, "-m", "dropout_lab", *map(str, args)], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen_args)
+
+
+def wait_for_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, timeout: float = 300):
+    """Poll summary.json (written right after each epoch's checkpoint) until ``epoch`` is done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"training ended early:\n{process.communicate()[1]}"
+        try:
+            if read_summary(run_dir)["epochs_done"] >= epoch:
+                return
+        except Exception:  # not written yet
+            pass
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"epoch {epoch} not done within {timeout} s")
+
+
+def results(history: list) -> list:
+    """A history without the wall times, which differ from run to run."""
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with the hash of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def temp_files(folder: Path) -> list:
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def left_alone(tmp_path_factory) -> Path:
+    """The reference: the same run as the killed ones, never interrupted."""
+    run_dir = tmp_path_factory.mktemp("alone") / "run"
+    run_cli("train", *BUDGET, f"hydra.run.dir={run_dir}", check=True)
+    return run_dir
+
+
+@pytest.fixture
+def completed_copy(left_alone, tmp_path) -> Path:
+    """A copy of the completed reference run to tamper with."""
+    return Path(shutil.copytree(left_alone, tmp_path / "run"))
+
+
+# --- killed and resumed --------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
+                                       (signal.SIGKILL, -signal.SIGKILL)])
+def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, tmp_path, sig, code):
+    run_dir = tmp_path / "run"
+    process = start_cli("train", *BUDGET, f"hydra.run.dir={run_dir}")
+    wait_for_epoch(process, run_dir, 2)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    stopped = read_summary(run_dir)
+    # SIGKILL leaves no chance to write anything: the summary still says running.
+    assert stopped["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
+    assert 2 <= stopped["epochs_done"] < EPOCHS
+    assert load_checkpoint(run_dir)["epoch"] >= stopped["epochs_done"]
+    assert temp_files(run_dir) == []
+
+    resumed = run_cli("train", "--resume", run_dir, check=True)
+    assert resumed.stdout.startswith("completed:")
+    summary, reference = read_summary(run_dir), read_summary(left_alone)
+    assert summary["status"] == "completed" and summary["epochs_done"] == EPOCHS
+    assert results(summary["history"]) == results(reference["history"])  # exactly equal
+    mine, theirs = load_checkpoint(run_dir), load_checkpoint(left_alone)
+    for part in ("model", "optimizer"):
+        assert_same_tensors(mine[part], theirs[part])
+    assert torch.equal(mine["rng"]["torch"], theirs["rng"]["torch"])
+
+    events, reference_events = read_events(run_dir), read_events(left_alone)
+    for tag in EPOCH_TAGS.values():  # every epoch once, in order, after the resume
+        assert [point.step for point in events.Scalars(tag)] == list(range(1, EPOCHS + 1)), tag
+    for tag in ("loss/train", "loss/test", "accuracy/train", "accuracy/test", "accuracy/gap"):
+        assert ([p.value for p in events.Scalars(tag)]
+                == [p.value for p in reference_events.Scalars(tag)])
+    assert [p.step for p in events.Scalars("best/accuracy_test")] == [EPOCHS]
+    assert read_hparams(events)["status"] == "completed"  # not the interrupted attempt's
+
+
+def assert_same_tensors(mine, theirs):
+    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
+    if isinstance(mine, torch.Tensor):
+        assert torch.equal(mine, theirs)
+    elif isinstance(mine, dict):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            assert_same_tensors(mine[key], theirs[key])
+    elif isinstance(mine, (list, tuple)):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs):
+            assert_same_tensors(a, b)
+    else:
+        assert mine == theirs
+
+
+# --- resumes that are refused --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_resume_with_other_hidden_sizes_is_refused_before_touching_the_run(completed_copy):
+    before = snapshot(completed_copy)
+    result = run_cli("train", "--resume", completed_copy, "model.hidden=[64,64]")
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "model.hidden=[64, 64]" in line and "[256, 256]" in line
+    assert snapshot(completed_copy) == before  # not even .hydra/ was rewritten
+
+
+class RunsCode:
+    """A pickle payload: unpickling it calls os.system (were it allowed to)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.slow
+def test_checkpoint_that_would_run_code_is_refused_not_executed(completed_copy, tmp_path):
+    marker = tmp_path / "code-ran"
+    checkpoint = torch.load(completed_copy / "checkpoint.pt", weights_only=True)
+    checkpoint["model"] = RunsCode(marker)
+    torch.save(checkpoint, completed_copy / "checkpoint.pt")
+    with pytest.raises(pickle.UnpicklingError):  # sanity: weights_only refuses it in-process too
+        torch.load(completed_copy / "checkpoint.pt", weights_only=True)
+    assert not marker.exists()
+
+    result = run_cli("train", "--resume", completed_copy)
+    assert result.returncode == 1
+    assert "checkpoint.pt cannot be read" in one_error_line(result)
+    assert not marker.exists()
+
+
+# --- unwritable folders and a full disk ----------------------------------------------------------
+
+def can_mount_tmpfs() -> bool:
+    """Root with CAP_SYS_ADMIN in a private mount namespace (so nothing leaks out of the test)."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+TMPFS = pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare -m to mount tmpfs")
+
+
+def run_on_tmpfs(mount: Path, options: str, copy_to: Path, *args) -> subprocess.CompletedProcess:
+    """``dropout-lab ARGS`` with a tmpfs (``options``) at ``mount``, in a private mount namespace;
+    afterwards the tmpfs' contents are copied to ``copy_to`` (the mount ends with the process)."""
+    mount.mkdir(parents=True, exist_ok=True)
+    command = " ".join(map(str, [sys.executable, "-m", "dropout_lab", *args]))
+    script = (f"mount -t tmpfs -o {options} tmpfs {mount} || exit 99; {command}; code=$?; "
+              f"cp -a {mount} {copy_to}; exit $code")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_run_folder_under_a_regular_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_cli("train", *SMALL, f"hydra.run.dir={tmp_path / 'file' / 'run'}")
+    assert result.returncode == 1
+    assert one_error_line(result) == f"error: cannot write into {tmp_path}/file/run: Not a directory"
+
+
+@TMPFS
+def test_read_only_run_folder_is_one_line(tmp_path):
+    result = run_on_tmpfs(tmp_path / "ro", "ro,size=1m", tmp_path / "after", "train", *SMALL,
+                          f"hydra.run.dir={tmp_path / 'ro' / 'run'}")
+    assert result.returncode == 1
+    assert "Read-only file system" in one_error_line(result)
+
+
+@pytest.mark.slow
+@TMPFS
+def test_disk_full_during_training_keeps_the_last_whole_checkpoint(tmp_path):
+    # 1.5 MB holds one checkpoint (0.95 MB) and the small files, not a second one beside it:
+    # the atomic write of epoch 2's checkpoint runs out of space.
+    run_dir = tmp_path / "disk" / "run"
+    result = run_on_tmpfs(tmp_path / "disk", "size=1500k", tmp_path / "after", "train", *SMALL,
+                          "trainer.epochs=3", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 1
+    assert "checkpoint.pt: No space left on device" in one_error_line(result)
+    kept = tmp_path / "after" / "run"
+    assert load_checkpoint(kept)["epoch"] == 1  # the previous checkpoint, whole
+    summary = read_summary(kept)
+    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    assert summary["epochs_done"] == 2  # epoch 2 finished; only its checkpoint was not saved
+    assert temp_files(kept) == []
+    # On a disk with room (the copy), the run goes on from its last checkpoint.
+    run_cli("train", "--resume", kept, check=True)
+    assert read_summary(kept)["status"] == "completed"
+    assert [row["epoch"] for row in read_summary(kept)["history"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+@TMPFS
+def test_disk_full_before_training_is_one_line(tmp_path):
+    result = run_on_tmpfs(tmp_path / "disk", "size=16k", tmp_path / "after", "train", *SMALL,
+                          f"hydra.run.dir={tmp_path / 'disk' / 'run'}")
+    assert result.returncode == 1
+    assert "No space left on device" in one_error_line(result)
+
+
+def limit_file_size(limit: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # Python ignores it too; be explicit
+    return apply
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(can_mount_tmpfs(), reason="the tmpfs test above runs out of space for real")
+def test_file_size_limit_while_saving_keeps_the_last_whole_checkpoint(tmp_path):
+    """The same fault without privileges: RLIMIT_FSIZE makes writes past 512 KB fail (EFBIG)."""
+    run_dir = tmp_path / "run"
+    run_cli("train", *SMALL, "trainer.epochs=1", f"hydra.run.dir={run_dir}", check=True)
+    before = load_checkpoint(run_dir)
+    process = start_cli("train", "--resume", run_dir, "trainer.epochs=2",
+                        preexec_fn=limit_file_size(512 * 1024))
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 1, stderr
+    line = stderr.strip()
+    assert line.startswith("error: cannot write ") and "checkpoint.pt: File too large" in line
+    assert "\n" not in line and "Traceback" not in stderr
+    after = load_checkpoint(run_dir)
+    assert after["epoch"] == 1
+    assert_same_tensors(after["model"], before["model"])
+    assert read_summary(run_dir)["status"] == "failed"
+    assert temp_files(run_dir) == []
+    # Once the space is back, the run goes on from its last checkpoint.
+    run_cli("train", "--resume", run_dir, "trainer.epochs=2", check=True)
+    assert read_summary(run_dir)["epochs_done"] == 2
+
+
+# --- the dataset cache ---------------------------------------------------------------------------
+
+LOAD_AND_HASH = """
+import sys, time
+from pathlib import Path
+from dropout_lab.config import DataConfig
+from dropout_lab.data import _checksum, load_raw
+ready, go = Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():  # start loading together with the other processes
+    time.sleep(0.01)
+print(_checksum(load_raw(DataConfig(cache_dir=sys.argv[1]))))
+"""
+
+
+@pytest.mark.slow
+def test_parallel_first_loads_make_exactly_one_valid_cache(tmp_path):
+    cache_dir, sync = tmp_path / "cache", tmp_path / "sync"
+    sync.mkdir()
+    go = sync / "go"
+    processes = [subprocess.Popen([sys.executable, "-c", LOAD_AND_HASH, str(cache_dir),
+                                   str(sync / f"ready{i}"), str(go)],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for i in range(4)]
+    deadline = time.monotonic() + 120
+    while len(list(sync.glob("ready*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go.touch()
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, outputs
+    checksums = {stdout.strip() for stdout, _ in outputs}
+    assert len(checksums) == 1  # every process got the same data
+    config = DataConfig(cache_dir=str(cache_dir))
+    assert [p.name for p in cache_dir.iterdir()] == [cache_path(config).name]  # no temp files
+    tensors = read_cache(cache_path(config))  # whole and valid, and what they all got
+    assert tensors is not None
+    assert checksums == {_checksum(tensors)}
+    assert tensors["train_images"].shape == (60000, 28, 28)
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory) -> Path:
+    cache_dir = tmp_path_factory.mktemp("cache")
+    load_raw(DataConfig(cache_dir=str(cache_dir)))
+    return cache_path(DataConfig(cache_dir=str(cache_dir)))
+
+
+def truncate(path: Path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_pixel_byte(path: Path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the image data, far from the zip headers
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [truncate, flip_a_pixel_byte])
+def test_corrupt_cache_is_detected_and_rebuilt(built_cache, tmp_path, damage):
+    good = read_cache(built_cache)
+    config = DataConfig(cache_dir=str(tmp_path))
+    shutil.copy(built_cache, cache_path(config))
+    damage(cache_path(config))
+    assert read_cache(cache_path(config)) is None  # detected
+    tensors = load_raw(config)  # rebuilt from the verified .gz files
+    assert all(torch.equal(tensors[key], good[key]) for key in good)
+    assert read_cache(cache_path(config)) is not None
+    assert [p.name for p in tmp_path.iterdir()] == [cache_path(config).name]

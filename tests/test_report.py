@@ -1,0 +1,108 @@
+"""The sweep report: records, swept columns, mean ± std over seeds, Markdown/CSV, plots.
+
+The sweep folders here are written by hand with the files a real job leaves (summary.json as
+RunLog writes it, .hydra/overrides.yaml as Hydra writes it), so the expected numbers are known;
+tests/test_sweep.py checks the report of real sweeps.
+"""
+
+import csv
+import json
+import statistics
+
+import pytest
+import yaml
+
+from conftest import run_cli
+from dropout_lab import report
+
+# (p, seed) -> final test accuracy of a 3-epoch run; train accuracy is test + 0.05.
+ACCURACY = {("[0.2,0.5]", 0): 0.80, ("[0.2,0.5]", 1): 0.82, ("[0.2,0.5]", 2): 0.84,
+            ("[0.5,0.2]", 0): 0.70, ("[0.5,0.2]", 1): 0.74, ("[0.5,0.2]", 2): 0.72}
+
+
+def write_job(sweep_dir, num, overrides, status="completed", final_test=None, error=None):
+    run_dir = sweep_dir / f"{num}_{','.join(sorted(overrides))}"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    history = []
+    if final_test is not None:
+        for epoch in (1, 2, 3):
+            test = final_test - 0.1 * (3 - epoch)
+            history.append({"epoch": epoch, "train_loss": 0.5, "test_loss": 0.6,
+                            "train_accuracy": test + 0.05, "test_accuracy": test,
+                            "gap": 0.05, "epoch_seconds": 1.0})
+    summary = {"status": status, "error": error, "run_dir": str(run_dir), "config": {},
+               "final": history[-1] if history else {},
+               "best": {"test_accuracy": final_test, "epoch": 3} if history else {},
+               "epochs_done": len(history),
+               "timings": {"earlier_seconds": 3.5, "train_seconds": 3.0, "wall_seconds": 3.5},
+               "history": history}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    return run_dir
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    for num, ((p, seed), accuracy) in enumerate(ACCURACY.items()):
+        write_job(sweep_dir, num, [f"model.dropout.p={p}", f"seed={seed}", "trainer.epochs=3"],
+                  final_test=accuracy)
+    write_job(sweep_dir, 6, ["model.dropout.p=[1.5,0.2]", "seed=0", "trainer.epochs=3"],
+              status="failed", error="model.dropout.p has to be between 0 and 1, but got 1.5")
+    return sweep_dir
+
+
+def test_load_runs_reads_every_job_in_order(sweep_dir):
+    runs = report.load_runs(sweep_dir)
+    assert [run["num"] for run in runs] == list(range(7))
+    assert runs[1]["params"] == {"model.dropout.p": "[0.2,0.5]", "seed": "1", "trainer.epochs": "3"}
+    assert runs[1]["test_accuracy"] == 0.82 and runs[1]["train_accuracy"] == pytest.approx(0.87)
+    assert runs[6]["status"] == "failed" and runs[6]["test_accuracy"] is None
+    assert report.swept_keys(runs) == ["model.dropout.p", "seed"]
+
+
+def test_aggregate_over_seeds_gives_mean_and_sample_std(sweep_dir):
+    rows = report.aggregate_over_seeds(report.load_runs(sweep_dir))
+    assert [row["label"] for row in rows] == [
+        "model.dropout.p=[0.2,0.5]", "model.dropout.p=[0.5,0.2]", "model.dropout.p=[1.5,0.2]"]
+    first = rows[0]
+    assert (first["runs"], first["completed"]) == (3, 3)
+    mean, std = first["test_accuracy"]
+    assert mean == pytest.approx(0.82) and std == pytest.approx(statistics.stdev([0.80, 0.82, 0.84]))
+    assert rows[1]["test_accuracy"][0] == pytest.approx(0.72)
+    assert rows[2]["completed"] == 0 and rows[2]["test_accuracy"] == (None, None)
+
+
+def test_write_report_tables_and_plot(sweep_dir):
+    paths = report.write_report(sweep_dir)
+    with open(paths["csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 7
+    assert [float(r["test acc"]) for r in rows[:6]] == sorted(ACCURACY.values(), reverse=True)
+    assert rows[0]["model.dropout.p"] == "[0.2,0.5]" and rows[0]["seed"] == "2"
+    assert rows[-1]["status"] == "failed" and "1.5" in rows[-1]["error"]
+
+    markdown = paths["markdown"].read_text()
+    assert "## Mean ± std over seeds" in markdown
+    assert f"0.8200 ± {statistics.stdev([0.80, 0.82, 0.84]):.4f}" in markdown
+    assert "All jobs: `trainer.epochs=3`" in markdown
+    assert "failed: model.dropout.p has to be between 0 and 1" in markdown
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(paths["plot"])  # a real PNG, decodable
+    assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_report_command(sweep_dir, tmp_path):
+    result = run_cli("report", sweep_dir)
+    assert result.returncode == 0, result.stderr
+    assert f"markdown: {sweep_dir / 'report.md'}" in result.stdout
+    assert (sweep_dir / "report.csv").is_file()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("report", empty)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {empty} has no job folders with a summary.json to report on"]

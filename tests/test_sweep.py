@@ -1,0 +1,202 @@
+"""`dropout-lab sweep`: real Hydra multiruns in subprocesses on a small data subset."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, read_events, read_hparams, run_cli
+
+# One epoch on 500 images, one thread, no progress bar: about a second of training a job.
+SMALL = [
+    "data.subset=500",
+    "data.test_subset=500",
+    "trainer.epochs=1",
+    "trainer.progress=false",
+    "trainer.num_threads=1",
+]
+
+
+def job_dirs(sweep_dir: Path):
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                  key=lambda p: int(p.name.split("_")[0]))
+
+
+def summaries(sweep_dir: Path):
+    return [json.loads((d / "summary.json").read_text()) for d in job_dirs(sweep_dir)]
+
+
+def report_rows(sweep_dir: Path):
+    with open(sweep_dir / "report.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_dry_run_lists_jobs_and_names_bad_cells(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("sweep", "--dry-run", "--sweep-dir", sweep_dir,
+                     "model.dropout.p=0.2,1.5", "seed=0,1")
+    assert result.returncode == 2, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert lines[0] == "4 jobs:"
+    assert "#0: model.dropout.p=0.2 seed=0" in lines
+    assert "#3: model.dropout.p=1.5 seed=1" in lines
+    assert result.stderr.strip().splitlines() == ["error: 2 of 4 jobs have a bad config: #2, #3"]
+    assert "Traceback" not in result.stderr
+    assert not sweep_dir.exists()  # nothing ran, nothing written
+
+
+def test_named_sweep_expands_from_its_config():
+    result = run_cli("sweep", "--dry-run", "experiment=swap_probs")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "12 jobs:"  # 2 orders x 2 weight decays x 3 seeds
+    assert "model.dropout.p=[0.5,0.2] optim.weight_decay=0.0001 seed=2" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--launcher", "mpi", "seed=0,1"], "unknown launcher 'mpi'"),
+    (["model.dropot.p=0.1,0.2"], "dropot"),
+    (["seed=0,1,"], "bad config"),
+    (["--jobs", "0", "seed=0,1"], "--jobs"),
+])
+def test_bad_sweeps_fail_before_running_with_one_line(tmp_path, args, message):
+    result = run_cli("sweep", "--sweep-dir", tmp_path / "sweep", *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_new_sweep_dirs_differ_within_one_second(tmp_path):
+    from dropout_lab.sweep import new_sweep_dir
+
+    made = {new_sweep_dir(tmp_path) for _ in range(20)}
+    assert len(made) == 20 and all(path.is_dir() for path in made)
+
+
+@pytest.mark.slow
+def test_joblib_grid_runs_every_job_logs_hparams_and_resumes(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["sweep", "--jobs", "2", "--sweep-dir", sweep_dir,
+            "model.dropout.p=0.2,0.5", "optim.weight_decay=0,1e-4", *SMALL]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "sweep: 4 of 4 jobs completed" in result.stdout
+
+    runs = job_dirs(sweep_dir)
+    assert len(runs) == 4
+    expected = {(0.2, 0.0), (0.2, 1e-4), (0.5, 0.0), (0.5, 1e-4)}
+    seen = set()
+    for run_dir in runs:
+        assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # one run each, no extras
+        hparams = read_hparams(read_events(run_dir))
+        seen.add((hparams["model.dropout.p"], hparams["optim.weight_decay"]))
+        assert hparams["status"] == "completed"
+        assert "accuracy/test" in read_events(run_dir).Tags()["scalars"]
+    assert seen == expected
+    assert not list(sweep_dir.glob("events.out.tfevents.*"))  # no empty run at the top
+
+    rows = report_rows(sweep_dir)
+    assert len(rows) == 4
+    assert {(float(r["model.dropout.p"]), float(r["optim.weight_decay"])) for r in rows} == expected
+    accuracies = [float(r["test acc"]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert (sweep_dir / "report.md").is_file() and (sweep_dir / "test_accuracy.png").is_file()
+
+    # The same sweep into the same directory (one job at a time now: the number of threads
+    # does not change the results): every job completed, so none trains again.
+    before = {d.name: (d / "summary.json").stat().st_mtime_ns for d in runs}
+    again = run_cli(*[arg for arg in args if arg not in ("--jobs", "2")])
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("completed before, skipped") == 4
+    assert {d.name: (d / "summary.json").stat().st_mtime_ns for d in job_dirs(sweep_dir)} == before
+
+
+@pytest.mark.slow
+def test_failing_jobs_are_recorded_and_the_others_complete(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # Job 1 diverges (SGD with lr 1e9 overflows within 8 steps); jobs 2 and 3 have p = 1.5.
+    result = run_cli("sweep", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,1.5",
+                     "optim.lr=0.1,1e9", "trainer.batch_size=64", *SMALL)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: 3 of 4 jobs did not complete (#1 diverged, #2 failed, #3 failed)")
+    assert "Traceback" not in result.stderr + result.stdout
+
+    statuses = [s["status"] for s in summaries(sweep_dir)]
+    assert statuses == ["completed", "diverged", "failed", "failed"]
+    failed = summaries(sweep_dir)[2]
+    assert "between 0 and 1" in failed["error"] and "\n" not in failed["error"]
+    assert "model.dropout.p=1.5" in failed["overrides"]
+
+    rows = {r["job"].split("_")[0]: r for r in report_rows(sweep_dir)}
+    assert rows["0"]["status"] == "completed" and float(rows["0"]["test acc"]) > 0
+    assert rows["1"]["status"] == "diverged" and "NaN" in rows["1"]["error"]
+    assert rows["2"]["status"] == "failed" and "1.5" in rows["2"]["error"]
+    report = (sweep_dir / "report.md").read_text()
+    assert "failed" in report and "diverged" in report
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_a_two_job_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("sweep", "--launcher", "local", "--sweep-dir", sweep_dir, "seed=0,1", *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert [s["status"] for s in summaries(sweep_dir)] == ["completed", "completed"]
+    assert (sweep_dir / ".submitit").is_dir()  # the jobs went through submitit
+    assert sorted(r["seed"] for r in report_rows(sweep_dir)) == ["0", "1"]
+
+
+@pytest.mark.slow
+def test_optuna_search_finishes_and_reports_its_best(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("sweep", "--sweep-dir", sweep_dir, "experiment=search",
+                     "hydra.sweeper.n_trials=3", *SMALL)
+    assert result.returncode == 0, result.stderr
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"model.dropout.p.0", "model.dropout.p.1",
+                                        "optim.weight_decay", "optim.lr"}
+    finals = [s["final"]["test_accuracy"] for s in summaries(sweep_dir)]
+    assert len(finals) == 3
+    assert best["best_value"] == pytest.approx(max(finals))  # the task returns test accuracy
+    # Each trial ran with the probabilities it was given.
+    for summary, run_dir in zip(summaries(sweep_dir), job_dirs(sweep_dir)):
+        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        p0 = next(float(o.split("=")[1]) for o in overrides if o.startswith("model.dropout.p.0="))
+        assert summary["config"]["model"]["dropout"]["p"][0] == pytest.approx(p0)
+    assert "Optuna's best" in (sweep_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_from_the_checkpoint(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "seed=0,1", "data.subset=5000",
+            "data.test_subset=500", "trainer.epochs=12", "trainer.progress=false",
+            "trainer.num_threads=1"]
+    process = subprocess.Popen([sys.executable, "-m", "dropout_lab", *args], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_job = sweep_dir / "0_data.subset=5000,data.test_subset=500,seed=0,trainer.epochs=12"
+    deadline = time.monotonic() + 120
+    while not (first_job / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "--sweep-dir" in stderr.strip().splitlines()[-1]
+    interrupted = json.loads((first_job / "summary.json").read_text())
+    assert interrupted["status"] == "interrupted" and 1 <= interrupted["epochs_done"] < 12
+    done_before = interrupted["history"]
+    assert not (sweep_dir / "1_data.subset=5000,data.test_subset=500,seed=1,trainer.epochs=12").exists()
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    resumed = json.loads((first_job / "summary.json").read_text())
+    assert resumed["status"] == "completed" and resumed["epochs_done"] == 12
+    # The epochs before the interruption were kept, not trained again.
+    assert resumed["history"][:len(done_before)] == done_before
+    assert [s["status"] for s in summaries(sweep_dir)] == ["completed", "completed"]

@@ -1,0 +1,90 @@
+"""The training core ``train(cfg, run_dir)`` on the real data with a tiny budget."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import TINY, read_events, read_hparams
+from dropout_lab.app import compose, exit_code, typed_config
+from dropout_lab.runlog import load_checkpoint, read_summary
+from dropout_lab.train import train
+
+METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "gap", "epoch_seconds")
+
+
+def tiny_config(*overrides):
+    return typed_config(compose([*TINY, *overrides]))
+
+
+def results_of(history: list) -> list:
+    """The history without the wall times, which differ from run to run."""
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run (2 epochs on 1000 images), started from an empty working directory."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        result = train(tiny_config(), tmp_path_factory.mktemp("run"))
+    return result, cwd
+
+
+def test_tiny_run_completes_with_finite_metrics(tiny_run):
+    result, _ = tiny_run
+    assert result.status == "completed" and result.error is None
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    for row in result.history:
+        assert all(math.isfinite(row[key]) for key in METRICS)
+        assert 0 <= row["train_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
+        assert row["gap"] == pytest.approx(row["train_accuracy"] - row["test_accuracy"])
+    # It learns: chance level is loss ln(10) = 2.30 and accuracy 0.1.
+    assert result.final["train_loss"] < result.history[0]["train_loss"] < math.log(10)
+    assert result.final["test_accuracy"] > 0.2  # twice chance, after only 8 SGD steps
+    assert exit_code(result) == 0
+
+
+def test_run_folder_holds_summary_checkpoint_and_events(tiny_run):
+    result, cwd = tiny_run
+    names = sorted(p.name for p in result.run_dir.iterdir())
+    events = [name for name in names if name.startswith("events.out.tfevents.")]
+    assert len(events) == 1  # one event file: the hparams went into the run's own file
+    assert sorted(set(names) - set(events)) == ["checkpoint.pt", "summary.json"]
+    summary = read_summary(result.run_dir)
+    assert summary["status"] == "completed" and summary["epochs_done"] == 2
+    assert summary["history"] == result.history
+    assert summary["final"] == result.history[-1]
+    assert summary["best"]["test_accuracy"] == max(r["test_accuracy"] for r in result.history)
+    assert summary["config"]["data"]["subset"] == 1000
+    assert list(cwd.iterdir()) == []  # train() writes into run_dir only, never the cwd
+
+
+def test_same_seed_gives_identical_numbers_and_weights(tiny_run, tmp_path):
+    first, _ = tiny_run
+    again = train(tiny_config(), tmp_path)
+    assert results_of(again.history) == results_of(first.history)
+    first_weights = load_checkpoint(first.run_dir)["model"]
+    again_weights = load_checkpoint(again.run_dir)["model"]
+    assert first_weights.keys() == again_weights.keys()
+    assert all(torch.equal(first_weights[k], again_weights[k]) for k in first_weights)
+
+
+def test_another_seed_gives_other_numbers(tiny_run, tmp_path):
+    first, _ = tiny_run
+    other = train(tiny_config("seed=1"), tmp_path)
+    assert other.status == "completed"
+    assert results_of(other.history) != results_of(first.history)
+
+
+def test_divergence_stops_the_run_and_is_recorded(tmp_path):
+    # lr = 1e6 overflows the weights within the first steps: the loss becomes NaN in epoch 1.
+    result = train(tiny_config("optim.lr=1e6", "trainer.epochs=3"), tmp_path)
+    assert result.status == "diverged"
+    assert "NaN or infinite" in result.error
+    assert len(result.history) < 3  # stopped early instead of training on garbage
+    assert exit_code(result) == 1
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "diverged" and "NaN" in summary["error"]
+    assert read_hparams(read_events(tmp_path))["status"] == "diverged"
