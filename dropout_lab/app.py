@@ -81,13 +81,19 @@ def run_hydra(task: Callable, argv: List[str]) -> None:
 
 def saved_overrides(run_dir: Path) -> List[str]:
     """The overrides a run was started with (Hydra's .hydra/overrides.yaml)."""
+    import yaml
     from omegaconf import OmegaConf
 
     path = Path(run_dir) / ".hydra" / "overrides.yaml"
     if not (Path(run_dir) / "summary.json").is_file() or not path.is_file():
         raise ConfigError(f"--resume {run_dir}: not a dropout-lab run folder "
                           f"(it has no summary.json and .hydra/overrides.yaml)")
-    return [o for o in OmegaConf.load(path) if not o.startswith("hydra.run.dir=")]
+    try:
+        saved = list(OmegaConf.load(path))
+    except (yaml.YAMLError, OSError, ValueError, TypeError) as error:
+        raise RunError(f"cannot read {path} ({type(error).__name__}); repair it (the run's "
+                       f"whole config is in its summary.json)") from None
+    return [str(o) for o in saved if not str(o).startswith("hydra.run.dir=")]
 
 
 def hydra_quoted(value) -> str:
@@ -119,17 +125,18 @@ def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
     checked against the run's checkpoint, so a refused resume leaves the run untouched. An
     unwritable folder or a full disk fail here, as one line, not inside Hydra.
     """
-    from dropout_lab.files import check_writable_dir
+    from dropout_lab.files import check_writable_dir, exclusive_dir
     from dropout_lab.runlog import SUMMARY, read_summary
 
     run_dir = planned_run_dir(overrides)
-    if resume:
-        from dropout_lab.train import resumable_checkpoint
+    with exclusive_dir(run_dir):  # another process training there: refused before Hydra writes
+        if resume:
+            from dropout_lab.train import resumable_checkpoint
 
-        resumable_checkpoint(typed_config(cfg), run_dir)
-    elif (run_dir / SUMMARY).is_file():
-        raise ConfigError(f"{run_dir} already holds a run ({read_summary(run_dir)['status']}); "
-                          f"continue it with --resume {run_dir} or choose another hydra.run.dir")
+            resumable_checkpoint(typed_config(cfg), run_dir)
+        elif (run_dir / SUMMARY).is_file():
+            raise ConfigError(f"{run_dir} already holds a run ({read_summary(run_dir)['status']}); "
+                              f"continue it with --resume {run_dir} or choose another hydra.run.dir")
     check_writable_dir(run_dir)
     pinned = [o for o in overrides if not o.startswith("hydra.run.dir=")]
     return [*pinned, f"hydra.run.dir={hydra_quoted(run_dir)}"]

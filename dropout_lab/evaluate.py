@@ -59,7 +59,8 @@ def mc_statistics(model: torch.nn.Module, split: Split, samples: int, batch_size
     (N, C), and the mean of the passes' own entropies (N,)."""
     mean_probabilities, mean_sample_entropy = [], []
     for images, _labels in batches(split, batch_size):
-        passes = torch.stack([F.softmax(model(images), dim=-1) for _ in range(samples)])  # (K, B, C)
+        # (K, B, C): K passes, each with its own masks
+        passes = torch.stack([F.softmax(model(images), dim=-1) for _ in range(samples)])
         mean_probabilities.append(passes.mean(dim=0))
         mean_sample_entropy.append(entropy(passes).mean(dim=0))
     return {"probabilities": torch.cat(mean_probabilities),

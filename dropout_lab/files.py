@@ -1,11 +1,14 @@
-"""Atomic file writes: readers see the old file or the new one, never half of one."""
+"""Atomic file writes: readers see the old file or the new one, never half of one. And the
+folder checks a run makes before it writes: writable, and not in use by another process."""
 
+import fcntl
 import glob
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from dropout_lab.errors import RunError
 
@@ -65,6 +68,27 @@ def check_writable_dir(folder: Path) -> None:
             os.fsync(probe.fileno())
     except OSError as error:
         raise RunError(f"cannot write into {folder}: {error.strerror or error}") from None
+
+
+@contextmanager
+def exclusive_dir(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (``flock`` on the folder itself: no lock file), or
+    raise RunError when another process holds it. The OS drops it when the process dies."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise RunError(f"cannot write into {folder}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"{folder} is in use by another dropout-lab process; wait for it to "
+                           f"end (or stop it), then resume") from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def write_json(path: Path, data: dict) -> None:

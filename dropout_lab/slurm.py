@@ -11,7 +11,7 @@ Hydra's ``submitit_slurm`` launcher does (one Slurm array task per job, each run
   recorded as failed in its summary.json and the sweep goes on; the report and the exit code
   say so. Hydra's launcher would raise at the first such job and stop waiting for the others.
 - A job Slurm requeues (``scontrol requeue``, pre-emption, or submitit's checkpoint-and-requeue
-  on the signal before the time limit) is not finished: it runs again, and ``sweep.run_job``
+  on the signal before the time limit) is not finished: it runs again, and ``sweep.train_job``
   resumes it from its last epoch checkpoint, so it ends with the numbers of an uninterrupted run.
 - Ctrl-C cancels the sweep's queued and running jobs; each writes its checkpoint on SIGTERM,
   and the same command with ``--sweep-dir`` resumes them.
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 # a pre-empted job is usually requeued.
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
          "OUT_OF_MEMORY", "TIMEOUT"}
-GONE = "GONE"  # squeue no longer lists the job: it ended more than MinJobAge ago
+GONE = "GONE"  # squeue no longer lists the job: it ended more than MinJobAge ago, or was
+# an array task cancelled before it started (Slurm keeps no record of those)
 RESULT_GRACE_S = 15.0  # how long a result file may take to appear on a shared filesystem
 MAX_POLL_S = 30.0
 
@@ -81,24 +82,29 @@ class SlurmLauncher(SubmititSlurm):
         return executor.map_array(self, *zip(*arguments))
 
     def job_return(self, job, overrides: List[str], index: int, state: Optional[str]) -> JobReturn:
-        """The job's own JobReturn, or, when it ended without one, a failure recorded in its run."""
+        """The job's own JobReturn. For a job that ended without one: its failure recorded in its
+        run's summary.json, and what sweep_task returns for a failed job."""
         from dropout_lab.sweep import record_failure
 
-        reason = f"Slurm job {job.job_id} ended {state or 'without a result'}"
-        if job.paths.result_pickle.exists():
+        if has_result(job):
             try:
                 return job.results()[0]
             except Exception as error:  # the job raised past sweep_task: submitit kept the trace
                 reason = f"Slurm job {job.job_id} failed: {last_line(error)}"
+        else:
+            how = "left the queue" if state == GONE else f"ended {state}"
+            reason = f"Slurm job {job.job_id} {how} without a result"
         run_dir = self.run_dir(overrides, index)
-        summary = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
-        if summary.get("status") != "completed":  # (a completed run whose result file got lost)
+        summary_path = run_dir / "summary.json"
+        summary = read_json(summary_path) if summary_path.is_file() else {}
+        completed = summary.get("status") == "completed"  # its run ended, its result file got lost
+        if not completed:
             log.error(f"{run_dir.name}: {reason}; its log: {job.paths.stderr}")
             record_failure(run_dir, overrides, RunError(reason))
-        ended = JobReturn(overrides=overrides, working_dir=str(run_dir), status=JobStatus.COMPLETED)
-        ended.return_value = objective((summary.get("final") or {}).get("test_accuracy")
-                                       if summary.get("status") == "completed" else None)
-        return ended
+        job_return = JobReturn(overrides=overrides, working_dir=str(run_dir),
+                               status=JobStatus.COMPLETED)
+        job_return.return_value = objective(summary["final"].get("test_accuracy") if completed else None)
+        return job_return
 
     def run_dir(self, overrides: List[str], index: int) -> Path:
         """The job's run folder, composed as the job itself composes it."""
@@ -127,7 +133,7 @@ def wait_for_jobs(jobs: list) -> Dict[str, str]:
         states = states if answer is None else answer  # None: squeue did not answer this time
         now = time.monotonic()
         for job in list(pending):
-            if job.paths.result_pickle.exists():
+            if has_result(job):
                 pending.remove(job)
             elif states.get(job.job_id, GONE) in ENDED | {GONE}:
                 # Its result file may still be on its way through a shared filesystem.
@@ -138,6 +144,17 @@ def wait_for_jobs(jobs: list) -> Dict[str, str]:
         if pending:
             time.sleep(min(MAX_POLL_S, max(1.0, (time.monotonic() - started) / 10)))
     return {job_id: states.get(job_id, GONE) for job_id in ended_at}
+
+
+def has_result(job) -> bool:
+    """Whether the job has written its result file. Changing the folder's mode makes an NFS
+    client look at the folder again instead of trusting its cache (as submitit does)."""
+    folder = job.paths.folder
+    try:
+        folder.chmod(folder.stat().st_mode)
+    except OSError:
+        pass
+    return job.paths.result_pickle.exists()
 
 
 def job_states(job_ids: List[str]) -> Optional[Dict[str, str]]:
@@ -166,7 +183,7 @@ def job_states(job_ids: List[str]) -> Optional[Dict[str, str]]:
 
 def cancel_unfinished(jobs: list) -> None:
     """scancel the jobs without a result; they checkpoint on the SIGTERM Slurm sends them."""
-    unfinished = [job.job_id for job in jobs if not job.paths.result_pickle.exists()]
+    unfinished = [job.job_id for job in jobs if not has_result(job)]
     if unfinished:
         log.warning(f"cancelling Slurm jobs {' '.join(unfinished)}")
         subprocess.run(["scancel", *unfinished], check=False)

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional
 from dropout_lab.app import PROG, config_error, objective, run_hydra, typed_config
 from dropout_lab.config import config_dir, register_schema
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
+from dropout_lab.files import check_writable_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,6 @@ def check_resumable(sweep_dir: Path, plan: SweepPlan) -> None:
     A completed job is skipped on resume, so its folder must hold the same config; and a
     search cannot resume (Optuna's study lives in memory), so it needs a new directory.
     """
-    from dropout_lab.files import read_json
-
     existing = [path.parent for path in Path(sweep_dir).glob("*/summary.json")]
     if existing and plan.sweeper != "basic":
         raise ConfigError(f"{sweep_dir} already holds runs; a search cannot resume, "
@@ -200,10 +199,10 @@ def launcher_overrides(launcher: Optional[str], jobs: int, plan: SweepPlan,
     if plan.sweeper == "optuna" and jobs > 1:
         extra.append(f"hydra.sweeper.n_jobs={jobs}")  # trials asked for, and run, at once
 
-    # submitit_local starts every job of a batch at once; joblib runs `jobs` at a time.
+    # submitit_local starts every job of a batch at once; joblib runs `jobs` at a time. A
+    # search's batch is `jobs` trials; a grid's is all its jobs.
     batch = len(plan.jobs) or jobs
-    parallel = {"joblib": jobs, "local": min(batch, jobs) if plan.sweeper == "optuna" else batch}
-    parallel = parallel.get(launcher, 1)
+    parallel = {"joblib": min(jobs, batch), "local": batch}.get(launcher, 1)
     given = {o.split("=", 1)[0].lstrip("+~") for o in user_overrides}
     if parallel > 1 and "trainer.num_threads" not in given:
         extra.append(f"trainer.num_threads={max(1, usable_cores() // parallel)}")
@@ -258,8 +257,6 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
     completed: skipped; interrupted or running (killed): resumed from its checkpoint;
     failed or diverged: started anew.
     """
-    from dropout_lab.files import read_json
-
     try:
         # read without runlog (torch): a resumed sweep skips its completed jobs in a blink
         previous = read_json(run_dir / "summary.json") if (run_dir / "summary.json").is_file() else {}
@@ -296,8 +293,6 @@ def clear_attempt(run_dir: Path) -> None:
 
 def record_failure(run_dir: Path, overrides: List[str], error: BaseException) -> None:
     """Mark the job failed in its summary.json, keeping what an earlier attempt wrote there."""
-    from dropout_lab.files import read_json, write_json
-
     summary_path = run_dir / "summary.json"
     try:
         summary = read_json(summary_path)
@@ -331,11 +326,11 @@ def shared_data(config):
 def new_sweep_dir(root: Path = SWEEP_ROOT) -> Path:
     """outputs/sweeps/DATE/TIME_RANDOM, created here: two sweeps never share one."""
     day = root / time.strftime("%Y-%m-%d")
-    day.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(day)  # one clear line for a read-only or full filesystem
     while True:
         path = day / f"{time.strftime('%H-%M-%S')}_{secrets.token_hex(3)}"
         try:
-            path.mkdir()
+            path.mkdir()  # atomic: of two sweeps drawing the same name, one gets it
             return path
         except FileExistsError:
             continue
@@ -371,6 +366,8 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
                            plan.problems, plan.sweeper)
     if resuming:
         check_resumable(Path(sweep_dir), plan)
+    if sweep_dir:
+        check_writable_dir(Path(sweep_dir))
     sweep_dir = Path(sweep_dir) if sweep_dir else new_sweep_dir()
     overrides.append(f"hydra.sweep.dir={quoted(str(sweep_dir.resolve()))}")
     # Optuna imports alembic, which logs its plugin set-up at INFO under Hydra's logging.
@@ -408,8 +405,6 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
 def record_lost_job(run_dir: Path, overrides: List[str]) -> None:
     """A job that ended without closing its run (killed, cancelled, lost) is a failed job."""
     summary_path = run_dir / "summary.json"
-    from dropout_lab.files import read_json
-
     status = read_json(summary_path).get("status") if summary_path.is_file() else None
     if status in (None, "running"):
         record_failure(run_dir, overrides,

@@ -18,6 +18,7 @@ from dropout_lab.activations import ActivationStats
 from dropout_lab.config import Config, OptimConfig
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
+from dropout_lab.files import exclusive_dir
 from dropout_lab.model import build_model
 from dropout_lab.runlog import CHECKPOINT, RunLog, flatten, load_checkpoint, read_summary
 
@@ -186,8 +187,15 @@ def train(cfg: Config, run_dir: Path, resume: bool = False,
     """Train the MLP ``cfg`` describes, logging into ``run_dir``; resume from its checkpoint.
 
     ``data`` lets a caller that trains several models on the same split load it once.
+    Another process training into ``run_dir`` at the same time is refused (RunError): two
+    writers would interleave their checkpoints.
     """
     run_dir = Path(run_dir)
+    with exclusive_dir(run_dir):
+        return _train(cfg, run_dir, resume, data)
+
+
+def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST]) -> RunResult:
     checkpoint = resumable_checkpoint(cfg, run_dir) if resume else None
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)

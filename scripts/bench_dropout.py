@@ -7,6 +7,9 @@ the bytes autograd saves for backward (``torch.autograd.graph.saved_tensors_hook
 counted). It prints the figures and the ratios custom / built-in.
 
     .venv/bin/python scripts/bench_dropout.py [--p 0.5] [--rounds 7] [--threads N] [--device cpu]
+
+``--variants`` also times the ways of drawing and applying a mask that the custom layer was
+chosen from, one op each on 4096x4096 (why it draws uniform noise and uses float-only kernels).
 """
 
 import argparse
@@ -65,12 +68,43 @@ def bench_shape(shape, p: float, rounds: int, device: str) -> dict:
     return result
 
 
+def variant_timings(p: float, rounds: int, device: str) -> None:
+    """Milliseconds per op (median) of the alternatives for drawing and applying a mask."""
+    x = torch.randn(4096, 4096, device=device)
+    keep = torch.rand_like(x) >= p
+    scale = 1.0 / (1.0 - p)
+    variants = {
+        "draw: torch.rand_like(x) >= p (bool)": lambda: torch.rand_like(x) >= p,
+        "draw: empty_like(x).bernoulli_(1-p) (float, nn.Dropout on CPU)":
+            lambda: torch.empty_like(x).bernoulli_(1 - p),
+        "draw: empty_like(x, bool).bernoulli_(1-p)":
+            lambda: torch.empty_like(x, dtype=torch.bool).bernoulli_(1 - p),
+        "apply: torch.where(keep, x * scale, 0)": lambda: torch.where(keep, x * scale, 0.0),
+        "apply: x * keep * scale (bool-float kernel)": lambda: x * keep * scale,
+        "apply: x.mul(scale).masked_fill_(~keep, 0)": lambda: x.mul(scale).masked_fill_(~keep, 0.0),
+        "apply: keep.to(x.dtype).mul_(scale).mul_(x) (float-only)":
+            lambda: keep.to(x.dtype).mul_(scale).mul_(x),
+        "custom forward: noise.ge_(p).mul_(scale).mul_(x) + bool mask":
+            lambda: (lambda noise: (noise >= p, noise.ge_(p).mul_(scale).mul_(x)))(torch.rand_like(x)),
+    }
+    print(f"\nvariants on 4096x4096 ({torch.get_num_threads()} threads), median ms of {rounds}:")
+    for name, op in variants.items():
+        op()
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            op()
+            times.append(time.perf_counter() - started)
+        print(f"  {1e3 * statistics.median(times):8.1f}  {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--p", type=float, default=0.5)
     parser.add_argument("--rounds", type=int, default=7, help="timings per layer (median kept)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--variants", action="store_true", help="also time the mask variants")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,6 +120,8 @@ def main() -> None:
               f"{custom['ms'] / builtin['ms']:10.2f} | "
               f"{custom['saved_bytes_per_element']:11.2f} {builtin['saved_bytes_per_element']:12.2f} "
               f"{custom['saved_bytes_per_element'] / builtin['saved_bytes_per_element']:12.2f}")
+    if args.variants:
+        variant_timings(args.p, args.rounds, args.device)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,10 @@ def main() -> int:
                "--sweep-dir", str(sweep_dir), f"seed=range({args.jobs})",
                f"trainer.epochs={args.epochs}"]
     print(f"before: {load()}")
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    ended_at = time.time()
     print(f"after:  {load()}")
     if result.returncode != 0:
         print(result.stdout, result.stderr, sep="\n", file=sys.stderr)
@@ -58,6 +59,13 @@ def main() -> int:
     print(f"sum of the jobs' training time      {train:7.2f} s  (/ {args.workers} = {ideal:.2f} s)")
     print(f"sum of the jobs' wall time in train {job_wall:7.2f} s")
     print(f"overhead: wall / (training / {args.workers}) - 1 = {wall / ideal - 1:+.1%} (target < 25%)")
+    # Where the wall time went, from the files' times: start-up until Hydra wrote the first
+    # job's config, the jobs, the report, and the exit.
+    first_job = min((run["run_dir"] / ".hydra" / "config.yaml").stat().st_mtime for run in runs)
+    last_job = max((run["run_dir"] / "summary.json").stat().st_mtime for run in runs)
+    report = (sweep_dir / "report.md").stat().st_mtime
+    print(f"phases: start-up {first_job - started_at:.2f} s, jobs {last_job - first_job:.2f} s, "
+          f"report {report - last_job:.2f} s, exit {ended_at - report:.2f} s")
     if args.keep:
         print(f"sweep directory: {sweep_dir}")
     else:

@@ -5,13 +5,15 @@
 # Safe to run twice: daemons already running are left alone. Stop it with scripts/slurm_down.sh.
 #
 # What works in a container (no systemd, no writable cgroups), and why this slurm.conf says it:
-#   - ProctrackType=proctrack/linuxproc and TaskPlugin=task/none: the cgroup plugins need a
-#     cgroup hierarchy slurmd may write to; linuxproc finds a job's processes through /proc.
+#   - ProctrackType=proctrack/linuxproc: the cgroup plugins need a cgroup hierarchy slurmd may
+#     write to; linuxproc finds a job's processes through /proc.
+#   - TaskPlugin=task/affinity (sched_setaffinity, no cgroups): a job is bound to the cores it was
+#     given, as on a real cluster, so torch's default thread count follows --cpus-per-task.
 #   - SelectType=select/cons_tres with CR_Core_Memory: jobs share the node by cores and memory,
 #     so a 2-job array runs both jobs at once on a 2-core machine.
 #   - No accounting: AccountingStorageType=accounting_storage/none and
-#     JobAcctGatherType=jobacct_gather/none (no slurmdbd, no database). `sacct` therefore fails;
-#     dropout-lab's launcher then reads job states from `squeue` (dropout_lab/slurm.py).
+#     JobAcctGatherType=jobacct_gather/none (no slurmdbd, no database). `sacct` therefore fails,
+#     which does not matter: dropout-lab's launcher follows jobs with `squeue` (dropout_lab/slurm.py).
 #   - SlurmUser=root: everything runs as root, so no spool or state directory permissions to fix.
 #   - ReturnToService=2: a node that went DOWN (slurmd stopped) is back to IDLE when slurmd
 #     registers again, so a restart does not leave the node unusable.
@@ -46,7 +48,7 @@ fi
 
 host=$(hostname -s)
 cpus=$(nproc)
-total_mb=$(free -m | awk '/^Mem:/ {print $2}')
+total_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)  # as `free -m`; procps may be absent
 headroom_mb=$(( total_mb / 10 > 1024 ? total_mb / 10 : 1024 ))  # for the OS and the daemons
 memory_mb=$(( total_mb - headroom_mb ))
 (( memory_mb > 0 )) || die "only ${total_mb} MB of memory; need more than ${headroom_mb} MB"
@@ -72,7 +74,7 @@ SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
 SlurmdLogFile=$LOG_DIR/slurmd.log
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 MpiDefault=none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
@@ -103,6 +105,7 @@ start_munge() {
   chown munge:munge /etc/munge/munge.key /run/munge /var/log/munge /var/lib/munge
   chmod 0600 /etc/munge/munge.key
   runuser -u munge -- munged  # the Debian service runs it as the munge user too
+  started+=(munged)
   for _ in $(seq 20); do
     munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
     sleep 0.5
@@ -115,8 +118,12 @@ start_slurm() {
   if ! scontrol ping 2>/dev/null | grep -q "is UP"; then
     pid_alive /run/slurmd.pid || write_conf  # a live slurmd keeps the config it started with
     slurmctld
+    started+=(slurmctld)
   fi
-  pid_alive /run/slurmd.pid || slurmd
+  if ! pid_alive /run/slurmd.pid; then
+    slurmd
+    started+=(slurmd)
+  fi
 }
 
 wait_for_idle_node() {
@@ -133,7 +140,9 @@ wait_for_idle_node() {
   exit 1
 }
 
+started=()
 start_munge
 start_slurm
 wait_for_idle_node
-echo "slurm_up: cluster up: node $host ($cpus CPUs, ${memory_mb} MB), partition debug; stop with scripts/slurm_down.sh"
+echo "slurm_up: cluster up (started: ${started[*]:-nothing, all were running}): node $host," \
+     "partition debug ($(sinfo --noheader --format="%c CPUs, %m MB")); stop with scripts/slurm_down.sh"

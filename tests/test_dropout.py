@@ -105,7 +105,8 @@ def test_zero_fraction_is_p(samples, kind):
     zero_probability = KINDS[kind][3]
     zeros = (samples[kind] == 0).double().mean()
     n = samples[kind].numel()
-    assert abs(zeros - zero_probability) <= Z * math.sqrt(zero_probability * (1 - zero_probability) / n)
+    standard_error = math.sqrt(zero_probability * (1 - zero_probability) / n)
+    assert abs(zeros - zero_probability) <= Z * standard_error
 
 
 def test_gaussian_has_no_zeros(samples):
@@ -395,3 +396,12 @@ def test_custom_and_builtin_train_the_default_model_equally_well(tmp_path):
     assert abs(final["custom"]["train_accuracy"] - final["builtin"]["train_accuracy"]) <= 0.03
     assert abs(final["custom"]["test_accuracy"] - final["builtin"]["test_accuracy"]) <= 0.12
     assert min(final[kind]["test_accuracy"] for kind in final) >= 0.45
+
+
+def test_unscaled_says_plainly_that_it_is_wrong():
+    from conftest import run_cli
+
+    for documented in (D.unscaled_dropout, D.UnscaledDropout):
+        assert "DELIBERATELY WRONG" in documented.__doc__
+    help_text = " ".join(run_cli("train", "--help", check=True).stdout.split())  # unwrap lines
+    assert "unscaled is DELIBERATELY WRONG: it drops units and never compensates" in help_text

@@ -109,14 +109,18 @@ def test_a_folder_that_is_not_a_run_is_one_line_and_non_zero(tmp_path):
     assert result.stdout == ""
 
 
-def test_a_run_without_checkpoint_and_a_bad_k_are_refused(tmp_path, trained_run):
-    run_dir = tmp_path / "no-checkpoint"
+@pytest.mark.slow
+def test_a_run_without_checkpoint_is_refused(tmp_path, trained_run):
+    run_dir = tmp_path / "no-checkpoint"  # as a run trained with logging.checkpoint=false
     run_dir.mkdir()
     shutil.copy(trained_run / "summary.json", run_dir)
     result = run_cli("evaluate", run_dir)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: {run_dir} has no checkpoint.pt to evaluate")
     assert len(result.stderr.strip().splitlines()) == 1
-    result = run_cli("evaluate", trained_run, "--mc-samples", "0")
+
+
+def test_a_bad_k_is_a_usage_error(tmp_path):
+    result = run_cli("evaluate", tmp_path, "--mc-samples", "0")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --mc-samples has to be > 0, but got 0"

@@ -91,8 +91,30 @@ def completed_copy(left_alone, tmp_path) -> Path:
 # --- killed and resumed --------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130),
-                                       (signal.SIGKILL, -signal.SIGKILL)])
+def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    # Many epochs: it has to outlast the second process below; Ctrl-C ends it.
+    process = start_cli("train", *BUDGET, "trainer.epochs=1000", f"hydra.run.dir={run_dir}")
+    wait_for_epoch(process, run_dir, 2)
+    hydra_files = snapshot(run_dir / ".hydra")
+    second = run_cli("train", "--resume", run_dir)  # while the first one trains there
+    assert process.poll() is None, "the first run ended before the second one started"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+
+    assert second.returncode == 1
+    assert "is in use by another dropout-lab process" in one_error_line(second)
+    assert snapshot(run_dir / ".hydra") == hydra_files  # refused before Hydra wrote there
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert stdout.startswith("interrupted: ") and "stopped by SIGINT" in stdout
+    stopped = read_summary(run_dir)
+    assert stopped["status"] == "interrupted" and 2 <= stopped["epochs_done"] < 1000
+    assert load_checkpoint(run_dir)["epoch"] == stopped["epochs_done"]
+    # Resuming from here is the SIGTERM case below: the same handler, the same checkpoint.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGKILL, -signal.SIGKILL)])
 def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, tmp_path, sig, code):
     run_dir = tmp_path / "run"
     process = start_cli("train", *BUDGET, f"hydra.run.dir={run_dir}")
@@ -107,6 +129,8 @@ def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, 
     assert 2 <= stopped["epochs_done"] < EPOCHS
     assert load_checkpoint(run_dir)["epoch"] >= stopped["epochs_done"]
     assert temp_files(run_dir) == []
+    if sig == signal.SIGKILL:  # also what a kill between an epoch's events and its checkpoint
+        add_orphan_epoch(run_dir, load_checkpoint(run_dir)["epoch"] + 1)  # would leave
 
     resumed = run_cli("train", "--resume", run_dir, check=True)
     assert resumed.stdout.startswith("completed:")
@@ -126,6 +150,17 @@ def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, 
                 == [p.value for p in reference_events.Scalars(tag)])
     assert [p.step for p in events.Scalars("best/accuracy_test")] == [EPOCHS]
     assert read_hparams(events)["status"] == "completed"  # not the interrupted attempt's
+
+
+def add_orphan_epoch(run_dir: Path, epoch: int):
+    """Events for an epoch past the last checkpoint (bogus values), as a killed run leaves them
+    when it dies after logging the epoch and before saving it; the resume redoes that epoch."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir))
+    for tag in EPOCH_TAGS.values():
+        writer.add_scalar(tag, 999.0, epoch)
+    writer.close()
 
 
 def assert_same_tensors(mine, theirs):
@@ -193,7 +228,8 @@ def can_mount_tmpfs() -> bool:
     return probe.returncode == 0
 
 
-TMPFS = pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root and unshare -m to mount tmpfs")
+TMPFS_WORKS = can_mount_tmpfs()
+TMPFS = pytest.mark.skipif(not TMPFS_WORKS, reason="needs root and unshare -m to mount tmpfs")
 
 
 def run_on_tmpfs(mount: Path, options: str, copy_to: Path, *args) -> subprocess.CompletedProcess:
@@ -262,7 +298,7 @@ def limit_file_size(limit: int):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(can_mount_tmpfs(), reason="the tmpfs test above runs out of space for real")
+@pytest.mark.skipif(TMPFS_WORKS, reason="the tmpfs test above runs out of space for real")
 def test_file_size_limit_while_saving_keeps_the_last_whole_checkpoint(tmp_path):
     """The same fault without privileges: RLIMIT_FSIZE makes writes past 512 KB fail (EFBIG)."""
     run_dir = tmp_path / "run"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, read_events, run_cli
+from conftest import REPO, TINY, read_events, read_hparams, run_cli
 
 # Both jobs of a sweep on the node at once (2 cores here), each small.
 SLURM = ["--launcher", "slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
 # Epochs long enough (about 0.5 s each on one thread) to requeue or cancel a job in mid-run.
-LONGER = ["data.subset=20000", "data.test_subset=500", "trainer.epochs=4",
+LONGER = ["data.subset=20000", "data.test_subset=500", "trainer.epochs=8",
           "trainer.progress=false", "trainer.num_threads=1"]
 HISTORY_METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "gap"]
 
@@ -141,13 +141,6 @@ def summary(run_dir: Path) -> dict:
     return read_summary(run_dir)
 
 
-def hparams(events) -> dict:
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
-
-
 def test_grid_sweep_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     sweep_dir = tmp_path / "sweep"
     done = run_cli("sweep", *SLURM, "--sweep-dir", sweep_dir, *TINY, "seed=0,1")
@@ -167,17 +160,20 @@ def test_grid_sweep_runs_as_slurm_jobs(slurm_cluster, tmp_path):
         (run_dir,) = sweep_dir.glob(f"{num}_*")
         events = read_events(run_dir)
         assert [s.step for s in events.Scalars("accuracy/test")] == [1, 2]
-        assert hparams(events)["seed"].number_value == num
+        assert read_hparams(events)["seed"] == num
 
 
 def requeue(job_id: str, how, sweep) -> None:
-    """Requeue the running job with ``how``, wait until it is back in the queue, then let it
-    start at once: Slurm holds a requeued job for about two minutes before it may start again."""
+    """Requeue the running job with ``how`` and wait until it is back in the queue."""
     how()
     wait_for(lambda: job_state(job_id) == "PENDING", f"job {job_id} back in the queue", sweep)
 
 
 def release(job_id: str) -> None:
+    """Let a requeued job start now rather than in two minutes (AuthInfo's cred_expire, 120 s).
+    Slurm holds it so long because its node refuses the job's new credential when it is from
+    the same second as the requeue ("Job credential revoked"): leave that second first."""
+    time.sleep(1.0)
     slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
 
 
@@ -187,6 +183,9 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm_cluster, tm
     It resumes each time and ends with exactly the numbers of the same run left alone."""
     sweep_dir, uninterrupted_dir = tmp_path / "sweep", tmp_path / "uninterrupted"
     overrides = [*LONGER, "trainer.epochs=10", "seed=3"]
+    reference = subprocess.Popen(  # the same run left alone, trained meanwhile
+        [sys.executable, "-m", "dropout_lab", "train", *overrides,
+         f"hydra.run.dir={uninterrupted_dir}"], cwd=REPO, stdout=subprocess.DEVNULL)
     sweep = start_sweep(sweep_dir, *overrides)
     try:
         run_dir = wait_for(lambda: run_folder(sweep_dir, 0), "the job's first checkpoint", sweep)
@@ -195,9 +194,6 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm_cluster, tm
         first = summary(run_dir)
         assert first["status"] == "interrupted" and 1 <= first["epochs_done"] < 10  # on SIGTERM
         kept_first = read_checkpoint_history(run_dir)
-        reference = subprocess.Popen(  # the same run left alone, trained meanwhile
-            [sys.executable, "-m", "dropout_lab", "train", *overrides,
-             f"hydra.run.dir={uninterrupted_dir}"], cwd=REPO, stdout=subprocess.DEVNULL)
         release(job_id)
 
         wait_for(lambda: len(read_checkpoint_history(run_dir)) > len(kept_first),
@@ -211,6 +207,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm_cluster, tm
         assert reference.wait(timeout=300) == 0
     finally:
         stop(sweep)
+        reference.kill()
     assert code == 0, err
     assert "Restarts=2" in slurm("scontrol", "show", "job", job_id)
 

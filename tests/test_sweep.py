@@ -175,12 +175,12 @@ def test_optuna_search_finishes_and_reports_its_best(tmp_path):
 @pytest.mark.slow
 def test_interrupted_sweep_resumes_from_the_checkpoint(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = ["sweep", "--sweep-dir", str(sweep_dir), "seed=0,1", "data.subset=5000",
-            "data.test_subset=500", "trainer.epochs=12", "trainer.progress=false",
+    args = ["sweep", "--sweep-dir", str(sweep_dir), "seed=0,1", "data.subset=4000",
+            "data.test_subset=500", "trainer.epochs=8", "trainer.progress=false",
             "trainer.num_threads=1"]
     process = subprocess.Popen([sys.executable, "-m", "dropout_lab", *args], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first_job = sweep_dir / "0_data.subset=5000,data.test_subset=500,seed=0,trainer.epochs=12"
+    first_job = sweep_dir / "0_data.subset=4000,data.test_subset=500,seed=0,trainer.epochs=8"
     deadline = time.monotonic() + 120
     while not (first_job / "checkpoint.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -189,14 +189,14 @@ def test_interrupted_sweep_resumes_from_the_checkpoint(tmp_path):
     assert process.returncode == 130, stderr
     assert "--sweep-dir" in stderr.strip().splitlines()[-1]
     interrupted = json.loads((first_job / "summary.json").read_text())
-    assert interrupted["status"] == "interrupted" and 1 <= interrupted["epochs_done"] < 12
+    assert interrupted["status"] == "interrupted" and 1 <= interrupted["epochs_done"] < 8
     done_before = interrupted["history"]
-    assert not (sweep_dir / "1_data.subset=5000,data.test_subset=500,seed=1,trainer.epochs=12").exists()
+    assert not (sweep_dir / "1_data.subset=4000,data.test_subset=500,seed=1,trainer.epochs=8").exists()
 
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     resumed = json.loads((first_job / "summary.json").read_text())
-    assert resumed["status"] == "completed" and resumed["epochs_done"] == 12
+    assert resumed["status"] == "completed" and resumed["epochs_done"] == 8
     # The epochs before the interruption were kept, not trained again.
     assert resumed["history"][:len(done_before)] == done_before
     assert [s["status"] for s in summaries(sweep_dir)] == ["completed", "completed"]

@@ -61,10 +61,15 @@ def test_tensorboard_serves_every_run_of_a_sweep(tmp_path):
             assert [value for _, _, value in points] == pytest.approx(
                 [row["test_accuracy"] for row in history], rel=1e-6)
 
-        experiment = get_json(url + "data/plugin/hparams/experiment",
-                              data=json.dumps({"experimentName": ""}).encode())
-        infos = {info["name"]: info for info in experiment["hparamInfos"]}
-        assert infos["seed"]["differs"] and "model.dropout.p" in infos and "status" in infos
+        # The HParams table: one row (session group) per job, with its config and status.
+        request = {"experimentName": "", "startIndex": 0, "sliceSize": 100, "colParams": [],
+                   "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                       "STATUS_RUNNING"]}
+        groups = get_json(url + "data/plugin/hparams/session_groups",
+                          data=json.dumps(request).encode())["sessionGroups"]
+        assert sorted(group["name"] for group in groups) == jobs
+        assert sorted(group["hparams"]["seed"] for group in groups) == [0, 1]
+        assert all(group["hparams"]["status"] == "completed" for group in groups)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -81,19 +81,13 @@ def run_exercises(which: str, overrides: Optional[List[str]] = None, *, quick: b
     chosen = select(which)
     user_overrides = list(overrides or [])
     out_dir = Path(out) if out else new_sweep_dir(OUT_ROOT)
-    outcomes, entries = [], []
-    for exercise in chosen:
-        outcome, findings = run_one(exercise, out_dir, user_overrides, quick, jobs)
-        outcomes.append(outcome)
-        entries.append({"number": exercise.number, "title": exercise.title,
-                        "folder": exercise.experiment, "jobs": outcome.jobs,
-                        "failed": outcome.failed, "seconds": outcome.seconds,
-                        "headline": findings.conclusion[0] if findings.conclusion else ""})
-    return ExercisesResult(out_dir, write_index(out_dir, entries), outcomes)
+    outcomes = [run_one(exercise, out_dir, user_overrides, quick, jobs) for exercise in chosen]
+    return ExercisesResult(out_dir, write_index(out_dir), outcomes)
 
 
-def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick: bool, jobs: int):
-    """Sweep, measure, analyse and report one exercise; returns (outcome, findings)."""
+def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick: bool,
+            jobs: int) -> ExerciseOutcome:
+    """Sweep, measure, analyse and report one exercise."""
     from dropout_lab.sweep import SweepInterrupted, run_sweep
 
     started = time.perf_counter()
@@ -115,7 +109,7 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     context = {"runs": runs, "overrides": overrides, "user_overrides": user_overrides,
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds}
     report = write_report(exercise, findings, exercise_dir, context)
-    return ExerciseOutcome(exercise.number, report, len(runs), len(result.failed), seconds), findings
+    return ExerciseOutcome(exercise.number, report, len(runs), len(result.failed), seconds)
 
 
 def describe(result: ExercisesResult) -> str:

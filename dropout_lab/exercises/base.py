@@ -6,14 +6,12 @@ models to tables, plots and a conclusion computed from those numbers. No torch i
 """
 
 import io
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from dropout_lab.exercises.stats import SIGNIFICANCE_RULE, Estimate, estimate
-from dropout_lab.files import atomic_write, write_json
+from dropout_lab.files import atomic_write, read_json, write_json
 from dropout_lab.report import markdown_table
 
 REPORT, RESULTS, MEASUREMENTS, RUNS = "report.md", "results.json", "measurements.json", "runs"
@@ -156,6 +154,11 @@ def common_settings(runs: Sequence[dict]) -> str:
             f"{sorted({str(r['config']['model']['hidden']) for r in done})} unless the table says.")
 
 
+def run_seconds(runs: Sequence[dict]) -> float:
+    """The runs' wall times added up (with parallel jobs, more than the sweep took)."""
+    return sum(run.get("seconds") or 0.0 for run in runs)
+
+
 def report_markdown(exercise: Exercise, findings: Findings, context: dict) -> str:
     runs = context["runs"]
     failed = [run for run in runs if run["status"] != "completed"]
@@ -172,7 +175,9 @@ def report_markdown(exercise: Exercise, findings: Findings, context: dict) -> st
         f"or the sweep alone: `dropout-lab sweep experiment={exercise.experiment}"
         f"{' ' + overrides if overrides else ''}` (configs/experiment/{exercise.experiment}.yaml).",
         f"- Significance: {SIGNIFICANCE_RULE}",
-        f"- Time: {context['seconds']:.0f} s for this exercise (sweep, measurements and report).",
+        f"- Time: {context['seconds']:.0f} s for this invocation (sweep, measurements and report; "
+        f"a resumed sweep skips completed runs); the runs' own wall times add up to "
+        f"{run_seconds(runs):.0f} s.",
     ]
     parts += [f"- {line}" for line in findings.setup]
     if failed:
@@ -196,6 +201,7 @@ def write_report(exercise: Exercise, findings: Findings, out_dir: Path, context:
     atomic_write(path, lambda out: out.write(text.encode()))
     write_json(Path(out_dir) / RESULTS, {
         "exercise": exercise.number, "title": exercise.title, "seconds": context["seconds"],
+        "run_seconds": run_seconds(context["runs"]),
         "jobs": len(context["runs"]),
         "completed": len(completed(context["runs"])),
         "overrides": context["overrides"],
@@ -207,16 +213,21 @@ def write_report(exercise: Exercise, findings: Findings, out_dir: Path, context:
     return path
 
 
-def write_index(out_dir: Path, entries: List[dict]) -> Path:
-    """index.md linking the exercises' reports, with each one's first conclusion and time."""
-    rows = [[f"[{e['number']}]({e['folder']}/{REPORT})", e["title"], e["jobs"], e["failed"],
-             f"{e['seconds']:.0f}", e["headline"].replace("\n", " ")] for e in entries]
-    total = sum(e["seconds"] for e in entries)
+def write_index(out_dir: Path) -> Path:
+    """index.md linking every exercise report in ``out_dir`` (also those of earlier
+    invocations into the same folder), with each one's first conclusion and time."""
+    results = sorted((read_json(path) for path in Path(out_dir).glob(f"exercise_*/{RESULTS}")),
+                     key=lambda result: result["exercise"])
+    rows = [[f"[{r['exercise']}](exercise_{r['exercise']}/{REPORT})", r["title"], r["jobs"],
+             r["jobs"] - r["completed"], f"{r['seconds']:.0f}",
+             (r["conclusion"] or [""])[0].replace("\n", " ")] for r in results]
+    total = sum(r["seconds"] for r in results)
     text = "\n".join([
         "# Dropout exercises: answers from measured data", "",
         "Each report gives the question, the setup, the tables and plots, and a conclusion "
         "computed from the numbers. " + SIGNIFICANCE_RULE, "",
-        markdown_table(["exercise", "question", "jobs", "failed", "time (s)", "first finding"], rows),
+        markdown_table(["exercise", "question", "jobs", "not completed", "time (s)",
+                        "first finding"], rows),
         "", f"Total time: {total:.0f} s.", ""])
     path = Path(out_dir) / "index.md"
     atomic_write(path, lambda out: out.write(text.encode()))
@@ -226,14 +237,6 @@ def write_index(out_dir: Path, entries: List[dict]) -> Path:
 def save_measurements(out_dir: Path, measurements: dict) -> None:
     write_json(Path(out_dir) / MEASUREMENTS, measurements)
 
-
-def finite(value: Optional[float]) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def to_jsonable(value):
-    """Round-trip through JSON (tuples become lists), for numbers kept in results.json."""
-    return json.loads(json.dumps(value, default=str))
 
 
 def dropout_name(probs: Sequence[float]) -> str:

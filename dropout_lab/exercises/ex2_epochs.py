@@ -88,7 +88,9 @@ def growth_words(gap, test) -> str:
         if test.known and not (test.significant and test.delta > 0):
             words += " without a significant gain in test accuracy"
         return words + "."
-    return "; the gap does not grow significantly."
+    if gap.significant:
+        return "; the gap narrows."
+    return "; the gap does not change significantly."
 
 
 def plot_curves(groups, names, path: Path) -> str:

@@ -33,17 +33,12 @@ def auroc(scores, positives) -> float:
 
 
 def deterministic_pass(model, split, batch_size: int) -> dict:
-    import torch
-    import torch.nn.functional as F
-
-    from dropout_lab.data import batches
-    from dropout_lab.evaluate import entropy, mc_metrics
+    """The eval-mode pass (one pass of mc_statistics with the noise off), timed."""
+    from dropout_lab.evaluate import entropy, mc_metrics, mc_statistics
 
     model.eval()
     started = time.perf_counter()
-    with torch.no_grad():
-        probabilities = torch.cat([F.softmax(model(images), dim=-1)
-                                   for images, _ in batches(split, batch_size)])
+    probabilities = mc_statistics(model, split, 1, batch_size)["probabilities"]
     seconds = time.perf_counter() - started
     metrics = mc_metrics(probabilities, entropy(probabilities), split.labels)
     wrong = probabilities.argmax(dim=1) != split.labels
@@ -57,8 +52,9 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
     """One MC prediction from K passes (masks seeded by ``seed``), timed."""
     import torch
 
-    from dropout_lab.evaluate import entropy, mc_metrics, mc_statistics
+    from dropout_lab.evaluate import entropy, mc_metrics, mc_statistics, stochastic_layers_on
 
+    stochastic_layers_on(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         started = time.perf_counter()
@@ -209,6 +205,7 @@ def plot_k(results, ks, deterministic: Estimate, path: Path) -> str:
     axes[1].set(xscale="log", yscale="log", xlabel="K stochastic passes", ylabel="seconds",
                 title="time for the test set")
     for ax in axes:
+        ax.minorticks_off()  # log axes: only the K ticks, no 3×10⁰ labels
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.grid(alpha=0.3)
         ax.legend()

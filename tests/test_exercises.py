@@ -1,0 +1,217 @@
+"""The exercises: `dropout-lab exercise all --quick` end to end (real runs, real files), the
+variance check of exercise 3 against theory, and conclusions that follow the data."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import read_events, run_cli
+from dropout_lab.exercises import ex1_probabilities, ex3_variance, ex5_width, ex6_weight_decay, ex8_three_valued
+from dropout_lab.exercises.stats import Estimate, contrast, difference, estimate
+
+SECTIONS = ("## Question", "## Setup", "## Results", "## Conclusion")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --- end to end: one quick invocation of all eight, checked from several sides ---------------
+
+@pytest.fixture(scope="module")
+def quick_all(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exercises") / "out"
+    result = run_cli("exercise", "all", "--quick", "--out", out, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"index: {out / 'index.md'}" in result.stdout
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("number", range(1, 9))
+def test_quick_exercise_writes_its_report(quick_all, number):
+    folder = quick_all / f"exercise_{number}"
+    report = (folder / "report.md").read_text()
+    positions = [report.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    conclusion = report.split("## Conclusion", 1)[1].strip()
+    assert conclusion.startswith("- ") and len(conclusion) > 40
+    plots = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert plots, "every exercise has at least one plot"
+    for name in plots:
+        assert (folder / name).read_bytes()[:8] == PNG_MAGIC
+    results = json.loads((folder / "results.json").read_text())
+    assert results["exercise"] == number and results["completed"] == results["jobs"] > 0
+    assert results["conclusion"] == [line[2:] for line in conclusion.splitlines() if line.startswith("- ")]
+
+
+@pytest.mark.slow
+def test_quick_runs_are_normal_runs_of_a_sweep(quick_all):
+    runs = sorted((quick_all / "exercise_6" / "runs").glob("*/summary.json"))
+    assert len(runs) == 8  # quick: weight decay {0, 1e-3} x dropout off/on x seeds {0, 1}
+    assert (quick_all / "exercise_6" / "runs" / "report.md").is_file()  # the sweep's own report
+    events = read_events(runs[0].parent)
+    assert len(events.Scalars("accuracy/test")) == 2
+
+
+@pytest.mark.slow
+def test_quick_index_links_all_eight(quick_all):
+    index = (quick_all / "index.md").read_text()
+    for number in range(1, 9):
+        assert f"(exercise_{number}/report.md)" in index
+
+
+@pytest.mark.slow
+def test_quick_variance_check_agrees_with_theory(quick_all):
+    """Exercise 3's Monte Carlo variance on the trained network's activations agrees with
+    p/(1-p)·h² within its stated tolerance (5 standard errors per unit, derived from the number
+    of draws in ex3_variance's docstring), even with the quick budget's 400 draws."""
+    measurements = json.loads((quick_all / "exercise_3" / "measurements.json").read_text())
+    checks = measurements["checks"]
+    assert {c["layer"] for c in checks} == {1, 2} and {c["p"] for c in checks} == {0.2, 0.5}
+    for check in checks:
+        assert check["passed"] and check["max_abs_z"] <= check["z_limit"] == 5.0
+        assert check["max_abs_relative_error"] <= check["max_relative_tolerance"]
+        # The whole layer pooled: within 5 of its own (much smaller) standard errors too.
+        assert abs(check["layer_relative_error"]) <= 5 * check["layer_relative_se"]
+
+
+@pytest.mark.slow
+def test_quick_activation_stats_reach_tensorboard(quick_all):
+    run = next(p.parent for p in (quick_all / "exercise_3" / "runs").glob("*kind=custom*/summary.json"))
+    events = read_events(run)
+    for tag in ("activations/layer1_var_before_noise", "activations/layer2_var_after_noise",
+                "activations/layer2_mean_square_before_noise"):
+        assert len(events.Scalars(tag)) == 2
+
+
+def test_unknown_exercise_is_a_usage_error():
+    result = run_cli("exercise", "9")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "1 to 8" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- exercise 3's check, on synthetic activations -------------------------------------------
+
+def activations(seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    h = torch.rand(64, 32, generator=generator) * 3.0  # (B, units), like ReLU outputs
+    h[:, :4] = 0.0  # dead units: variance 0 under both, left out of the check
+    return h
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+def test_variance_check_passes_for_inverted_dropout(p):
+    from dropout_lab.dropout import InvertedDropout
+
+    torch.manual_seed(1)
+    check = ex3_variance.check_layer(InvertedDropout(p), activations(), p, draws=300)
+    assert check["passed"], check["max_abs_z"]
+    assert check["active_units"] == 28
+
+
+def test_variance_check_fails_for_noise_with_another_variance():
+    """The check can fail: Bernoulli dropout without the 1/(1-p) scaling has variance
+    p(1-p)·h², not p/(1-p)·h², and is caught (at p = 0.5 by a factor of 4)."""
+    from dropout_lab.dropout import UnscaledDropout
+
+    torch.manual_seed(1)
+    check = ex3_variance.check_layer(UnscaledDropout(0.5), activations(), 0.5, draws=300)
+    assert not check["passed"] and check["max_abs_z"] > 100
+
+
+# --- conclusions follow the data ----------------------------------------------------------------
+
+def fake_run(seed, test, gap=0.05, hidden=(256, 256), kind="custom", p=(0.2, 0.5), wd=0.0,
+             three_valued="uniform", seconds=1.0):
+    """A completed run record as report.load_runs gives it, with made-up final metrics."""
+    config = {"seed": seed, "data": {"subset": None, "test_subset": None},
+              "model": {"hidden": list(hidden), "dropout": {"kind": kind, "p": list(p) if
+                        isinstance(p, tuple) else p, "three_valued": three_valued}},
+              "optim": {"name": "sgd", "lr": 0.5, "weight_decay": wd},
+              "trainer": {"epochs": 10, "batch_size": 256}}
+    history = [{"epoch": 10, "test_accuracy": test, "train_accuracy": test + gap, "gap": gap}]
+    return {"job": f"{seed}_{kind}_{p}", "num": seed, "status": "completed", "config": config,
+            "test_accuracy": test, "train_accuracy": test + gap, "gap": gap, "history": history,
+            "epochs": 10, "train_seconds": 10 * seconds, "run_dir": Path("/nonexistent")}
+
+
+def seeds_around(center, **setting):
+    """Three seeds at center - 0.002, center, center + 0.002 (std 0.002)."""
+    return [fake_run(seed, center + delta, **setting) for seed, delta in enumerate((-0.002, 0.0, 0.002))]
+
+
+def swap_conclusion(tmp_path, textbook, swapped):
+    runs = (seeds_around(textbook, p=(0.2, 0.5)) + seeds_around(swapped, p=(0.5, 0.2))
+            + seeds_around(0.84, kind="none", p=(0.0, 0.0)))
+    return ex1_probabilities.analyze(runs, {}, tmp_path).conclusion[0]
+
+
+def test_exercise_1_swap_verdict_follows_the_data(tmp_path):
+    assert "(0.2, 0.5) is significantly higher, so (0.2, 0.5) is better" in swap_conclusion(tmp_path, 0.86, 0.85)
+    assert "(0.2, 0.5) is significantly lower, so (0.5, 0.2) is better" in swap_conclusion(tmp_path, 0.85, 0.86)
+    # 0.001 apart with std 0.002 over 3 seeds: 2·SE = 0.0033, so no winner.
+    assert "within the spread over seeds" in swap_conclusion(tmp_path, 0.851, 0.850)
+
+
+def weight_decay_verdict(tmp_path, neither, dropout, decay, both):
+    runs = (seeds_around(neither, kind="none", p=(0.0, 0.0)) + seeds_around(dropout)
+            + seeds_around(decay, kind="none", p=(0.0, 0.0), wd=1e-3) + seeds_around(both, wd=1e-3))
+    return ex6_weight_decay.analyze(runs, {}, tmp_path).conclusion[0]
+
+
+def test_exercise_6_combination_verdict_follows_the_data(tmp_path):
+    assert ": additive" in weight_decay_verdict(tmp_path, 0.84, 0.85, 0.85, 0.86)
+    assert ": diminishing" in weight_decay_verdict(tmp_path, 0.84, 0.85, 0.85, 0.853)
+    assert ": cancelling" in weight_decay_verdict(tmp_path, 0.84, 0.85, 0.85, 0.84)
+    assert ": more than additive" in weight_decay_verdict(tmp_path, 0.84, 0.85, 0.85, 0.875)
+
+
+def width_verdicts(tmp_path, small_gain, large_gain):
+    runs = []
+    for hidden, gain in (((256, 256), small_gain), ((2048, 2048), large_gain)):
+        runs += seeds_around(0.85, hidden=hidden, kind="none", p=(0.0, 0.0))
+        runs += seeds_around(0.85 + gain, hidden=hidden)
+    return ex5_width.analyze(runs, {}, tmp_path).conclusion[0]
+
+
+def test_exercise_5_growth_verdict_follows_the_data(tmp_path):
+    assert "dropout adds more test accuracy at the larger width" in width_verdicts(tmp_path, 0.0, 0.02)
+    assert "adds less test accuracy" in width_verdicts(tmp_path, 0.02, 0.0)
+    assert "does not change significantly" in width_verdicts(tmp_path, 0.01, 0.011)
+
+
+def three_valued_answer(tmp_path, bernoulli, three):
+    runs = (seeds_around(bernoulli, p=0.4) + seeds_around(three, kind="three_valued", p=0.4)
+            + seeds_around(0.84, kind="none", p=(0.0, 0.0)))
+    return ex8_three_valued.analyze(runs, {}, tmp_path).conclusion[0]
+
+
+def test_exercise_8_answer_follows_the_data(tmp_path):
+    assert three_valued_answer(tmp_path, 0.85, 0.86).startswith("Can three-valued noise work better? Yes")
+    assert "Not here" in three_valued_answer(tmp_path, 0.86, 0.85)
+    assert "Not measurably" in three_valued_answer(tmp_path, 0.85, 0.8505)
+
+
+# --- the significance rule ------------------------------------------------------------------------
+
+def test_contrast_combines_standard_errors():
+    a, b = estimate([1.0, 2.0, 3.0]), estimate([2.0, 2.0, 2.0, 2.0])
+    diff = difference(a, b)
+    assert diff.delta == 0.0 and diff.se == pytest.approx(1.0 / 3 ** 0.5)
+    # An interaction: four settings, SE² the sum of the four SE².
+    four = contrast([(1.0, a), (-1.0, a), (-1.0, a), (1.0, a)])
+    assert four.delta == 0.0 and four.se == pytest.approx(2.0 / 3 ** 0.5)
+
+
+def test_one_seed_gives_no_verdict():
+    assert not difference(Estimate((0.9,)), Estimate((0.1,))).known
+    assert not difference(Estimate((0.9,)), Estimate((0.1,))).significant
+
+
+def test_bad_override_stops_before_any_run(tmp_path):
+    result = run_cli("exercise", "1", "--quick", "model.bogus=1", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "model.bogus" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "exercise_1" / "runs").exists()
