@@ -135,8 +135,9 @@ def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
 
             resumable_checkpoint(typed_config(cfg), run_dir)
         elif (run_dir / SUMMARY).is_file():
-            raise ConfigError(f"{run_dir} already holds a run ({read_summary(run_dir)['status']}); "
-                              f"continue it with --resume {run_dir} or choose another hydra.run.dir")
+            status = read_summary(run_dir)["status"]
+            raise ConfigError(f"{run_dir} already holds a run ({status}); continue it with "
+                              f"--resume {run_dir} or choose another hydra.run.dir")
     check_writable_dir(run_dir)
     pinned = [o for o in overrides if not o.startswith("hydra.run.dir=")]
     return [*pinned, f"hydra.run.dir={hydra_quoted(run_dir)}"]

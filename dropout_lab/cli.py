@@ -83,7 +83,8 @@ def sweep(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Jobs at once (more than 1: the joblib launcher)."),
     launcher: Optional[str] = typer.Option(
         None, "--launcher", help="basic (one after another), joblib (local processes), "
-                                 "local (submitit processes) or slurm (configs/hydra/launcher/slurm.yaml)."),
+                                 "local (submitit processes, all jobs at once) or slurm "
+                                 "(configs/hydra/launcher/slurm.yaml)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides, run nothing."),
     sweep_dir: Optional[Path] = typer.Option(
         None, "--sweep-dir", help="Sweep directory; an existing one resumes its sweep."),

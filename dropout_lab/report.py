@@ -117,7 +117,7 @@ def setting_of(run: dict, keys: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
 
 
 def setting_label(setting: Tuple[Tuple[str, str], ...]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in setting) or "all runs"
+    return ", ".join(f"{key}={short(value)}" for key, value in setting) or "all runs"
 
 
 def by_setting(runs: Sequence[dict], keys: Optional[Sequence[str]] = None) -> Dict[tuple, List[dict]]:
@@ -175,6 +175,7 @@ def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "te
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curves = {label: curve(runs, metric) for label, runs in groups.items()}
     curves = {label: c for label, c in curves.items() if c[0]}
@@ -190,6 +191,7 @@ def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "te
                               [m + s for m, s in zip(means, stds)], color=color, alpha=0.15)
     shown = "" if len(ranked) == len(curves) else f" (best {len(ranked)} of {len(curves)})"
     axes.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=(title or metric) + shown)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     axes.grid(alpha=0.3)
     if ranked:
         axes.legend(fontsize="small", loc="best")

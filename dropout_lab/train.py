@@ -170,7 +170,8 @@ def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError, KeyError) as error:
         detail = "; ".join(line.strip() for line in str(error).strip().splitlines()[:2])
-        raise ConfigError(f"the config does not fit the checkpoint in {run_dir}: {detail}") from None
+        raise ConfigError(f"the config does not fit the checkpoint in {run_dir}: "
+                          f"{detail}") from None
     _set_rng_state(checkpoint["rng"], generator)
 
 

@@ -112,7 +112,8 @@ def outcomes(tmp_path_factory):
     runs = [(case, "") for case in CASES]
     runs += [(next(c for c in CASES if c.name == name), how) for name, how in TRACEBACK_CASES]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {(case.name, how): pool.submit(run_case, scratch_folder(root, case, how), case, how)
+        futures = {(case.name, how): pool.submit(run_case, scratch_folder(root, case, how),
+                                                 case, how)
                    for case, how in runs}
     return {key: future.result() for key, future in futures.items()}
 

@@ -16,6 +16,7 @@ from dropout_lab.errors import ConfigError
 from dropout_lab.model import build_model
 from dropout_lab.train import build_optimizer
 
+
 def mostly(good, bad):
     """``good`` values, and ``bad`` ones about one draw in ten (a config draws a dozen values,
     so a third or so come out valid)."""
@@ -53,7 +54,8 @@ def settings_and_overrides(draw):
         "model.dropout.kind": draw(value_or_list(KIND)),
         "model.dropout.three_valued": draw(st.sampled_from(["uniform", "variance_matched"])),
         "optim": draw(st.sampled_from(["sgd", "adam", "adamw"])),
-        "optim.lr": draw(mostly(st.floats(1e-5, 2.0), st.sampled_from([0.0, -0.1, math.nan, math.inf]))),
+        "optim.lr": draw(mostly(st.floats(1e-5, 2.0),
+                                st.sampled_from([0.0, -0.1, math.nan, math.inf]))),
         "trainer.epochs": draw(mostly(st.integers(1, 5), st.integers(-2, 0))),
         "trainer.batch_size": draw(mostly(st.integers(1, 64), st.integers(-2, 0))),
     }

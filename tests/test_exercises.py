@@ -215,3 +215,14 @@ def test_bad_override_stops_before_any_run(tmp_path):
     assert result.returncode == 2 and "model.bogus" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "exercise_1" / "runs").exists()
+
+
+def test_runs_of_other_invocations_are_left_out():
+    """--out of a full run reused with --quick: the folder holds both; each analysis sees its own."""
+    from dropout_lab.exercises import runs_of_jobs
+
+    full = {"overrides": ["seed=0", "experiment=exercise_4"], "status": "completed"}
+    quick = {"overrides": ["seed=0", "experiment=exercise_4", "data.subset=1000",
+                           "trainer.num_threads=1"], "status": "completed"}
+    jobs = [["seed=0", "experiment=exercise_4", "data.subset=1000", "trainer.progress=False"]]
+    assert runs_of_jobs([full, quick], jobs) == [quick]

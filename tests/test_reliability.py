@@ -19,6 +19,7 @@ import torch
 from conftest import REPO, read_events, read_hparams, run_cli
 from dropout_lab.config import DataConfig
 from dropout_lab.data import _checksum, cache_path, load_raw, read_cache
+from dropout_lab.errors import RunError
 from dropout_lab.runlog import EPOCH_TAGS, load_checkpoint, read_summary
 
 EPOCHS = 5
@@ -45,7 +46,7 @@ def wait_for_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, timeout
         try:
             if read_summary(run_dir)["epochs_done"] >= epoch:
                 return
-        except Exception:  # not written yet
+        except RunError:  # not written yet
             pass
         time.sleep(0.02)
     process.kill()
@@ -115,7 +116,8 @@ def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGKILL, -signal.SIGKILL)])
-def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, tmp_path, sig, code):
+def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, tmp_path, sig,
+                                                                     code):
     run_dir = tmp_path / "run"
     process = start_cli("train", *BUDGET, f"hydra.run.dir={run_dir}")
     wait_for_epoch(process, run_dir, 2)
@@ -248,7 +250,8 @@ def test_run_folder_under_a_regular_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     result = run_cli("train", *SMALL, f"hydra.run.dir={tmp_path / 'file' / 'run'}")
     assert result.returncode == 1
-    assert one_error_line(result) == f"error: cannot write into {tmp_path}/file/run: Not a directory"
+    expected = f"error: cannot write into {tmp_path}/file/run: Not a directory"
+    assert one_error_line(result) == expected
 
 
 @TMPFS

@@ -17,7 +17,8 @@ def test_sweep_killed_mid_job_resumes_to_the_same_numbers(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["sweep", "--sweep-dir", sweep_dir, *BUDGET, "seed=0,1"]
     process = start_cli(*args)
-    first_job = sweep_dir / f"0_data.subset=10000,data.test_subset=1000,optim=adam,seed=0,trainer.epochs={EPOCHS}"
+    first_job = sweep_dir / ("0_data.subset=10000,data.test_subset=1000,optim=adam,seed=0,"
+                             f"trainer.epochs={EPOCHS}")
     wait_for_epoch(process, first_job, 2)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)

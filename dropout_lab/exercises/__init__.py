@@ -99,7 +99,7 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     except SweepInterrupted:
         raise SweepInterrupted(f"exercise {exercise.number} interrupted; run the same command "
                                f"with --out {out_dir} to resume it") from None
-    runs = result.runs
+    runs = runs_of_jobs(result.runs, result.jobs)
     measurements = {}
     if exercise.measure is not None and completed(runs):
         measurements = exercise.measure(completed(runs), exercise_dir, quick)
@@ -109,7 +109,22 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     context = {"runs": runs, "overrides": overrides, "user_overrides": user_overrides,
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds}
     report = write_report(exercise, findings, exercise_dir, context)
-    return ExerciseOutcome(exercise.number, report, len(runs), len(result.failed), seconds)
+    failed = sum(run["status"] != "completed" for run in runs)
+    return ExerciseOutcome(exercise.number, report, len(runs), failed, seconds)
+
+
+# Overrides that do not change a run's results (the launcher sets them per --jobs).
+NEUTRAL_OVERRIDES = ("trainer.num_threads=", "trainer.progress=")
+
+
+def runs_of_jobs(runs: List[dict], jobs: List[List[str]]) -> List[dict]:
+    """The runs made by these jobs. A folder resumed with other overrides (say --quick into a
+    full run's --out) also holds the earlier runs, and an analysis must not mix the two."""
+    def key(overrides):
+        return frozenset(o for o in overrides if not o.startswith(NEUTRAL_OVERRIDES))
+
+    wanted = {key(job) for job in jobs}
+    return [run for run in runs if key(run["overrides"]) in wanted]
 
 
 def describe(result: ExercisesResult) -> str:

@@ -52,8 +52,8 @@ def conclusion(test: Dict[tuple, Estimate], gap: Dict[tuple, Estimate],
     if TEXTBOOK in test and swapped in test:
         lines.append("The textbook swap, " + verdict(fmt_p(TEXTBOOK), test[TEXTBOOK], fmt_p(swapped),
                                                       test[swapped]))
-        lines.append("Its gap, " + verdict(fmt_p(TEXTBOOK), gap[TEXTBOOK], fmt_p(swapped),
-                                           gap[swapped], metric="gap", higher_is_better=None))
+        lines.append("The textbook swap, " + verdict(fmt_p(TEXTBOOK), gap[TEXTBOOK], fmt_p(swapped),
+                                                      gap[swapped], metric="gap", higher_is_better=None))
     ordered = [pair for pair in swaps if difference(test[pair[0]], test[pair[1]]).significant]
     lighter_first = sum(difference(test[x], test[y]).delta > 0 for x, y in ordered)
     if swaps:
@@ -77,7 +77,10 @@ def conclusion(test: Dict[tuple, Estimate], gap: Dict[tuple, Estimate],
                                                                     fmt_p(none), test[none]))
     heaviest = max(test, key=sum)
     if none in gap and heaviest != none:
-        lines.append("More dropout narrows the gap between train and test accuracy: "
+        narrowing = difference(gap[heaviest], gap[none])
+        effect = ("narrows the gap" if narrowing.significant and narrowing.delta < 0 else
+                  "widens the gap" if narrowing.significant else "leaves the gap within the spread")
+        lines.append(f"The heaviest dropout {fmt_p(heaviest)} {effect} against none: "
                      + verdict(fmt_p(heaviest), gap[heaviest], fmt_p(none), gap[none],
                                metric="gap", higher_is_better=None))
     return lines
