@@ -17,7 +17,7 @@ PROG = "dropout-lab"
 
 def config_error(error: Exception) -> ConfigError:
     """A Hydra/OmegaConf composition error (and its cause) as one ConfigError line."""
-    parts = []
+    parts = [f"cannot parse override {error.override!r}"] if hasattr(error, "override") else []
     while error is not None:
         text = str(error).split("Config search path:")[0]
         lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

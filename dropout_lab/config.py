@@ -213,7 +213,7 @@ def help_keys() -> str:
             else:
                 yield f"{prefix}{f.name}={value}"
 
-    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir())
+    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
     keys = "  ".join(walk(Config()))
     return (f"Config groups: {', '.join(groups)} (e.g. optim=adam).\n\n"
             f"Keys and defaults: {keys}.\n\n"

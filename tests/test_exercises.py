@@ -64,16 +64,16 @@ def test_quick_index_links_all_eight(quick_all):
 @pytest.mark.slow
 def test_quick_variance_check_agrees_with_theory(quick_all):
     """Exercise 3's Monte Carlo variance on the trained network's activations agrees with
-    p/(1-p)·h² within its stated tolerance (5 standard errors per unit, derived from the number
+    p/(1-p)·h² within its stated tolerance (6 standard errors per unit, derived from the number
     of draws in ex3_variance's docstring), even with the quick budget's 400 draws."""
     measurements = json.loads((quick_all / "exercise_3" / "measurements.json").read_text())
     checks = measurements["checks"]
     assert {c["layer"] for c in checks} == {1, 2} and {c["p"] for c in checks} == {0.2, 0.5}
     for check in checks:
-        assert check["passed"] and check["max_abs_z"] <= check["z_limit"] == 5.0
+        assert check["passed"] and check["max_abs_z"] <= check["z_limit"] == 6.0
         assert check["max_abs_relative_error"] <= check["max_relative_tolerance"]
-        # The whole layer pooled: within 5 of its own (much smaller) standard errors too.
-        assert abs(check["layer_relative_error"]) <= 5 * check["layer_relative_se"]
+        # The whole layer pooled: within 6 of its own (much smaller) standard errors too.
+        assert abs(check["layer_relative_error"]) <= 6 * check["layer_relative_se"]
 
 
 @pytest.mark.slow
@@ -108,7 +108,7 @@ def test_variance_check_passes_for_inverted_dropout(p):
     torch.manual_seed(1)
     check = ex3_variance.check_layer(InvertedDropout(p), activations(), p, draws=300)
     assert check["passed"], check["max_abs_z"]
-    assert check["active_units"] == 28
+    assert check["checked_units"] == 28
 
 
 def test_variance_check_fails_for_noise_with_another_variance():

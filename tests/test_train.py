@@ -1,11 +1,13 @@
 """The training core ``train(cfg, run_dir)`` on the real data with a tiny budget."""
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import TINY, read_events, read_hparams
+from conftest import REPO, TINY, read_events, read_hparams
 from dropout_lab.app import compose, exit_code, typed_config
 from dropout_lab.runlog import load_checkpoint, read_summary
 from dropout_lab.train import train
@@ -88,3 +90,14 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     summary = read_summary(tmp_path)
     assert summary["status"] == "diverged" and "NaN" in summary["error"]
     assert read_hparams(read_events(tmp_path))["status"] == "diverged"
+
+
+def test_benchmark_script_runs(tmp_path):
+    """scripts/bench_train.py on a tiny budget: it runs and prints its ratio (no timing asserted)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--rounds", "1",
+         "--skip-textbook", "data.subset=512", "data.test_subset=256", "trainer.num_threads=1"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ratio" in result.stdout and "torch.mm only" in result.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -101,6 +101,14 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
 
 # --- analysis -----------------------------------------------------------------------------------
 
+def fastest(results: List[dict], k=None) -> float:
+    """The shortest time measured for K passes (deterministic: k None) over networks and draws:
+    timings on a shared machine only ever err upwards, so the minimum is the cost estimate."""
+    if k is None:
+        return min(r["deterministic"]["seconds"] for r in results)
+    return min(t for r in results for t in r["mc"][str(k)]["seconds"])
+
+
 def per_seed(results: List[dict], k: int, field: str = "accuracies") -> Estimate:
     """The seed-level mean of K-pass accuracies (averaged over the mask draws of each seed)."""
     return estimate(sum(r["mc"][str(k)][field]) / len(r["mc"][str(k)][field]) for r in results)
@@ -112,19 +120,19 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
         return Findings([], [], ["No trained network to evaluate: nothing to conclude."])
     ks = measurements["ks"]
     deterministic = estimate(r["deterministic"]["accuracy"] for r in results)
-    det_seconds = estimate(r["deterministic"]["seconds"] for r in results)
+    det_seconds = fastest(results)
     deltas = {k: change(sum(r["mc"][str(k)]["accuracies"]) / len(r["mc"][str(k)]["accuracies"])
                         - r["deterministic"]["accuracy"] for r in results) for k in ks}
     spread = {k: estimate(a for r in results for a in r["mc"][str(k)]["accuracies"]) for k in ks}
-    rows = [["deterministic (eval mode)", deterministic.text(), "", "", det_seconds.text(3), "1.0"]]
+    rows = [["deterministic (eval mode)", deterministic.text(), "", "", f"{det_seconds:.3f}", "1.0"]]
     for k in ks:
-        seconds = per_seed(results, k, "seconds")
         rows.append([f"MC, K = {k}", per_seed(results, k).text(), spread[k].text(),
-                     deltas[k].text(), seconds.text(3), f"{seconds.mean / det_seconds.mean:.1f}"])
+                     deltas[k].text(), f"{fastest(results, k):.3f}",
+                     f"{fastest(results, k) / det_seconds:.1f}"])
     tables = [Table(
         "Test accuracy: deterministic pass against K stochastic passes averaged",
         ["prediction", "test acc (mean ± std over seeds)", "spread over mask draws",
-         "Δ vs deterministic (paired by seed)", "seconds", "cost × deterministic"], rows,
+         "Δ vs deterministic (paired by seed)", "seconds (fastest)", "cost × deterministic"], rows,
         f"{len(results)} trained networks, {results[0]['test_images']} test images. K = 1 is a "
         f"single stochastic pass. The mask-draw spread pools {measurements['repeats']}//K draws "
         f"per network; Δ pairs each network with its own deterministic pass.")]
@@ -161,17 +169,20 @@ def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
                  f"accuracy (paired by network)"
                  + (", a significant loss: a single noisy pass is a worse predictor."
                     if single.significant and single.delta < 0 else "."))
-    caught_up = [k for k in ks if deltas[k].known and not (deltas[k].significant and deltas[k].delta < 0)]
-    if caught_up:
-        k = caught_up[0]
-        cost = per_seed(results, k, "seconds").mean / det_seconds.mean
-        lines.append(f"The MC average is no longer significantly below the deterministic pass "
-                     f"from K = {k} on, at {cost:.1f}× its time.")
+    below = [k for k in ks if not deltas[k].known or (deltas[k].significant and deltas[k].delta < 0)]
+    if not below:
+        lines.append(f"No K tested ({ks[0]} to {ks[-1]}) leaves the MC average significantly below "
+                     f"the deterministic pass.")
+    elif below[-1] != ks[-1]:
+        k = ks[ks.index(below[-1]) + 1]
+        lines.append(f"The MC average stays within the spread of the deterministic pass or above "
+                     f"it from K = {k} on, at {fastest(results, k) / det_seconds:.0f}× its time.")
     else:
-        lines.append(f"Up to K = {ks[-1]} the MC average stays significantly below the "
-                     f"deterministic pass (or there is no verdict).")
+        lines.append(f"Up to K = {ks[-1]} the MC average does not settle within the spread of the "
+                     f"deterministic pass: its deficit shrinks to {deltas[ks[-1]].text()}, "
+                     f"small but consistent over the networks.")
     top = deltas[ks[-1]]
-    cost = per_seed(results, ks[-1], "seconds").mean / det_seconds.mean
+    cost = fastest(results, ks[-1]) / det_seconds
     if top.significant and top.delta > 0:
         lines.append(f"At K = {ks[-1]} the MC average beats the deterministic pass by "
                      f"{top.text()} at {cost:.0f}× its time: a trade of compute for accuracy; the "
@@ -210,12 +221,12 @@ def plot_k(results, ks, deterministic: Estimate, path: Path) -> str:
     axes[0].axhline(deterministic.mean, color="k", linestyle="--", label="deterministic (eval)")
     axes[0].set(xscale="log", xlabel="K stochastic passes", ylabel="test accuracy",
                 title="accuracy (mean ± std over seeds)")
-    seconds = [per_seed(results, k, "seconds").mean for k in ks]
-    det = sum(r["deterministic"]["seconds"] for r in results) / len(results)
+    seconds = [fastest(results, k) for k in ks]
+    det = fastest(results)
     axes[1].plot(ks, seconds, marker="o", label="MC, K passes")
     axes[1].axhline(det, color="k", linestyle="--", label="deterministic")
     axes[1].set(xscale="log", yscale="log", xlabel="K stochastic passes", ylabel="seconds",
-                title="time for the test set")
+                title="time for the test set (fastest)")
     for ax in axes:
         ax.minorticks_off()  # log axes: only the K ticks, no 3×10⁰ labels
         ax.set_xticks(ks, [str(k) for k in ks])
