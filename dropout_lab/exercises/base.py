@@ -219,7 +219,7 @@ def write_index(out_dir: Path) -> Path:
     results = sorted((read_json(path) for path in Path(out_dir).glob(f"exercise_*/{RESULTS}")),
                      key=lambda result: result["exercise"])
     rows = [[f"[{r['exercise']}](exercise_{r['exercise']}/{REPORT})", r["title"], r["jobs"],
-             r["jobs"] - r["completed"], f"{r['seconds']:.0f}",
+             r["jobs"] - r["completed"], f"{r['seconds']:.0f}", f"{r.get('run_seconds', 0):.0f}",
              (r["conclusion"] or [""])[0].replace("\n", " ")] for r in results]
     total = sum(r["seconds"] for r in results)
     text = "\n".join([
@@ -227,8 +227,9 @@ def write_index(out_dir: Path) -> Path:
         "Each report gives the question, the setup, the tables and plots, and a conclusion "
         "computed from the numbers. " + SIGNIFICANCE_RULE, "",
         markdown_table(["exercise", "question", "jobs", "not completed", "time (s)",
-                        "first finding"], rows),
-        "", f"Total time: {total:.0f} s.", ""])
+                        "runs' time (s)", "first finding"], rows),
+        "", f"Total time: {total:.0f} s (the last invocation of each exercise; one that resumed "
+            f"skipped its completed runs). Runs' time: the runs' own wall times added up.", ""])
     path = Path(out_dir) / "index.md"
     atomic_write(path, lambda out: out.write(text.encode()))
     return path
@@ -248,3 +249,22 @@ def seconds_per_epoch(runs: Sequence[dict]) -> Estimate:
     """Training time per epoch (train pass and test evaluation) of each run, as measured."""
     return estimate(run["train_seconds"] / run["epochs"] for run in runs
                     if run.get("train_seconds") and run.get("epochs"))
+
+
+def tail_mean(runs: Sequence[dict], metric: str, epochs: int) -> Estimate:
+    """Each run's mean of ``metric`` over its last ``epochs`` epochs: steadier than the last
+    epoch alone where test accuracy swings from epoch to epoch."""
+    return estimate(sum(row[metric] for row in run["history"][-epochs:])
+                    / len(run["history"][-epochs:]) for run in runs if run["history"])
+
+
+def instability(estimates: Dict[str, Estimate], threshold: float = 0.05) -> List[str]:
+    """A warning line for settings whose spread over seeds exceeds ``threshold`` (a run that
+    collapsed or diverged in some seed): their verdicts carry little weight."""
+    shaky = {name: est for name, est in estimates.items() if (est.std or 0.0) > threshold}
+    if not shaky:
+        return []
+    worst = ", ".join(f"{name} (std {est.std:.3f}, lowest run {min(est.values):.3f})"
+                      for name, est in shaky.items())
+    return [f"Unstable over seeds: {worst}; at least one run there fell far below the others, "
+            f"so verdicts involving these settings carry little weight."]

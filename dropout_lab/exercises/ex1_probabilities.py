@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from dropout_lab.exercises.base import (Exercise, Findings, Table, final, fmt_p, group_by,
-                                        new_figure, probabilities, save_figure)
+                                        instability, new_figure, probabilities, save_figure)
 from dropout_lab.exercises.stats import Estimate, difference, verdict
 
 TEXTBOOK = (0.2, 0.5)
@@ -83,7 +83,7 @@ def conclusion(test: Dict[tuple, Estimate], gap: Dict[tuple, Estimate],
         lines.append(f"The heaviest dropout {fmt_p(heaviest)} {effect} against none: "
                      + verdict(fmt_p(heaviest), gap[heaviest], fmt_p(none), gap[none],
                                metric="gap", higher_is_better=None))
-    return lines
+    return lines + instability({fmt_p(key): value for key, value in test.items()})
 
 
 def plot_grids(test, gap, p1s, p2s, path: Path) -> str:

@@ -47,7 +47,7 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
 
     plots = [(f"Train accuracy, test accuracy and gap per epoch (mean ± std over seeds)",
               plot_curves(groups, names, out_dir / "curves.png"))]
-    lines = conclusion(groups, names, changes, reference, last)
+    lines = conclusion(groups, names, changes, reference, last) + [stability(runs)]
     numbers = {names[k]: {m: [final(g, m).mean, final(g, m).std, final(g, m).n] for m in METRICS}
                for k, g in groups.items()}
     return Findings(tables, plots, lines, numbers=numbers)
@@ -78,6 +78,20 @@ def conclusion(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes
                      f"{gap.text()} and test accuracy by {test.text()}"
                      + growth_words(gap, test))
     return lines
+
+
+def stability(runs: List[dict]) -> str:
+    """How many runs of each setting finished: long training at lr 0.5 can diverge."""
+    parts = []
+    for key in sorted({probabilities(run) for run in runs if run["config"]}):
+        mine = [run for run in runs if run["config"] and probabilities(run) == key]
+        bad = [run for run in mine if run["status"] != "completed"]
+        part = f"{dropout_name(key)}: {len(mine) - len(bad)} of {len(mine)} runs completed"
+        if bad:
+            part += " (" + "; ".join(f"seed {run['config']['seed']} {run['status']}: {run['error']}"
+                                     for run in bad) + ")"
+        parts.append(part)
+    return "Stability over the long run: " + "; ".join(parts) + "."
 
 
 def growth_words(gap, test) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from dropout_lab.exercises.base import (Exercise, Findings, Table, errorbar, final, group_by,
-                                        new_figure, probabilities, save_figure)
+                                        instability, new_figure, probabilities, save_figure)
 from dropout_lab.exercises.stats import Contrast, Estimate, contrast, difference
 
 METRIC_NAMES = {"test_accuracy": "test accuracy", "gap": "gap"}
@@ -26,7 +26,7 @@ def classify(alone_d: Contrast, alone_w: Contrast, both: Contrast, interaction: 
     if not interaction.known:
         return "no verdict (fewer than 2 seeds)"
     if not interaction.significant:
-        return "additive (the interaction is within the spread)"
+        return "additive as far as the data can tell (the interaction is within the spread)"
     if interaction.delta > 0:
         return "more than additive (a significant positive interaction)"
     if both.delta > max(alone_d.delta, alone_w.delta):
@@ -95,6 +95,8 @@ def conclusion(verdicts, est, decays, none, drop) -> List[str]:
                  f"{'off' if best[1] == none else best[1]}, {best_est.text()}; "
                  f"{len(tied)} of the other {2 * len(decays) - 1} settings are within the "
                  f"spread of it.")
+    lines += instability({f"weight decay {wd:g}, dropout {'off' if d == none else d}":
+                          est[(wd, d, "test_accuracy")] for wd in decays for d in (none, drop)})
     return lines
 
 
