@@ -96,7 +96,7 @@ def test_pixels_match_torchvision_decoder(dataset, source_dir, tmp_path):
     """An independent decoder (torchvision's) reads the same test images; / 255 as ToTensor."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    for name, suffix in (("t10k-images-idx3-ubyte", "images"), ("t10k-labels-idx1-ubyte", "labels")):
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).write_bytes(gzip.decompress((source_dir / f"{name}.gz").read_bytes()))
     images = read_image_file(str(tmp_path / "t10k-images-idx3-ubyte"))
     labels = read_label_file(str(tmp_path / "t10k-labels-idx1-ubyte"))

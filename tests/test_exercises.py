@@ -226,3 +226,24 @@ def test_runs_of_other_invocations_are_left_out():
                            "trainer.num_threads=1"], "status": "completed"}
     jobs = [["seed=0", "experiment=exercise_4", "data.subset=1000", "trainer.progress=False"]]
     assert runs_of_jobs([full, quick], jobs) == [quick]
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_activation_stats_only_when_asked(tmp_path, enabled):
+    from dropout_lab.app import compose, typed_config
+    from dropout_lab.train import train
+
+    cfg = typed_config(compose(["data.subset=300", "data.test_subset=100", "trainer.epochs=1",
+                                "trainer.progress=false", "trainer.num_threads=1",
+                                "logging.checkpoint=false", "logging.tensorboard=false",
+                                "model.dropout.kind=[none,custom]",
+                                f"logging.activation_stats={str(enabled).lower()}"]))
+    row = train(cfg, tmp_path / "run").history[-1]
+    keys = {key for key in row if key.startswith("layer")}
+    if not enabled:
+        assert not keys
+        return
+    assert keys == {f"layer{k}_{stat}" for k in (1, 2) for stat in ex3_variance.LAYER_STATS}
+    # Layer 1 has no noise: the same numbers before and after it. Layer 2 (p = 0.5) adds variance.
+    assert row["layer1_var_after_noise"] == pytest.approx(row["layer1_var_before_noise"])
+    assert row["layer2_var_after_noise"] > row["layer2_var_before_noise"]

@@ -93,7 +93,7 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
 
 
 def test_benchmark_script_runs(tmp_path):
-    """scripts/bench_train.py on a tiny budget: it runs and prints its ratio (no timing asserted)."""
+    """scripts/bench_train.py on a tiny budget runs and prints its ratio (no timing asserted)."""
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--rounds", "1",
          "--skip-textbook", "data.subset=512", "data.test_subset=256", "trainer.num_threads=1"],

@@ -119,7 +119,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
     """The Monte Carlo check on every trained network with Bernoulli dropout."""
     from dropout_lab.activations import hidden_layers
     from dropout_lab.dropout import InvertedDropout
-    from dropout_lab.exercises.models import test_images, trained_model
+    from dropout_lab.exercises.models import one_thread, test_images, trained_model
 
     import torch
 
@@ -133,7 +133,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
         for k, (h, (_, noise)) in enumerate(zip(hidden_activations(model, images),
                                                 hidden_layers(model)), start=1):
             if isinstance(noise, InvertedDropout) and 0.0 < noise.p < 1.0:
-                with torch.random.fork_rng(devices=[]):  # the same masks on every rerun
+                with one_thread(), torch.random.fork_rng(devices=[]):  # same masks on a rerun
                     torch.manual_seed(1000 * run["config"]["seed"] + k)
                     check = check_layer(noise, h, noise.p, draws)
                 checks.append({"run": run["job"], "seed": run["config"]["seed"], "layer": k, **check})

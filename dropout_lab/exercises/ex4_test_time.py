@@ -69,11 +69,17 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
 
 
 def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
+    from dropout_lab.exercises.models import one_thread
+
+    with one_thread():
+        return measure_runs(runs, QUICK_KS if quick else FULL_KS)
+
+
+def measure_runs(runs: List[dict], ks) -> dict:
     import numpy as np
 
     from dropout_lab.exercises.models import run_config, test_split, trained_model
 
-    ks = QUICK_KS if quick else FULL_KS
     results = []
     for run in runs:
         model, split = trained_model(run), test_split(run)
@@ -259,7 +265,8 @@ EXERCISE = Exercise(
     design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 3 seeds (3 runs). Each "
             "trained network is evaluated on the full test set in eval mode and with its dropout "
             "layers on (evaluate.mc_statistics): K = 1, 2, 4, ..., 64 passes averaged in softmax "
-            "space, each timed; for K < 8, 8/K independent draws give the spread over masks."),
+            "space, each timed (one torch thread); for K < 8, 8/K independent draws give the "
+            "spread over masks."),
     analyze=analyze,
     measure=measure,
 )

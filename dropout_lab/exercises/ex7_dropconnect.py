@@ -6,7 +6,7 @@ from typing import List
 from dropout_lab.exercises.base import (Exercise, Findings, Table, dropout_of, final, fmt_p,
                                         group_by, instability, new_figure, probabilities,
                                         save_figure, seconds_per_epoch)
-from dropout_lab.exercises.stats import verdict
+from dropout_lab.exercises.stats import difference, verdict
 
 KIND_NAMES = {"none": "no dropout", "custom": "dropout", "dropconnect": "DropConnect"}
 
@@ -34,13 +34,15 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
                     [[name(key), final(groups[key]).text(), final(groups[key], "train_accuracy").text(),
                       final(groups[key], "gap").text(), seconds_per_epoch(groups[key]).text(2)]
                      for key in order])]
-    lines = []
+    lines, summary = [], []
     for lr in sorted({key[2] for key in order}, reverse=True):
         none = ("none", next((k[1] for k in order if k[0] == "none"), ()), lr)
         for probs in sorted({key[1] for key in order if key[0] != "none" and key[2] == lr}):
             units, weights = ("custom", probs, lr), ("dropconnect", probs, lr)
             where = f"At p = {fmt_p(probs)} and lr {lr:g}, "
             if units in groups and weights in groups:
+                diff = difference(final(groups[weights]), final(groups[units]))
+                summary.append(f"at lr {lr:g} and p = {fmt_p(probs)} {outcome(diff)}")
                 lines.append(where + verdict("DropConnect", final(groups[weights]), "dropout",
                                              final(groups[units])))
                 lines.append(where + verdict("DropConnect", final(groups[weights], "gap"), "dropout",
@@ -50,10 +52,21 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
                 if key in groups and none in groups:
                     lines.append(f"{name(key)} against no dropout, " + verdict(
                         name(key), final(groups[key]), "no dropout", final(groups[none])))
+    if summary:
+        lines.insert(0, "DropConnect against dropout at matched p, test accuracy: "
+                     + "; ".join(summary) + ".")
     lines += instability({name(key): final(groups[key]) for key in order})
     plots = [("Final test accuracy and gap per setting (mean ± std over seeds)",
               plot_bars(groups, order, out_dir / "dropconnect.png"))]
     return Findings(tables, plots, lines or ["No dropout/DropConnect pair to compare."])
+
+
+def outcome(diff) -> str:
+    if not diff.known:
+        return "no verdict"
+    if not diff.significant:
+        return f"within the spread ({diff.delta:+.4f})"
+    return f"significantly {'better' if diff.delta > 0 else 'worse'} ({diff.delta:+.4f})"
 
 
 def plot_bars(groups, order, path: Path) -> str:

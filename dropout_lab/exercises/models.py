@@ -1,6 +1,8 @@
 """The trained networks of an exercise's runs, rebuilt from their config and checkpoint.
 torch is imported inside the functions: importing the exercises stays light."""
 
+from contextlib import contextmanager
+
 
 def run_config(run: dict):
     """The run's typed Config, from the resolved config its summary.json holds."""
@@ -34,3 +36,17 @@ def test_split(run: dict):
 def test_images(run: dict, count: int):
     """The first ``count`` test images of the run's test split: (count, 784)."""
     return test_split(run).images[:count]
+
+
+@contextmanager
+def one_thread():
+    """torch on one thread for the measurements, as the sweep's parallel runs train: two threads
+    fighting other processes for two cores are many times slower, and would skew timings."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
