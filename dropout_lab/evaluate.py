@@ -124,7 +124,7 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     passes; write mc_eval.json and mc_eval.md into it. Raises RunError / ConfigError."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from dropout_lab.exercises.models import run_config, test_split, trained_model
+    from dropout_lab.trained import run_config, test_split, trained_model
     from dropout_lab.report import run_record
     from dropout_lab.train import evaluate
 

@@ -69,7 +69,7 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
 
 
 def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
-    from dropout_lab.exercises.models import one_thread
+    from dropout_lab.trained import one_thread
 
     with one_thread():
         return measure_runs(runs, QUICK_KS if quick else FULL_KS)
@@ -78,7 +78,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
 def measure_runs(runs: List[dict], ks) -> dict:
     import numpy as np
 
-    from dropout_lab.exercises.models import run_config, test_split, trained_model
+    from dropout_lab.trained import run_config, test_split, trained_model
 
     results = []
     for run in runs:

@@ -1,4 +1,4 @@
-"""The trained networks of an exercise's runs, rebuilt from their config and checkpoint.
+"""Trained runs rebuilt from their config and checkpoint (used by evaluate and the exercises).
 torch is imported inside the functions: importing the exercises stays light."""
 
 from contextlib import contextmanager
