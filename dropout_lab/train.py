@@ -28,6 +28,11 @@ RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", 
                      "trainer.eval_batch_size", "data.dir", "data.cache_dir", "data.download",
                      "logging.")
 
+# Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
+# a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
+# most this many steps, and the epoch it diverged in is reported either way.
+DIVERGENCE_CHECK_STEPS = 25
+
 
 @dataclass
 class RunResult:
@@ -71,19 +76,21 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
     for step, (images, labels) in enumerate(batches(split, batch_size, generator)):
         logits = model(images)  # (B, 10)
         loss = F.cross_entropy(logits, labels)
-        if not math.isfinite(loss.item()):
-            return {"diverged": True}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach() * labels.shape[0]
+        loss_sum += loss.detach() * labels.shape[0]  # NaN/inf from the first bad step on
         correct += (logits.argmax(dim=1) == labels).sum()
         if progress is not None:
             progress.update(1)
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
+        if (step + 1) % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
+            return {"diverged": True}
         if interrupted.is_set():
             raise _Interrupted
+    if not torch.isfinite(loss_sum):
+        return {"diverged": True}
     n = len(split)
     return {"train_loss": loss_sum.item() / n, "train_accuracy": correct.item() / n}
 

@@ -92,6 +92,37 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     assert read_hparams(read_events(tmp_path))["status"] == "diverged"
 
 
+class StepCounter:
+    """Stands where the progress bar goes: counts the steps ``train_epoch`` took."""
+
+    steps = 0
+
+    def update(self, n):
+        self.steps += n
+
+    def set_postfix(self, **_):
+        pass
+
+
+def test_divergence_is_caught_within_the_check_interval():
+    # 4000 images at batch 16: 250 steps. lr = 1e6 gives NaN within the first steps, so the
+    # epoch must stop at the first check, after DIVERGENCE_CHECK_STEPS steps, not at its end.
+    import threading
+
+    from dropout_lab.data import load_fashion_mnist
+    from dropout_lab.model import build_model
+    from dropout_lab.train import DIVERGENCE_CHECK_STEPS, build_optimizer, train_epoch
+
+    cfg = tiny_config("optim.lr=1e6", "data.subset=4000")
+    data = load_fashion_mnist(cfg.data, torch.device("cpu"))
+    model = build_model(cfg.model)
+    counter = StepCounter()
+    result = train_epoch(model, build_optimizer(cfg.optim, model.parameters()), data.train, 16,
+                         torch.Generator().manual_seed(0), counter, threading.Event())
+    assert result == {"diverged": True}
+    assert counter.steps == DIVERGENCE_CHECK_STEPS < len(data.train) // 16
+
+
 def test_benchmark_script_runs(tmp_path):
     """scripts/bench_train.py on a tiny budget runs and prints its ratio (no timing asserted)."""
     result = subprocess.run(
