@@ -22,6 +22,7 @@ import os
 import secrets
 import threading
 import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -383,12 +384,57 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     try:
         if workers is not None:
             workers.join()  # one joblib call at a time
-        run_hydra(sweep_task, ["--multirun", *overrides])
+        # Jobs in other processes show no bar of their own: count them here instead.
+        with job_progress(sweep_dir, plan, enabled=joblib_workers or launcher in ("local", "slurm")):
+            run_hydra(sweep_task, ["--multirun", *overrides])
     except KeyboardInterrupt:  # the workers got the signal too: let them checkpoint and exit
         interrupted = True
     if joblib_workers and not interrupted:
         stop_workers()
     return finish_sweep(sweep_dir, plan, interrupted)
+
+
+ENDED_STATUSES = ("completed", "diverged", "failed")
+
+
+def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> int:
+    """How many of the sweep's jobs have ended, from their summary.json files."""
+    paths = ([sweep_dir / subdir / "summary.json" for subdir in plan.subdirs] if plan.subdirs
+             else sweep_dir.glob("*/summary.json"))  # a search: the trials made so far
+    ended = 0
+    for path in paths:
+        with suppress(OSError, ValueError):  # not there yet, or being replaced
+            ended += read_json(path).get("status") in ENDED_STATUSES
+    return ended
+
+
+@contextmanager
+def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
+    """A progress bar of the jobs that have ended, updated every second from their summaries:
+    the jobs run in other processes (joblib workers, Slurm nodes), where only their files say
+    how far they are."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep", dynamic_ncols=True)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            bar.n = ended_jobs(sweep_dir, plan)
+            bar.refresh()
+
+    watcher = threading.Thread(target=watch, name="sweep-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        bar.n = ended_jobs(sweep_dir, plan)
+        bar.close()
 
 
 def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:

@@ -87,6 +87,7 @@ def test_joblib_grid_runs_every_job_logs_hparams_and_resumes(tmp_path):
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "sweep: 4 of 4 jobs completed" in result.stdout
+    assert "4/4" in result.stderr  # the bar of ended jobs, read from their summaries
 
     runs = job_dirs(sweep_dir)
     assert len(runs) == 4
