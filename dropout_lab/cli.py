@@ -166,6 +166,9 @@ def exercise(
     with reported_errors(verbose):
         result = exercises.run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out)
     typer.echo(exercises.describe(result))
+    problem = exercises.problem(result)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
     raise typer.Exit(exercises.exit_code(result))
 
 

@@ -217,6 +217,30 @@ def test_bad_override_stops_before_any_run(tmp_path):
     assert not (tmp_path / "out" / "exercise_1" / "runs").exists()
 
 
+@pytest.mark.slow
+def test_diverged_runs_are_results_not_failures(tmp_path):
+    # lr 1e9 makes every run of exercise 2 diverge: the report is written, the command says
+    # how many diverged and exits 0 (divergence is what the exercise measures, not an error).
+    out = tmp_path / "out"
+    result = run_cli("exercise", "2", "--quick", "optim.lr=1e9", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"exercise 2: .*\(4 jobs, 4 diverged, \d+ s\)", result.stdout)
+    assert "error" not in result.stderr and "Traceback" not in result.stderr
+    assert "diverged" in (out / "exercise_2" / "report.md").read_text()
+
+
+def test_only_failed_runs_make_the_exit_code_non_zero():
+    from dropout_lab.exercises import ExerciseOutcome, ExercisesResult, exit_code, problem
+
+    def result(diverged, failed):
+        outcome = ExerciseOutcome(2, Path("report.md"), 6, diverged, failed, 1.0)
+        return ExercisesResult(Path("out"), Path("out/index.md"), [outcome])
+
+    assert exit_code(result(diverged=1, failed=0)) == 0 and problem(result(1, 0)) is None
+    assert exit_code(result(diverged=0, failed=1)) == 1
+    assert problem(result(0, 1)).startswith("runs failed in exercise 2 (1 of 6)")
+
+
 def test_runs_of_other_invocations_are_left_out():
     """--out of a full run reused with --quick: the folder holds both; each analysis sees its own."""
     from dropout_lab.exercises import runs_of_jobs

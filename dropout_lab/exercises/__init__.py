@@ -62,7 +62,8 @@ class ExerciseOutcome:
     number: int
     report: Path
     jobs: int
-    failed: int
+    diverged: int  # a result: the report lists them (exercise 2's runs without dropout may)
+    failed: int  # an error or a lost job: the report leaves them out
     seconds: float
 
 
@@ -109,8 +110,9 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     context = {"runs": runs, "overrides": overrides, "user_overrides": user_overrides,
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds}
     report = write_report(exercise, findings, exercise_dir, context)
-    failed = sum(run["status"] != "completed" for run in runs)
-    return ExerciseOutcome(exercise.number, report, len(runs), failed, seconds)
+    diverged = sum(run["status"] == "diverged" for run in runs)
+    failed = sum(run["status"] not in ("completed", "diverged") for run in runs)
+    return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
 
 
 # Overrides that do not change a run's results (the launcher sets them per --jobs).
@@ -128,12 +130,25 @@ def runs_of_jobs(runs: List[dict], jobs: List[List[str]]) -> List[dict]:
 
 
 def describe(result: ExercisesResult) -> str:
-    lines = [f"exercise {o.number}: {o.report} ({o.jobs} jobs, {o.failed} not completed, "
-             f"{o.seconds:.0f} s)" for o in result.outcomes]
+    lines = []
+    for o in result.outcomes:
+        counts = [f"{o.jobs} jobs", *([f"{o.diverged} diverged"] if o.diverged else []),
+                  *([f"{o.failed} failed"] if o.failed else []), f"{o.seconds:.0f} s"]
+        lines.append(f"exercise {o.number}: {o.report} ({', '.join(counts)})")
     lines += [f"index: {result.index}", f"view: dropout-lab tensorboard {result.out_dir}"]
     return "\n".join(lines)
 
 
+def problem(result: ExercisesResult) -> Optional[str]:
+    """The one line for stderr when runs failed (errors or lost jobs, not divergence)."""
+    failed = [f"exercise {o.number} ({o.failed} of {o.jobs})" for o in result.outcomes if o.failed]
+    if not failed:
+        return None
+    return (f"runs failed in {', '.join(failed)}; the reports leave them out; run the same "
+            f"command with --out {result.out_dir} to retry them")
+
+
 def exit_code(result: ExercisesResult) -> int:
-    """0 when every job of every exercise completed, 1 otherwise (the reports are written)."""
-    return 1 if any(o.failed for o in result.outcomes) else 0
+    """1 when a run failed, else 0: a diverged run is a measured result, which the reports
+    count (the reports are written either way)."""
+    return 1 if problem(result) else 0
