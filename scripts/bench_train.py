@@ -10,6 +10,12 @@
 (b) The same epoch against a textbook-style loop (d2l's ``train_epoch_ch3`` +
     ``evaluate_accuracy``): torchvision's ``FashionMNIST`` with ``ToTensor``, ``DataLoader``
     with worker processes (d2l uses 4), the same model and optimiser. Target: >= 5x faster.
+(c) The floor of eager PyTorch for the same epoch, against the same matrix products: the
+    epoch written out by hand, without autograd, modules or an optimiser object: ReLU and
+    dropout as one mask, SGD fused into the weight-gradient products (``W.addmm_(g.T, x,
+    alpha=-lr)``). No code of this project can beat it without fused kernels; it shows how
+    much of the gap to 1.3 is the framework's and how much the work's (default SGD, kinds
+    custom or none only).
 
 Rounds interleave the contenders, so a neighbour's load hits each alike; the medians are
 compared. Extra arguments are config overrides (default: the default config). On a machine
@@ -17,7 +23,8 @@ shared with other jobs, ``trainer.num_threads=1 --clock cpu`` gives steadier fig
 process CPU time of one thread is not stretched by waiting for a core.
 
     .venv/bin/python scripts/bench_train.py [--rounds 5] [--textbook-rounds 3] [--workers 4]
-                                            [--clock wall|cpu] [--skip-textbook] [OVERRIDES...]
+                                            [--clock wall|cpu] [--skip-textbook] [--floor]
+                                            [OVERRIDES...]
 """
 
 import argparse
@@ -33,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from dropout_lab.app import compose, typed_config
-from dropout_lab.data import FILES, find_source, load_fashion_mnist, read_verified
+from dropout_lab.data import FILES, batches, find_source, load_fashion_mnist, read_verified
 from dropout_lab.model import N_CLASSES, N_INPUTS, build_model
 from dropout_lab.train import build_optimizer, evaluate, train_epoch
 
@@ -85,6 +92,68 @@ class OurEpoch:
         train_epoch(self.model, self.optimizer, self.data.train, self.cfg.trainer.batch_size,
                     self.generator, None, self.never_interrupted)
         evaluate(self.model, self.data.test, self.cfg.trainer.eval_batch_size)
+        return clock() - started
+
+
+class FloorEpoch:
+    """The epoch written out by hand (see (c) in the module docstring); the same data, shuffle,
+    batches, init, dropout probabilities and SGD step as ``OurEpoch``, no autograd."""
+
+    def __init__(self, cfg, data):
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model)
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        self.weights = [m.weight.detach().clone() for m in linears]
+        self.biases = [m.bias.detach().clone() for m in linears]
+        kinds = {kind for kind, _ in cfg.model.dropout.per_layer(len(cfg.model.hidden))}
+        self.p = [p if kind == "custom" else 0.0
+                  for kind, p in cfg.model.dropout.per_layer(len(cfg.model.hidden))]
+        self.cfg, self.data = cfg, data
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        if not kinds <= {"custom", "none"} or cfg.optim.name != "sgd" or cfg.optim.momentum \
+                or cfg.optim.weight_decay:
+            raise SystemExit("--floor: only dropout kinds custom/none with plain SGD")
+
+    def step(self, x, y, lr):
+        acts, masks = [x], []
+        for weight, bias, p in zip(self.weights, self.biases, self.p):
+            h = torch.addmm(bias, acts[-1], weight.t())
+            mask = (h > 0).float()  # ReLU and dropout as one multiplier
+            if p:
+                mask.mul_(torch.rand_like(h).ge_(p)).mul_(1.0 / (1.0 - p))
+            masks.append(mask)
+            acts.append(h.mul_(mask))
+        logits = torch.addmm(self.biases[-1], acts[-1], self.weights[-1].t())
+        log_p = F.log_softmax(logits, dim=1)
+        loss = F.nll_loss(log_p, y, reduction="sum")
+        correct = (logits.argmax(dim=1) == y).sum()
+        grad = log_p.exp_()  # d(mean loss)/d logits = (softmax - onehot) / B
+        grad[torch.arange(len(y)), y] -= 1.0
+        grad.div_(len(y))
+        for i in reversed(range(len(self.weights))):
+            grad_input = torch.mm(grad, self.weights[i]).mul_(masks[i - 1]) if i else None
+            self.weights[i].addmm_(grad.t(), acts[i], alpha=-lr)  # SGD in the GEMM
+            self.biases[i].add_(grad.sum(dim=0), alpha=-lr)
+            grad = grad_input
+        return loss, correct
+
+    def seconds(self, clock=time.perf_counter) -> float:
+        started = clock()
+        loss_sum, correct = torch.zeros(()), torch.zeros((), dtype=torch.long)
+        for images, labels in batches(self.data.train, self.cfg.trainer.batch_size,
+                                      self.generator):
+            loss, hits = self.step(images, labels, self.cfg.optim.lr)
+            loss_sum += loss
+            correct += hits
+        loss_sum.item(), correct.item()
+        with torch.no_grad():
+            for images, labels in batches(self.data.test, self.cfg.trainer.eval_batch_size):
+                h = images
+                for weight, bias in zip(self.weights[:-1], self.biases[:-1]):
+                    h = torch.addmm(bias, h, weight.t()).relu_()
+                logits = torch.addmm(self.biases[-1], h, self.weights[-1].t())
+                F.cross_entropy(logits, labels, reduction="sum").item()
+                (logits.argmax(dim=1) == labels).sum().item()
         return clock() - started
 
 
@@ -161,6 +230,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="for (a): wall time, or this process's CPU time (use with 1 thread)")
     parser.add_argument("--skip-textbook", action="store_true")
+    parser.add_argument("--floor", action="store_true",
+                        help="also (c): the epoch by hand, without autograd (eager's floor)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -178,17 +249,30 @@ def main() -> None:
           f"{len(data.train)} train / {len(data.test)} test images")
 
     ours = OurEpoch(cfg, data)
-    ours.seconds(), matmul_epoch_seconds(layer_sizes, train_batches, test_batches)  # warm-up
-    ours_times, matmul_times = [], []
-    for _ in range(args.rounds):
-        ours_times.append(ours.seconds(clock))
-        matmul_times.append(matmul_epoch_seconds(layer_sizes, train_batches, test_batches, clock))
+    floor = FloorEpoch(cfg, data) if args.floor else None
+
+    def matmul_seconds(clock=time.perf_counter):
+        return matmul_epoch_seconds(layer_sizes, train_batches, test_batches, clock)
+
+    contenders = [ours.seconds, matmul_seconds, *([floor.seconds] if floor else [])]
+    for measure in contenders:  # warm-up
+        measure()
+    times = [[] for _ in contenders]
+    for _ in range(args.rounds):  # interleaved: a neighbour's load hits each alike
+        for measure, measured in zip(contenders, times):
+            measured.append(measure(clock))
     print("(a) one epoch + test evaluation against its matrix products alone")
-    ours_median = print_times("dropout-lab epoch (train_epoch + evaluate)", ours_times)
+    ours_median = print_times("dropout-lab epoch (train_epoch + evaluate)", times[0])
     matmul_median = print_times("torch.mm only, same shapes (fwd, bwd weight + input grads)",
-                            matmul_times)
+                                times[1])
     ratio = ours_median / matmul_median
     print(f"  ratio {ratio:.2f} (target <= 1.3: {verdict(ratio <= 1.3)})")
+    if floor:
+        print("(c) the floor of eager PyTorch, same rounds: the epoch by hand (no autograd, "
+              "fused ReLU+dropout mask, SGD in the GEMM)")
+        floor_median = print_times("hand-written epoch", times[2])
+        print(f"  ratio {floor_median / matmul_median:.2f} to the products; dropout-lab's epoch "
+              f"is {ours_median / floor_median:.2f}x this floor")
     if args.skip_textbook:
         return
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,3 +202,16 @@ def test_interrupted_sweep_resumes_from_the_checkpoint(tmp_path):
     # The epochs before the interruption were kept, not trained again.
     assert resumed["history"][:len(done_before)] == done_before
     assert [s["status"] for s in summaries(sweep_dir)] == ["completed", "completed"]
+
+
+@pytest.mark.slow
+def test_sweep_benchmark_script_runs(tmp_path):
+    """scripts/bench_sweep.py on a small budget prints its figures (no timing asserted)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_sweep.py"), "--jobs", "2",
+         "data.subset=500", "data.test_subset=500"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 jobs of 1 epoch(s), 2 workers" in result.stdout
+    assert re.search(r"overhead: .* = [+-]\d+\.\d%", result.stdout)
+    assert re.search(r"floor: .* takes \d+\.\d\d s", result.stdout)

@@ -127,8 +127,39 @@ def test_benchmark_script_runs(tmp_path):
     """scripts/bench_train.py on a tiny budget runs and prints its ratio (no timing asserted)."""
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--rounds", "1",
-         "--skip-textbook", "data.subset=512", "data.test_subset=256", "trainer.num_threads=1"],
+         "--skip-textbook", "--floor", "data.subset=512", "data.test_subset=256",
+         "trainer.num_threads=1"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "ratio" in result.stdout and "torch.mm only" in result.stdout
+    assert "(c) the floor" in result.stdout and "x this floor" in result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_floor_step_is_the_same_sgd_step_as_autograd():
+    """The hand-written epoch of bench_train.py (c) computes what train_epoch does: one step
+    from the same weights gives the same loss and the same new weights (dropout off)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_train import FloorEpoch
+
+    from dropout_lab.data import load_fashion_mnist
+    from dropout_lab.model import build_model
+    from dropout_lab.train import build_optimizer
+
+    cfg = tiny_config("model.dropout.kind=none")
+    data = load_fashion_mnist(cfg.data, torch.device("cpu"))
+    images, labels = data.train.images[:64], data.train.labels[:64]
+    floor = FloorEpoch(cfg, data)
+    torch.manual_seed(cfg.seed)  # as FloorEpoch does: the same initial weights
+    model = build_model(cfg.model)
+    optimizer = build_optimizer(cfg.optim, model.parameters())
+    loss = torch.nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()
+
+    floor_loss, _ = floor.step(images, labels, cfg.optim.lr)
+    assert floor_loss.item() == pytest.approx(loss.item() * 64, rel=1e-5)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for weight, bias, linear in zip(floor.weights, floor.biases, linears):
+        torch.testing.assert_close(weight, linear.weight.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(bias, linear.bias.detach(), rtol=1e-5, atol=1e-6)
