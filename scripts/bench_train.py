@@ -16,6 +16,7 @@
     alpha=-lr)``). No code of this project can beat it without fused kernels; it shows how
     much of the gap to 1.3 is the framework's and how much the work's (default SGD, kinds
     custom or none only).
+(d) With ``--compile``: the epoch of (a) with the model through ``torch.compile``.
 
 Rounds interleave the contenders, so a neighbour's load hits each alike; the medians are
 compared. Extra arguments are config overrides (default: the default config). On a machine
@@ -23,7 +24,7 @@ shared with other jobs, ``trainer.num_threads=1 --clock cpu`` gives steadier fig
 process CPU time of one thread is not stretched by waiting for a core.
 
     .venv/bin/python scripts/bench_train.py [--rounds 5] [--textbook-rounds 3] [--workers 4]
-                                            [--clock wall|cpu] [--skip-textbook] [--floor]
+                                            [--clock wall|cpu] [--skip-textbook] [--floor] [--compile]
                                             [OVERRIDES...]
 """
 
@@ -79,11 +80,13 @@ def matmul_epoch_seconds(layer_sizes: list, train_batches: list, test_batches: l
 class OurEpoch:
     """One epoch as ``train()`` runs it: ``train_epoch`` (shuffled, dropout on), ``evaluate``."""
 
-    def __init__(self, cfg, data):
+    def __init__(self, cfg, data, compiled: bool = False):
         torch.manual_seed(cfg.seed)
         self.cfg, self.data = cfg, data
         self.model = build_model(cfg.model)
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        if compiled:  # the same epoch with the model through torch.compile (inductor)
+            self.model = torch.compile(self.model)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.never_interrupted = threading.Event()
 
@@ -232,6 +235,9 @@ def main() -> None:
     parser.add_argument("--skip-textbook", action="store_true")
     parser.add_argument("--floor", action="store_true",
                         help="also (c): the epoch by hand, without autograd (eager's floor)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the epoch with the model through torch.compile (needs a C++ "
+                             "compiler; the warm-up compiles, 5-20 s)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -250,11 +256,13 @@ def main() -> None:
 
     ours = OurEpoch(cfg, data)
     floor = FloorEpoch(cfg, data) if args.floor else None
+    compiled = OurEpoch(cfg, data, compiled=True) if args.compile else None
 
     def matmul_seconds(clock=time.perf_counter):
         return matmul_epoch_seconds(layer_sizes, train_batches, test_batches, clock)
 
-    contenders = [ours.seconds, matmul_seconds, *([floor.seconds] if floor else [])]
+    contenders = [ours.seconds, matmul_seconds, *([floor.seconds] if floor else []),
+                  *([compiled.seconds] if compiled else [])]
     for measure in contenders:  # warm-up
         measure()
     times = [[] for _ in contenders]
@@ -273,6 +281,11 @@ def main() -> None:
         floor_median = print_times("hand-written epoch", times[2])
         print(f"  ratio {floor_median / matmul_median:.2f} to the products; dropout-lab's epoch "
               f"is {ours_median / floor_median:.2f}x this floor")
+    if compiled:
+        print("(d) the same epoch with the model through torch.compile, same rounds")
+        compiled_median = print_times("torch.compile'd model (train_epoch + evaluate)", times[-1])
+        print(f"  ratio {compiled_median / matmul_median:.2f} to the products; "
+              f"{compiled_median / ours_median:.2f}x the eager epoch")
     if args.skip_textbook:
         return
 
