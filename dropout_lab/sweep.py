@@ -412,19 +412,34 @@ def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> int:
 def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     """A progress bar of the jobs that have ended, updated every second from their summaries:
     the jobs run in other processes (joblib workers, Slurm nodes), where only their files say
-    how far they are."""
+    how far they are. It appears once a job has started, so after Hydra's launch lines rather
+    than among them."""
     if not enabled:
         yield
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep", dynamic_ncols=True)
-    stop = threading.Event()
+    started, stop, bars = time.time(), threading.Event(), []
+
+    def launched() -> bool:
+        for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
+            with suppress(OSError):
+                if config.stat().st_mtime >= started:
+                    return True
+        return False
+
+    def update() -> None:
+        if not bars:
+            if not launched():
+                return
+            bars.append(tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep",
+                             dynamic_ncols=True))
+        bars[0].n = ended_jobs(sweep_dir, plan)
+        bars[0].refresh()
 
     def watch() -> None:
         while not stop.wait(1.0):
-            bar.n = ended_jobs(sweep_dir, plan)
-            bar.refresh()
+            update()
 
     watcher = threading.Thread(target=watch, name="sweep-progress", daemon=True)
     watcher.start()
@@ -433,8 +448,9 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     finally:
         stop.set()
         watcher.join()
-        bar.n = ended_jobs(sweep_dir, plan)
-        bar.close()
+        update()
+        if bars:
+            bars[0].close()
 
 
 def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:
