@@ -428,9 +428,9 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
                     return True
         return False
 
-    def update() -> None:
+    def update(final: bool = False) -> None:
         if not bars:
-            if not launched():
+            if not (final or launched()):  # final: a file server's clock may lag this one's
                 return
             bars.append(tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep",
                              dynamic_ncols=True))
@@ -448,9 +448,8 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     finally:
         stop.set()
         watcher.join()
-        update()
-        if bars:
-            bars[0].close()
+        update(final=True)
+        bars[0].close()
 
 
 def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:
