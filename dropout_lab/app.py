@@ -194,7 +194,8 @@ def describe_result(result) -> str:
     final = result.final
     metrics = (f"train loss {final['train_loss']:.4f}, train acc {final['train_accuracy']:.4f}, "
                f"test acc {final['test_accuracy']:.4f}" if final else "no epoch finished")
-    line = f"{result.status}: {metrics} after {len(result.history)} epochs"
+    epochs = len(result.history)
+    line = f"{result.status}: {metrics} after {epochs} epoch{'' if epochs == 1 else 's'}"
     if result.error:
         line += f" ({result.error})"
     return f"{line}\nrun: {result.run_dir}\nview: tensorboard --logdir {result.run_dir}"

@@ -4,7 +4,7 @@ answers at once."""
 
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import List, Optional
 
@@ -173,4 +173,21 @@ def exercise(
 
 
 def main() -> None:
-    app()
+    """The console script. A process that imported torch spends over a second in interpreter
+    teardown after its last line (unloading torch's native libraries), so once a command has
+    finished and closed its files, this flushes the output and log handlers and leaves without
+    it. Other exits (interrupted: 130, 143) go the normal way: worker processes may still be
+    saving their checkpoints."""
+    try:
+        app()
+    except SystemExit as finished:
+        code = 0 if finished.code is None else finished.code
+        if code in (0, 1, 2) and "torch" in sys.modules:
+            import logging
+
+            logging.shutdown()
+            for stream in (sys.stdout, sys.stderr):
+                with suppress(OSError):  # a reader that has gone (| head) loses nothing of ours
+                    stream.flush()
+            os._exit(code)
+        raise
