@@ -103,19 +103,17 @@ class FloorEpoch:
     batches, init, dropout probabilities and SGD step as ``OurEpoch``, no autograd."""
 
     def __init__(self, cfg, data):
+        layers = cfg.model.dropout.per_layer(len(cfg.model.hidden))  # (kind, p) per hidden layer
+        if {kind for kind, _ in layers} - {"custom", "none"} or cfg.optim.name != "sgd" \
+                or cfg.optim.momentum or cfg.optim.weight_decay:
+            raise SystemExit("--floor: only dropout kinds custom/none with plain SGD")
+        self.p = [p if kind == "custom" else 0.0 for kind, p in layers]
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model)
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        linears = [m for m in build_model(cfg.model).modules() if isinstance(m, torch.nn.Linear)]
         self.weights = [m.weight.detach().clone() for m in linears]
         self.biases = [m.bias.detach().clone() for m in linears]
-        kinds = {kind for kind, _ in cfg.model.dropout.per_layer(len(cfg.model.hidden))}
-        self.p = [p if kind == "custom" else 0.0
-                  for kind, p in cfg.model.dropout.per_layer(len(cfg.model.hidden))]
         self.cfg, self.data = cfg, data
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        if not kinds <= {"custom", "none"} or cfg.optim.name != "sgd" or cfg.optim.momentum \
-                or cfg.optim.weight_decay:
-            raise SystemExit("--floor: only dropout kinds custom/none with plain SGD")
 
     def step(self, x, y, lr):
         acts, masks = [x], []
