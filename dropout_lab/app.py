@@ -125,7 +125,7 @@ def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
     checked against the run's checkpoint, so a refused resume leaves the run untouched. An
     unwritable folder or a full disk fail here, as one line, not inside Hydra.
     """
-    from dropout_lab.files import check_writable_dir, exclusive_dir
+    from dropout_lab.disk import check_writable_dir, exclusive_dir
     from dropout_lab.runlog import SUMMARY, read_summary
 
     run_dir = planned_run_dir(overrides)

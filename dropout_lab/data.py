@@ -21,7 +21,7 @@ import torch
 
 from dropout_lab.config import DataConfig
 from dropout_lab.errors import DataError, RunError
-from dropout_lab.files import atomic_write
+from dropout_lab.disk import atomic_write
 
 ENV_DATA_DIR = "DROPOUT_LAB_DATA"
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")

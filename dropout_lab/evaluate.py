@@ -22,7 +22,7 @@ from dropout_lab.checks import check_positive
 from dropout_lab.data import Split, batches
 from dropout_lab.dropout import is_stochastic
 from dropout_lab.errors import RunError
-from dropout_lab.files import atomic_write, write_json
+from dropout_lab.disk import atomic_write, write_json
 from dropout_lab.runlog import CHECKPOINT, read_summary
 
 MC_JSON, MC_MARKDOWN = "mc_eval.json", "mc_eval.md"

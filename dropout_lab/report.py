@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.errors import RunError
-from dropout_lab.files import atomic_write, read_json
+from dropout_lab.disk import atomic_write, read_json
 
 # Final metrics in a record, with their headers.
 METRICS = {

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from dropout_lab.errors import RunError
-from dropout_lab.files import atomic_write, read_json, remove_temp_files, write_json
+from dropout_lab.disk import atomic_write, read_json, remove_temp_files, write_json
 
 SUMMARY, CHECKPOINT = "summary.json", "checkpoint.pt"
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")

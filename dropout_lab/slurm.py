@@ -31,7 +31,7 @@ from omegaconf import OmegaConf, open_dict
 
 from dropout_lab.app import objective
 from dropout_lab.errors import RunError, one_line
-from dropout_lab.files import read_json
+from dropout_lab.disk import read_json
 
 log = logging.getLogger(__name__)
 

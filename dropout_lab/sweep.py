@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 from dropout_lab.app import PROG, config_error, hydra_quoted, objective, run_hydra, typed_config
 from dropout_lab.config import config_dir, register_schema
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
-from dropout_lab.files import check_writable_dir, read_json, write_json
+from dropout_lab.disk import check_writable_dir, read_json, write_json
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dropout_lab.activations import ActivationStats
 from dropout_lab.config import Config, OptimConfig
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
-from dropout_lab.files import exclusive_dir
+from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
 from dropout_lab.runlog import CHECKPOINT, RunLog, flatten, load_checkpoint, read_summary
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from dropout_lab.exercises.stats import SIGNIFICANCE_RULE, Estimate, estimate
-from dropout_lab.files import atomic_write, read_json, write_json
+from dropout_lab.disk import atomic_write, read_json, write_json
 from dropout_lab.report import markdown_table
 
 REPORT, RESULTS, MEASUREMENTS, RUNS = "report.md", "results.json", "measurements.json", "runs"

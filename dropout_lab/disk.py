@@ -1,5 +1,6 @@
-"""Atomic file writes: readers see the old file or the new one, never half of one. And the
-folder checks a run makes before it writes: writable, and not in use by another process."""
+"""Writing safely to disk: atomic writes (readers see the old file or the new one, never half
+of one), and the folder checks a run makes before it writes: writable, and not in use by
+another process."""
 
 import fcntl
 import glob
@@ -92,9 +93,25 @@ def exclusive_dir(folder: Path) -> Iterator[None]:
         os.close(handle)
 
 
-def write_json(path: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+def write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda out: out.write(text.encode()))
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it; returns ``path``."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    atomic_write(path, lambda out: out.write(buffer.getbuffer()))
+    return Path(path)
 
 
 def read_json(path: Path) -> dict:

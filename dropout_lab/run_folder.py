@@ -1,0 +1,127 @@
+"""The run folder, owned here: what a run writes into its folder, the statuses a run goes
+through, and the one reader of its summary.json. No torch import: sweeps, reports and
+``dropout-lab runs`` read hundreds of folders with it in a blink.
+
+    run_dir/
+      summary.json            status, config, per-epoch history, final/steady/best metrics, timings
+      checkpoint.pt           model, optimiser, RNG states, epoch, history (for --resume)
+      events.out.tfevents.*   TensorBoard: scalars per epoch, hparams, custom-scalars layout
+      .hydra/                 Hydra's composed and resolved config, overrides.yaml
+      train.log               Hydra's job log
+
+Every writer of summary.json goes through ``write_summary`` (atomic: a reader sees the old file
+or the new one), every reader through ``read_summary``.
+"""
+
+import statistics
+from enum import Enum
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+from dropout_lab.disk import read_json, write_json
+from dropout_lab.errors import RunError, one_line
+
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+EVENTS_GLOB = "events.out.tfevents.*"
+HYDRA_DIR = ".hydra"
+OVERRIDES = f"{HYDRA_DIR}/overrides.yaml"
+
+
+class Status(str, Enum):
+    """A run's status in its summary.json (a str: ``status == "completed"`` holds)."""
+
+    RUNNING = "running"  # training, or its process died without closing the run
+    COMPLETED = "completed"
+    DIVERGED = "diverged"  # the loss became NaN or infinite: a result, not an error
+    FAILED = "failed"  # an error stopped it (or its process was lost): start it anew
+    INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: resumable from its checkpoint
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        """Ended for good: resuming changes nothing."""
+        return self in (Status.COMPLETED, Status.DIVERGED)
+
+    @property
+    def ended(self) -> bool:
+        """Will not go on by itself (a sweep counts it as done)."""
+        return self in (Status.COMPLETED, Status.DIVERGED, Status.FAILED)
+
+    @property
+    def resumable(self) -> bool:
+        """Continues from its checkpoint when run again (running: its process was killed)."""
+        return self in (Status.RUNNING, Status.INTERRUPTED)
+
+
+def has_summary(run_dir: Path) -> bool:
+    return (Path(run_dir) / SUMMARY).is_file()
+
+
+def read_summary(run_dir: Path) -> dict:
+    """The run's summary.json; RunError (one line) when there is none or it is not JSON."""
+    path = Path(run_dir) / SUMMARY
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise RunError(f"{run_dir} is not a dropout-lab run (no {SUMMARY})") from None
+    except (OSError, ValueError) as error:
+        raise RunError(f"{path} cannot be read ({one_line(error)})") from None
+
+
+def read_status(run_dir: Path) -> Optional[Status]:
+    """The run's status, or None when it has no summary yet."""
+    if not has_summary(run_dir):
+        return None
+    return Status(read_summary(run_dir).get("status", Status.RUNNING))
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    write_json(Path(run_dir) / SUMMARY, summary)
+
+
+def record_failure(run_dir: Path, reason: str, overrides: Optional[List[str]] = None) -> None:
+    """Mark the run failed with a one-line ``reason``, keeping what its summary already holds
+    (a run that recorded its own failure keeps its reason)."""
+    try:
+        summary = read_summary(run_dir)
+    except RunError:
+        summary = {"run_dir": str(run_dir)}
+    if summary.get("status") != Status.FAILED:
+        summary.update(status=Status.FAILED.value, error=reason)
+    if overrides is not None:
+        summary["overrides"] = list(overrides)
+    write_summary(run_dir, summary)
+
+
+def run_folders(root: Path) -> Iterator[Path]:
+    """Every run folder at or below ``root`` (a folder with a summary.json), in path order."""
+    root = Path(root)
+    if has_summary(root):
+        yield root
+        return
+    for path in sorted(root.rglob(SUMMARY)):
+        if not any(part.startswith(".") for part in path.relative_to(root).parts[:-1]):
+            yield path.parent
+
+
+# --- metrics of a run's history -------------------------------------------------------------
+
+def steady(history: List[dict], key: str, epochs: int) -> Optional[float]:
+    """The mean of ``key`` over the last ``epochs`` epochs (fewer when the run has fewer).
+
+    At a large learning rate the test accuracy jumps between epochs by more than most effects
+    under study; averaging the last few epochs takes that noise out of the endpoint."""
+    values = [row[key] for row in history[-epochs:] if row.get(key) is not None]
+    return statistics.fmean(values) if values else None
+
+
+def best(history: List[dict], key: str = "test_accuracy") -> dict:
+    """The epoch with the highest ``key``: {key, epoch}, or {} for no epochs."""
+    rows = [row for row in history if row.get(key) is not None]
+    if not rows:
+        return {}
+    top = max(rows, key=lambda row: row[key])
+    return {key: top[key], "epoch": top["epoch"]}
