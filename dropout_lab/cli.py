@@ -62,16 +62,16 @@ def train(
     verbose: bool = VERBOSE,
 ):
     """Train the MLP once and log it to TensorBoard (a Hydra run)."""
-    from dropout_lab import app as lab
+    from dropout_lab import hydra_runner, messages
 
     overrides = overrides or []
     with reported_errors(verbose):
         if print_config:
-            typer.echo(lab.print_config(overrides), nl=False)
+            typer.echo(hydra_runner.print_config(overrides), nl=False)
             return
-        result = lab.train_command(overrides, resume)
-    typer.echo(lab.describe_result(result))
-    raise typer.Exit(lab.exit_code(result))
+        result = hydra_runner.train_command(overrides, resume)
+    typer.echo(messages.describe_run(result))
+    raise typer.Exit(messages.run_exit_code(result))
 
 
 @app.command(epilog=help_keys(), context_settings={"ignore_unknown_options": True})
@@ -91,16 +91,17 @@ def sweep(
     verbose: bool = VERBOSE,
 ):
     """Run a Hydra multirun of training runs, then write the report (report.md, report.csv)."""
-    from dropout_lab import sweep as lab_sweep
+    from dropout_lab import messages
+    from dropout_lab.sweep.run import run_sweep
 
     with reported_errors(verbose):
-        result = lab_sweep.run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs,
-                                     launcher=launcher, dry_run=dry_run)
-    typer.echo(lab_sweep.describe_sweep(result, dry_run))
-    problem = lab_sweep.sweep_problem(result, dry_run)
+        result = run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs, launcher=launcher,
+                           dry_run=dry_run)
+    typer.echo(messages.describe_sweep(result, dry_run))
+    problem = messages.sweep_problem(result, dry_run)
     if problem:
         typer.echo(f"error: {problem}", err=True)
-    raise typer.Exit(lab_sweep.sweep_exit_code(result, dry_run))
+    raise typer.Exit(messages.sweep_exit_code(result, dry_run))
 
 
 @app.command()
@@ -141,10 +142,10 @@ def evaluate(
     Prints accuracy of the deterministic pass and of the averaged prediction, predictive
     entropy and mutual information (BALD), and writes them to RUN_DIR/mc_eval.json and .md.
     """
-    from dropout_lab import evaluate as lab_evaluate
+    from dropout_lab import mc_dropout
 
     with reported_errors(verbose):
-        result = lab_evaluate.mc_evaluate(run_dir, mc_samples, seed)
+        result = mc_dropout.mc_evaluate(run_dir, mc_samples, seed)
     typer.echo(result.table + "\n" + "\n".join(f"{kind}: {path}" for kind, path in result.paths.items()))
 
 
@@ -161,15 +162,16 @@ def exercise(
     verbose: bool = VERBOSE,
 ):
     """Answer the textbook's dropout exercises with experiments: sweep, measure, report.md each."""
-    from dropout_lab import exercises
+    from dropout_lab import messages
+    from dropout_lab.exercises.runner import run_exercises
 
     with reported_errors(verbose):
-        result = exercises.run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out)
-    typer.echo(exercises.describe(result))
-    problem = exercises.problem(result)
+        result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out)
+    typer.echo(messages.describe_exercises(result))
+    problem = messages.exercises_problem(result)
     if problem:
         typer.echo(f"error: {problem}", err=True)
-    raise typer.Exit(exercises.exit_code(result))
+    raise typer.Exit(messages.exercises_exit_code(result))
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.errors import RunError
-from dropout_lab.disk import atomic_write, read_json
+from dropout_lab.disk import atomic_write
+from dropout_lab.run_folder import OVERRIDES, Status, has_summary, read_summary
 
 # Final metrics in a record, with their headers.
 METRICS = {
@@ -40,16 +41,12 @@ def load_runs(sweep_dir: Path) -> List[dict]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise RunError(f"{sweep_dir} is not a directory")
-    runs = [run_record(path.parent) for path in sweep_dir.glob("*/summary.json")]
+    runs = [run_record(folder) for folder in sweep_dir.iterdir() if has_summary(folder)]
     return sorted(runs, key=lambda run: (run["num"] is None, run["num"] or 0, run["job"]))
 
 
 def run_record(run_dir: Path) -> dict:
-    summary_path = run_dir / "summary.json"
-    try:
-        summary = read_json(summary_path)
-    except ValueError as error:
-        raise RunError(f"{summary_path} is not valid JSON ({error})") from None
+    summary = read_summary(run_dir)
     overrides = read_overrides(run_dir) or summary.get("overrides", [])
     final, best = summary.get("final") or {}, summary.get("best") or {}
     timings = summary.get("timings") or {}
@@ -78,7 +75,7 @@ def read_overrides(run_dir: Path) -> List[str]:
     """The job's overrides as Hydra saved them (.hydra/overrides.yaml), or []."""
     import yaml
 
-    path = run_dir / ".hydra" / "overrides.yaml"
+    path = run_dir / OVERRIDES
     if not path.is_file():
         return []
     return [str(item) for item in yaml.safe_load(path.read_text()) or []]

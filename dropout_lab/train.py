@@ -20,7 +20,8 @@ from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
-from dropout_lab.runlog import CHECKPOINT, RunLog, flatten, load_checkpoint, read_summary
+from dropout_lab.run_folder import CHECKPOINT, Status, read_summary
+from dropout_lab.run_log import RunLog, flatten, load_checkpoint
 
 # What may change when a run is resumed: where, how fast and how long it runs, never what an
 # epoch computes. Any other change would make the resumed run a different run.
@@ -36,7 +37,7 @@ DIVERGENCE_CHECK_STEPS = 25
 
 @dataclass
 class RunResult:
-    status: str  # completed | diverged | interrupted | failed
+    status: Status
     run_dir: Path
     history: List[dict] = field(default_factory=list)
     error: Optional[str] = None
@@ -96,8 +97,8 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
 
 
 @torch.no_grad()
-def evaluate(model, split: Split, batch_size: int) -> dict:
-    """Mean loss and accuracy in eval mode (no dropout)."""
+def evaluate_split(model, split: Split, batch_size: int) -> dict:
+    """Mean loss and accuracy on ``split`` in eval mode (no dropout): test_loss, test_accuracy."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for images, labels in batches(split, batch_size):
@@ -218,8 +219,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     if checkpoint is not None:
         restore(checkpoint, model, optimizer, generator, run_dir)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
-        if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == "completed":
-            return RunResult("completed", run_dir, history)  # nothing left to do: leave it as is
+        if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == Status.COMPLETED:
+            return RunResult(Status.COMPLETED, run_dir, history)  # nothing left to do: leave it as is
 
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
@@ -228,7 +229,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                              steps_per_epoch * (start_epoch - 1))
     # Hooks only when asked for: without them the training loop is untouched.
     activation_stats = ActivationStats(model) if cfg.logging.activation_stats else None
-    status, error = "completed", None
+    status, error = Status.COMPLETED, None
     with stop_on_signals() as interrupted:
         try:
             for epoch in range(start_epoch, cfg.trainer.epochs + 1):
@@ -236,10 +237,10 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
                                             generator, progress, interrupted)
                 if train_metrics.get("diverged"):
-                    status, error = "diverged", f"loss became NaN or infinite in epoch {epoch}"
+                    status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
                     break
                 metrics = {"epoch": epoch, **train_metrics,
-                           **evaluate(model, data.test, cfg.trainer.eval_batch_size)}
+                           **evaluate_split(model, data.test, cfg.trainer.eval_batch_size)}
                 metrics["gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
                 metrics["epoch_seconds"] = time.perf_counter() - started
                 if activation_stats is not None:
@@ -250,17 +251,17 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                                          "optimizer": optimizer.state_dict(),
                                          "rng": _rng_state(generator), "epoch": epoch,
                                          "config": config})
-                log.write_summary("running")  # after the checkpoint: never ahead of it
+                log.write_summary(Status.RUNNING)  # after the checkpoint: never ahead of it
                 if progress is not None:
                     progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",
                                          test_acc=f"{metrics['test_accuracy']:.3f}")
         except _Interrupted:
-            status = "interrupted"
+            status = Status.INTERRUPTED
             error = f"stopped by {signal.Signals(interrupted.signum).name} after epoch {len(log.history)}"
         except Exception as failure:  # record it, then let the caller decide how loud to be
             # The full disk that failed the run may refuse the summary too: report the cause.
             with suppress(DropoutLabError):
-                log.close("failed", one_line(failure))
+                log.close(Status.FAILED, one_line(failure))
             raise
         finally:
             if progress is not None:

@@ -2,7 +2,7 @@
 """Benchmark: one training epoch of dropout-lab against two baselines, in this one process.
 
 (a) One epoch plus the test evaluation, as the training core runs it (the two functions
-    ``train()`` calls per epoch: ``train_epoch`` and ``evaluate``), against only the matrix
+    ``train()`` calls per epoch: ``train_epoch`` and ``evaluate_split``), against only the matrix
     multiplications that epoch needs, the same shapes through ``torch.mm``: per training batch
     the forward products and the backward products for the weight gradients and the input
     gradients (none for the image input, which needs no gradient), then the test set's
@@ -40,10 +40,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dropout_lab.app import compose, typed_config
+from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.data import FILES, batches, find_source, load_fashion_mnist, read_verified
 from dropout_lab.model import N_CLASSES, N_INPUTS, build_model
-from dropout_lab.train import build_optimizer, evaluate, train_epoch
+from dropout_lab.train import build_optimizer, evaluate_split, train_epoch
 
 
 def batch_sizes(n: int, batch_size: int) -> list:
@@ -78,7 +78,7 @@ def matmul_epoch_seconds(layer_sizes: list, train_batches: list, test_batches: l
 
 
 class OurEpoch:
-    """One epoch as ``train()`` runs it: ``train_epoch`` (shuffled, dropout on), ``evaluate``."""
+    """One epoch as ``train()`` runs it: ``train_epoch`` (shuffled, dropout on), ``evaluate_split``."""
 
     def __init__(self, cfg, data, compiled: bool = False):
         torch.manual_seed(cfg.seed)
@@ -94,7 +94,7 @@ class OurEpoch:
         started = clock()
         train_epoch(self.model, self.optimizer, self.data.train, self.cfg.trainer.batch_size,
                     self.generator, None, self.never_interrupted)
-        evaluate(self.model, self.data.test, self.cfg.trainer.eval_batch_size)
+        evaluate_split(self.model, self.data.test, self.cfg.trainer.eval_batch_size)
         return clock() - started
 
 
@@ -268,7 +268,7 @@ def main() -> None:
         for measure, measured in zip(contenders, times):
             measured.append(measure(clock))
     print("(a) one epoch + test evaluation against its matrix products alone")
-    ours_median = print_times("dropout-lab epoch (train_epoch + evaluate)", times[0])
+    ours_median = print_times("dropout-lab epoch (train_epoch + evaluate_split)", times[0])
     matmul_median = print_times("torch.mm only, same shapes (fwd, bwd weight + input grads)",
                                 times[1])
     ratio = ours_median / matmul_median
@@ -281,7 +281,7 @@ def main() -> None:
               f"is {ours_median / floor_median:.2f}x this floor")
     if compiled:
         print("(d) the same epoch with the model through torch.compile, same rounds")
-        compiled_median = print_times("torch.compile'd model (train_epoch + evaluate)", times[-1])
+        compiled_median = print_times("torch.compile'd model (train_epoch + evaluate_split)", times[-1])
         print(f"  ratio {compiled_median / matmul_median:.2f} to the products; "
               f"{compiled_median / ours_median:.2f}x the eager epoch")
     if args.skip_textbook:

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY, read_events, read_hparams, run_cli
-from dropout_lab.runlog import CUSTOM_SCALARS, EPOCH_TAGS, read_summary
+from dropout_lab.run_folder import read_summary
+from dropout_lab.run_log import CUSTOM_SCALARS, EPOCH_TAGS
 
 EPOCHS = 2  # TINY's trainer.epochs
 

@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from dropout_lab import app
-from dropout_lab.app import compose, typed_config
+from dropout_lab import hydra_runner
+from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.config import Config, config_dir, help_keys
 from dropout_lab.errors import ConfigError
 
@@ -97,7 +97,7 @@ def test_typo_inside_a_yaml_file_is_refused(tmp_path, monkeypatch):
     shutil.copytree(CONFIG_DIR, configs)
     trainer = configs / "trainer" / "default.yaml"
     trainer.write_text(trainer.read_text().replace("epochs: 10", "epoch: 10"))
-    monkeypatch.setattr(app, "config_dir", lambda: configs)
+    monkeypatch.setattr(hydra_runner, "config_dir", lambda: configs)
     with pytest.raises(ConfigError, match="epoch"):
         compose([])
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from dropout_lab.app import compose, typed_config
+from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.config import DROPOUT_KINDS
 from dropout_lab.errors import ConfigError
 from dropout_lab.model import build_model

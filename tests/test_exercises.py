@@ -230,7 +230,8 @@ def test_diverged_runs_are_results_not_failures(tmp_path):
 
 
 def test_only_failed_runs_make_the_exit_code_non_zero():
-    from dropout_lab.exercises import ExerciseOutcome, ExercisesResult, exit_code, problem
+    from dropout_lab.exercises.runner import ExerciseOutcome, ExercisesResult
+    from dropout_lab.messages import exercises_exit_code as exit_code, exercises_problem as problem
 
     def result(diverged, failed):
         outcome = ExerciseOutcome(2, Path("report.md"), 6, diverged, failed, 1.0)
@@ -243,7 +244,7 @@ def test_only_failed_runs_make_the_exit_code_non_zero():
 
 def test_runs_of_other_invocations_are_left_out():
     """--out of a full run reused with --quick: the folder holds both; each analysis sees its own."""
-    from dropout_lab.exercises import runs_of_jobs
+    from dropout_lab.exercises.runner import runs_of_jobs
 
     full = {"overrides": ["seed=0", "experiment=exercise_4"], "status": "completed"}
     quick = {"overrides": ["seed=0", "experiment=exercise_4", "data.subset=1000",
@@ -254,7 +255,7 @@ def test_runs_of_other_invocations_are_left_out():
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_activation_stats_only_when_asked(tmp_path, enabled):
-    from dropout_lab.app import compose, typed_config
+    from dropout_lab.hydra_runner import compose, typed_config
     from dropout_lab.train import train
 
     cfg = typed_config(compose(["data.subset=300", "data.test_subset=100", "trainer.epochs=1",

@@ -20,7 +20,8 @@ from conftest import REPO, read_events, read_hparams, run_cli
 from dropout_lab.config import DataConfig
 from dropout_lab.data import _checksum, cache_path, load_raw, read_cache
 from dropout_lab.errors import RunError
-from dropout_lab.runlog import EPOCH_TAGS, load_checkpoint, read_summary
+from dropout_lab.run_folder import read_summary
+from dropout_lab.run_log import EPOCH_TAGS, load_checkpoint
 
 EPOCHS = 5
 # Long enough epochs (10,000 images, ~0.25 s each on one core) that a signal sent after epoch 2

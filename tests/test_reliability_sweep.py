@@ -9,7 +9,8 @@ import pytest
 
 from conftest import read_events, run_cli
 from test_reliability import BUDGET, EPOCHS, results, start_cli, wait_for_epoch
-from dropout_lab.runlog import EPOCH_TAGS, load_checkpoint, read_summary
+from dropout_lab.run_folder import read_summary
+from dropout_lab.run_log import EPOCH_TAGS, load_checkpoint
 
 
 @pytest.mark.slow

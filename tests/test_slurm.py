@@ -136,7 +136,7 @@ def read_checkpoint_history(run_dir: Path) -> list:
 
 
 def summary(run_dir: Path) -> dict:
-    from dropout_lab.runlog import read_summary
+    from dropout_lab.run_folder import read_summary
 
     return read_summary(run_dir)
 

@@ -74,7 +74,7 @@ def test_bad_sweeps_fail_before_running_with_one_line(tmp_path, args, message):
 
 
 def test_new_sweep_dirs_differ_within_one_second(tmp_path):
-    from dropout_lab.sweep import new_sweep_dir
+    from dropout_lab.sweep.plan import new_sweep_dir
 
     made = {new_sweep_dir(tmp_path) for _ in range(20)}
     assert len(made) == 20 and all(path.is_dir() for path in made)

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, read_events, read_hparams
-from dropout_lab.app import compose, exit_code, typed_config
-from dropout_lab.runlog import load_checkpoint, read_summary
+from dropout_lab.hydra_runner import compose, typed_config
+from dropout_lab.messages import run_exit_code
+from dropout_lab.run_folder import read_summary
+from dropout_lab.run_log import load_checkpoint
 from dropout_lab.train import train
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "gap", "epoch_seconds")
@@ -45,7 +47,7 @@ def test_tiny_run_completes_with_finite_metrics(tiny_run):
     # It learns: chance level is loss ln(10) = 2.30 and accuracy 0.1.
     assert result.final["train_loss"] < result.history[0]["train_loss"] < math.log(10)
     assert result.final["test_accuracy"] > 0.2  # twice chance, after only 8 SGD steps
-    assert exit_code(result) == 0
+    assert run_exit_code(result) == 0
 
 
 def test_run_folder_holds_summary_checkpoint_and_events(tiny_run):
@@ -86,7 +88,7 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     assert result.status == "diverged"
     assert "NaN or infinite" in result.error
     assert len(result.history) < 3  # stopped early instead of training on garbage
-    assert exit_code(result) == 1
+    assert run_exit_code(result) == 1
     summary = read_summary(tmp_path)
     assert summary["status"] == "diverged" and "NaN" in summary["error"]
     assert read_hparams(read_events(tmp_path))["status"] == "diverged"

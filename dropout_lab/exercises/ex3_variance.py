@@ -119,7 +119,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
     """The Monte Carlo check on every trained network with Bernoulli dropout."""
     from dropout_lab.activations import hidden_layers
     from dropout_lab.dropout import InvertedDropout
-    from dropout_lab.trained import one_thread, test_images, trained_model
+    from dropout_lab.trained_model import one_thread, test_images, trained_model
 
     import torch
 

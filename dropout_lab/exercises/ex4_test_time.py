@@ -2,7 +2,7 @@
 
 Each trained network is evaluated on the test set deterministically (eval mode: the scaled
 expectation of the noise, what training reports) and with its dropout on: single stochastic
-passes, and the Monte Carlo average of the softmax over K passes (evaluate.mc_statistics), with
+passes, and the Monte Carlo average of the softmax over K passes (mc_dropout.mc_statistics), with
 the time each takes. Predictive entropy, split by right and wrong predictions, says whether the
 passes' disagreement flags the mistakes.
 """
@@ -34,7 +34,7 @@ def auroc(scores, positives) -> float:
 
 def deterministic_pass(model, split, batch_size: int) -> dict:
     """The eval-mode pass (one pass of mc_statistics with the noise off), timed."""
-    from dropout_lab.evaluate import entropy, mc_metrics, mc_statistics
+    from dropout_lab.mc_dropout import entropy, mc_metrics, mc_statistics
 
     model.eval()
     started = time.perf_counter()
@@ -52,7 +52,7 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
     """One MC prediction from K passes (masks seeded by ``seed``), timed."""
     import torch
 
-    from dropout_lab.evaluate import entropy, mc_metrics, mc_statistics, stochastic_layers_on
+    from dropout_lab.mc_dropout import entropy, mc_metrics, mc_statistics, stochastic_layers_on
 
     stochastic_layers_on(model)
     with torch.random.fork_rng(devices=[]):
@@ -69,7 +69,7 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
 
 
 def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
-    from dropout_lab.trained import one_thread
+    from dropout_lab.trained_model import one_thread
 
     with one_thread():
         return measure_runs(runs, QUICK_KS if quick else FULL_KS)
@@ -78,7 +78,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
 def measure_runs(runs: List[dict], ks) -> dict:
     import numpy as np
 
-    from dropout_lab.trained import run_config, test_split, trained_model
+    from dropout_lab.trained_model import run_config, test_split, trained_model
 
     results = []
     for run in runs:
@@ -264,7 +264,7 @@ EXERCISE = Exercise(
               "passes, its cost, and what the passes' disagreement tells about the mistakes."),
     design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 3 seeds (3 runs). Each "
             "trained network is evaluated on the full test set in eval mode and with its dropout "
-            "layers on (evaluate.mc_statistics): K = 1, 2, 4, ..., 64 passes averaged in softmax "
+            "layers on (mc_dropout.mc_statistics): K = 1, 2, 4, ..., 64 passes averaged in softmax "
             "space, each timed (one torch thread); for K < 8, 8/K independent draws give the "
             "spread over masks."),
     analyze=analyze,

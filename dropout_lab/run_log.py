@@ -1,10 +1,5 @@
-"""What a run writes into its folder, and how it is read back.
-
-    run_dir/
-      events.out.tfevents.*   TensorBoard: scalars per epoch, hparams, custom-scalars layout
-      summary.json            status, config, per-epoch history, final and best metrics, timings
-      checkpoint.pt           model, optimiser, RNG states, epoch, history (for --resume)
-      .hydra/                 Hydra's composed and resolved config, overrides
+"""Writing a run while it trains: TensorBoard events, summary.json and checkpoints (the
+folder's layout and the summary's reader are run_folder.py's).
 
 TensorBoard tags (step = epoch, starting at 1):
     loss/train, loss/test, accuracy/train, accuracy/test, accuracy/gap (train - test),
@@ -20,12 +15,11 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from dropout_lab.disk import atomic_write, remove_temp_files
 from dropout_lab.errors import RunError
-from dropout_lab.disk import atomic_write, read_json, remove_temp_files, write_json
+from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, SUMMARY, Status, best, has_summary,
+                                    read_summary, write_summary)
 
-SUMMARY, CHECKPOINT = "summary.json", "checkpoint.pt"
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
-FINAL_STATUSES = ("completed", "diverged")  # ended for good: resuming changes nothing
 ACTIVATION_KEY_PREFIX = "layer"  # history keys layer{k}_... -> tags activations/layer{k}_...
 EPOCH_TAGS = {  # history key -> TensorBoard tag
     "train_loss": "loss/train",
@@ -62,13 +56,6 @@ def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return flat
 
 
-def best_of(history: List[dict]) -> dict:
-    if not history:
-        return {}
-    best = max(history, key=lambda row: row["test_accuracy"])
-    return {"test_accuracy": best["test_accuracy"], "epoch": best["epoch"]}
-
-
 class RunLog:
     """Writes a run's TensorBoard events, summary and checkpoints; one per run (or resume)."""
 
@@ -78,16 +65,15 @@ class RunLog:
         self.config = config
         self.history = list(history or [])
         self.started = time.time()
-        self.summary_path = self.run_dir / SUMMARY
         self.writer = None
-        for path in (self.summary_path, self.run_dir / CHECKPOINT):
+        for path in (self.run_dir / SUMMARY, self.run_dir / CHECKPOINT):
             remove_temp_files(path)  # left by a process killed while writing them
-        self.write_summary("running")  # fails early, before training, if the folder is unwritable
+        self.write_summary(Status.RUNNING)  # fails early, before training, if the folder is unwritable
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             if start_epoch == 1:  # starting over: an earlier attempt's events are void
-                for old in self.run_dir.glob("events.out.tfevents.*"):
+                for old in self.run_dir.glob(EVENTS_GLOB):
                     old.unlink()
             # purge_step hides any events a killed run logged past its last checkpoint.
             self.writer = SummaryWriter(str(self.run_dir), purge_step=start_epoch)
@@ -109,16 +95,16 @@ class RunLog:
         torch.save({**state, "history": self.history}, buffer)
         atomic_write(self.run_dir / CHECKPOINT, lambda out: out.write(buffer.getbuffer()))
 
-    def write_summary(self, status: str, error: Optional[str] = None) -> dict:
-        previous = read_summary(self.run_dir) if self.summary_path.exists() else {}
+    def write_summary(self, status: Status, error: Optional[str] = None) -> dict:
+        previous = read_summary(self.run_dir) if has_summary(self.run_dir) else {}
         elapsed = previous.get("timings", {}).get("earlier_seconds", 0.0)
         summary = {
-            "status": status,
+            "status": Status(status).value,
             "error": error,
             "run_dir": str(self.run_dir),
             "config": self.config,
             "final": self.history[-1] if self.history else {},
-            "best": best_of(self.history),
+            "best": best(self.history),
             "epochs_done": len(self.history),
             "timings": {
                 "earlier_seconds": elapsed,
@@ -127,45 +113,35 @@ class RunLog:
             },
             "history": self.history,
         }
-        if status != "running":
+        if status != Status.RUNNING:
             summary["timings"]["earlier_seconds"] = summary["timings"]["wall_seconds"]
-        write_json(self.summary_path, summary)
+        write_summary(self.run_dir, summary)
         return summary
 
-    def close(self, status: str, error: Optional[str] = None) -> dict:
+    def close(self, status: Status, error: Optional[str] = None) -> dict:
         """Write the final summary and, once the run has ended for good, the hparams (in this
         same run); flush and close."""
         summary = self.write_summary(status, error)
         if self.writer:
             # TensorBoard keeps the first hparams of a run: an interrupted or failed run, which
             # may yet be resumed, writes none, so the resumed run's are the ones shown.
-            if status in FINAL_STATUSES:
+            if Status(status).final:
                 self._write_hparams(status, summary)
             self.writer.close()
         return summary
 
-    def _write_hparams(self, status: str, summary: dict) -> None:
+    def _write_hparams(self, status: Status, summary: dict) -> None:
         from torch.utils.tensorboard.summary import hparams
 
         if summary["best"]:
             self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"],
                                    summary["final"]["epoch"])
-        params = {**flatten(self.config), "status": status}
+        params = {**flatten(self.config), "status": Status(status).value}
         # SummaryWriter.add_hparams would open a second, empty-looking run; write the three
         # hparams summaries into this run's own file instead.
         for item in hparams(params, {tag: None for tag in HPARAM_METRICS}):
             self.writer.file_writer.add_summary(item)
         self.writer.flush()
-
-
-def read_summary(run_dir: Path) -> dict:
-    path = Path(run_dir) / SUMMARY
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        raise RunError(f"{run_dir} is not a dropout-lab run (no {SUMMARY})") from None
-    except ValueError as error:
-        raise RunError(f"{path} is not valid JSON ({error})") from None
 
 
 def load_checkpoint(run_dir: Path) -> dict:

@@ -2,7 +2,7 @@
 
 ``configs/hydra/launcher/slurm.yaml`` selects :class:`SlurmLauncher`. It submits the jobs as
 Hydra's ``submitit_slurm`` launcher does (one Slurm array task per job, each running
-``sweep.sweep_task``), then waits for them its own way:
+``sweep.job.sweep_task``), then waits for them its own way:
 
 - Job states come from ``squeue``, which every Slurm has. submitit asks ``sacct``, which needs
   accounting storage: without it each poll logs a warning, and a job cancelled before it could
@@ -11,7 +11,7 @@ Hydra's ``submitit_slurm`` launcher does (one Slurm array task per job, each run
   recorded as failed in its summary.json and the sweep goes on; the report and the exit code
   say so. Hydra's launcher would raise at the first such job and stop waiting for the others.
 - A job Slurm requeues (``scontrol requeue``, pre-emption, or submitit's checkpoint-and-requeue
-  on the signal before the time limit) is not finished: it runs again, and ``sweep.train_job``
+  on the signal before the time limit) is not finished: it runs again, and ``sweep.job.train_job``
   resumes it from its last epoch checkpoint, so it ends with the numbers of an uninterrupted run.
 - Ctrl-C cancels the sweep's queued and running jobs; each writes its checkpoint on SIGTERM,
   and the same command with ``--sweep-dir`` resumes them.
@@ -29,9 +29,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurm
 from omegaconf import OmegaConf, open_dict
 
-from dropout_lab.app import objective
-from dropout_lab.errors import RunError, one_line
-from dropout_lab.disk import read_json
+from dropout_lab.run_folder import Status, read_status, read_summary, record_failure
+from dropout_lab.sweep.job import objective
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,9 @@ class SlurmLauncher(SubmititSlurm):
     def submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         """Submit the jobs as one Slurm array; the submitit jobs, in order.
 
-        As ``BaseSubmititLauncher.launch`` of hydra-submitit-launcher 1.2, up to its wait.
+        As ``BaseSubmititLauncher.launch`` of hydra-submitit-launcher 1.2, up to its wait. That
+        body, ``BaseQueueConf`` and ``self.params``/``_EXECUTOR`` are the plugin's internals, not
+        an API, so pyproject.toml pins the plugin to 1.2.x; check this copy before raising it.
         """
         import submitit
 
@@ -84,8 +85,6 @@ class SlurmLauncher(SubmititSlurm):
     def job_return(self, job, overrides: List[str], index: int, state: Optional[str]) -> JobReturn:
         """The job's own JobReturn. For a job that ended without one: its failure recorded in its
         run's summary.json, and what sweep_task returns for a failed job."""
-        from dropout_lab.sweep import record_failure
-
         if has_result(job):
             try:
                 return job.results()[0]
@@ -95,15 +94,14 @@ class SlurmLauncher(SubmititSlurm):
             how = "left the queue" if state == GONE else f"ended {state}"
             reason = f"Slurm job {job.job_id} {how} without a result"
         run_dir = self.run_dir(overrides, index)
-        summary_path = run_dir / "summary.json"
-        summary = read_json(summary_path) if summary_path.is_file() else {}
-        completed = summary.get("status") == "completed"  # its run ended, its result file got lost
+        completed = read_status(run_dir) == Status.COMPLETED  # its result file got lost
         if not completed:
             log.error(f"{run_dir.name}: {reason}; its log: {job.paths.stderr}")
-            record_failure(run_dir, overrides, RunError(reason))
+            record_failure(run_dir, reason, overrides)
         job_return = JobReturn(overrides=overrides, working_dir=str(run_dir),
                                status=JobStatus.COMPLETED)
-        job_return.return_value = objective(summary["final"].get("test_accuracy") if completed else None)
+        job_return.return_value = objective(
+            read_summary(run_dir)["final"].get("test_accuracy") if completed else None)
         return job_return
 
     def run_dir(self, overrides: List[str], index: int) -> Path:

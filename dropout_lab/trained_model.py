@@ -8,7 +8,7 @@ def run_config(run: dict):
     """The run's typed Config, from the resolved config its summary.json holds."""
     from omegaconf import OmegaConf
 
-    from dropout_lab.app import typed_config
+    from dropout_lab.hydra_runner import typed_config
     from dropout_lab.config import Config
 
     return typed_config(OmegaConf.merge(OmegaConf.structured(Config), run["config"]))
@@ -17,7 +17,7 @@ def run_config(run: dict):
 def trained_model(run: dict):
     """The run's model with its last checkpoint's weights, on the CPU, in eval mode."""
     from dropout_lab.model import build_model
-    from dropout_lab.runlog import load_checkpoint
+    from dropout_lab.run_log import load_checkpoint
 
     model = build_model(run_config(run).model)
     model.load_state_dict(load_checkpoint(run["run_dir"])["model"])

@@ -12,7 +12,7 @@ from torch import nn
 from conftest import TINY, run_cli
 from dropout_lab.config import DropoutConfig, ModelConfig
 from dropout_lab.data import Split
-from dropout_lab.evaluate import mc_evaluate, mc_metrics, mc_statistics, stochastic_layers_on
+from dropout_lab.mc_dropout import mc_evaluate, mc_metrics, mc_statistics, stochastic_layers_on
 from dropout_lab.model import build_model
 
 

@@ -23,7 +23,7 @@ from dropout_lab.data import Split, batches
 from dropout_lab.dropout import is_stochastic
 from dropout_lab.errors import RunError
 from dropout_lab.disk import atomic_write, write_json
-from dropout_lab.runlog import CHECKPOINT, read_summary
+from dropout_lab.run_folder import CHECKPOINT, read_summary
 
 MC_JSON, MC_MARKDOWN = "mc_eval.json", "mc_eval.md"
 
@@ -124,7 +124,7 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     passes; write mc_eval.json and mc_eval.md into it. Raises RunError / ConfigError."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from dropout_lab.trained import run_config, test_split, trained_model
+    from dropout_lab.trained_model import run_config, test_split, trained_model
     from dropout_lab.report import run_record
     from dropout_lab.train import evaluate
 

@@ -1,56 +1,83 @@
-"""Hydra entry points: compose and validate configs, and run the training task under Hydra.
-
-``train`` and ``sweep`` hand Hydra the same task function; Hydra makes the run (or sweep)
-folders, saves ``.hydra/`` and launches the jobs. The task calls the one training core.
+"""The Hydra runner: compose and validate configs (Hydra's errors as one-line ConfigErrors),
+and run a task under Hydra, which makes the run (or sweep) folders, saves ``.hydra/`` and
+launches the jobs. ``train_command`` is ``dropout-lab train``: one run of the training core.
+What the commands print, and their exit codes, is ``messages.py``'s.
 """
 
-import math
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from dropout_lab.config import Config, config_dir, register_schema, to_typed
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
+from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_summary
 
 PROG = "dropout-lab"
 
 
 def config_error(error: Exception) -> ConfigError:
-    """A Hydra/OmegaConf composition error (and its cause) as one ConfigError line."""
-    parts = [f"cannot parse override {error.override!r}"] if hasattr(error, "override") else []
-    while error is not None:
-        text = str(error).split("Config search path:")[0]
-        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-        lines = [line for line in lines if not line.startswith(
-            ("full_key:", "object_type", "reference_type", "See https://hydra.cc"))]
-        for i, line in enumerate(lines):
-            if line.startswith("Available options"):  # the choices follow, one per line
-                lines = [*lines[:i], f"{line} {', '.join(lines[i + 1:])}"]
-                break
-        parts.append("; ".join(line.rstrip(".:") for line in lines))
-        error = error.__cause__
-    message = ": ".join(part for part in parts if part)
-    return ConfigError(f"bad config: {message or 'invalid override'}")
+    """A Hydra/OmegaConf composition error as one ConfigError line, built from the exception's
+    type and fields (a message's wording is not an interface). Hydra wraps the error that
+    says what is wrong (an OmegaConf error naming the key, a parse error naming the override)
+    in errors of its own: the innermost one is described."""
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+
+    while True:
+        if isinstance(error, ConfigError):  # ours, raised inside Hydra's composition
+            return error
+        inner = error.__cause__ or error.__context__  # Hydra re-raises some without "from"
+        specific = isinstance(error, (MissingConfigException, OverrideParseException))
+        if inner is None or specific or not isinstance(error, HydraException):
+            return ConfigError(f"bad config: {_describe(error)}")
+        error = inner
+
+
+def _describe(error: Exception) -> str:
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(error, OverrideParseException):
+        return f"cannot parse override {error.override!r}: {one_line(error.message)}"
+    if isinstance(error, MissingConfigException):
+        what = error.missing_cfg_file or one_line(error)
+        options = f"; available: {', '.join(error.options)}" if error.options else ""
+        return f"no config {what!r}{options}"
+    if isinstance(error, OmegaConfBaseException) and error.msg is not None:
+        key = f"{error.full_key}: " if error.full_key else ""
+        return key + one_line(error.msg)
+    return one_line(error)
 
 
 def compose(overrides: List[str]):
     """The composed DictConfig (no hydra node), validated against the schema and ranges."""
+    return compose_run(overrides, with_run_dir=False)[0]
+
+
+def compose_run(overrides: List[str], with_run_dir: bool = True) -> Tuple[Any, Optional[Path]]:
+    """The composed, validated config and the run folder Hydra will make for it, resolved now
+    (``${now:...}`` too), from one composition; ConfigError (one line) when it is bad."""
     from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     register_schema()
+    run_dir = None
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3", job_name=PROG):
-            cfg = hydra_compose("config", overrides=list(overrides))
-        to_typed(cfg)
+            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=with_run_dir)
+            if with_run_dir:
+                HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the folder's name
+                run_dir = Path(cfg.hydra.run.dir).resolve()
+                with open_dict(cfg):
+                    del cfg["hydra"]
+        typed_config(cfg)
     except ConfigError:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
         raise config_error(error) from None
-    return cfg
+    return cfg, run_dir
 
 
 def typed_config(cfg) -> Config:
@@ -60,8 +87,6 @@ def typed_config(cfg) -> Config:
     try:
         return to_typed(cfg)
     except OmegaConfBaseException as error:
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
         raise config_error(error) from None
 
 
@@ -84,10 +109,10 @@ def saved_overrides(run_dir: Path) -> List[str]:
     import yaml
     from omegaconf import OmegaConf
 
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if not (Path(run_dir) / "summary.json").is_file() or not path.is_file():
+    path = Path(run_dir) / OVERRIDES
+    if not has_summary(run_dir) or not path.is_file():
         raise ConfigError(f"--resume {run_dir}: not a dropout-lab run folder "
-                          f"(it has no summary.json and .hydra/overrides.yaml)")
+                          f"(it has no {SUMMARY} and {OVERRIDES})")
     try:
         saved = list(OmegaConf.load(path))
     except (yaml.YAMLError, OSError, ValueError, TypeError) as error:
@@ -101,24 +126,7 @@ def hydra_quoted(value) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def planned_run_dir(overrides: List[str]) -> Path:
-    """The run folder Hydra will make for ``overrides``, resolved now (``${now:...}`` too)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    register_schema()
-    try:
-        with initialize_config_dir(str(config_dir()), version_base="1.3", job_name=PROG):
-            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the folder's name
-            return Path(cfg.hydra.run.dir).resolve()
-    except (HydraException, OmegaConfBaseException) as error:
-        raise config_error(error) from None
-
-
-def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
+def prepare_run_dir(overrides: List[str], run_dir: Path, cfg, resume: bool) -> List[str]:
     """Check the run folder before Hydra writes into it; the overrides that pin it.
 
     A fresh run refuses a folder that holds a run (``--resume`` continues one); a resume is
@@ -126,15 +134,13 @@ def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
     unwritable folder or a full disk fail here, as one line, not inside Hydra.
     """
     from dropout_lab.disk import check_writable_dir, exclusive_dir
-    from dropout_lab.runlog import SUMMARY, read_summary
 
-    run_dir = planned_run_dir(overrides)
     with exclusive_dir(run_dir):  # another process training there: refused before Hydra writes
         if resume:
             from dropout_lab.train import resumable_checkpoint
 
             resumable_checkpoint(typed_config(cfg), run_dir)
-        elif (run_dir / SUMMARY).is_file():
+        elif has_summary(run_dir):
             status = read_summary(run_dir)["status"]
             raise ConfigError(f"{run_dir} already holds a run ({status}); continue it with "
                               f"--resume {run_dir} or choose another hydra.run.dir")
@@ -143,17 +149,13 @@ def prepare_run_dir(overrides: List[str], cfg, resume: bool) -> List[str]:
     return [*pinned, f"hydra.run.dir={hydra_quoted(run_dir)}"]
 
 
-def task_overrides(overrides: List[str]) -> List[str]:
-    return [o for o in overrides if not o.startswith("hydra.")]
-
-
 def train_command(overrides: List[str], resume: Optional[Path] = None):
     """``dropout-lab train``: one run; returns the RunResult (raises DropoutLabError)."""
     if resume is not None:
         overrides = [*saved_overrides(resume), *overrides,
                      f"hydra.run.dir={hydra_quoted(Path(resume).resolve())}"]
-    cfg = compose(task_overrides(overrides))  # fail fast, one clear line
-    overrides = prepare_run_dir(overrides, cfg, resume is not None)
+    cfg, run_dir = compose_run(overrides)  # fail fast, one clear line
+    overrides = prepare_run_dir(overrides, run_dir, cfg, resume is not None)
     outcome = []
 
     def task(cfg) -> Optional[float]:
@@ -167,7 +169,7 @@ def train_command(overrides: List[str], resume: Optional[Path] = None):
         except DropoutLabError as error:  # Hydra would print a traceback; the CLI prints one line
             outcome.append(error)
             return None
-        return outcome[-1].final.get("test_accuracy")
+        return outcome[-1].final.get("test_accuracy")  # Hydra ignores a run's return value
 
     run_hydra(task, overrides)
     if outcome and isinstance(outcome[0], DropoutLabError):
@@ -179,32 +181,3 @@ def print_config(overrides: List[str]) -> str:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_yaml(compose(overrides))
-
-
-def objective(test_accuracy: Optional[float]) -> float:
-    """What a sweep job returns to Hydra's sweeper: test accuracy, or -inf when it failed."""
-    return test_accuracy if test_accuracy is not None and math.isfinite(test_accuracy) else -math.inf
-
-
-__all__ = ["compose", "print_config", "train_command", "run_hydra", "typed_config", "one_line"]
-
-
-def describe_result(result) -> str:
-    """The closing line of a run: status, final metrics, where it is, how to look at it."""
-    final = result.final
-    metrics = (f"train loss {final['train_loss']:.4f}, train acc {final['train_accuracy']:.4f}, "
-               f"test acc {final['test_accuracy']:.4f}" if final else "no epoch finished")
-    epochs = len(result.history)
-    line = f"{result.status}: {metrics} after {epochs} epoch{'' if epochs == 1 else 's'}"
-    if result.error:
-        line += f" ({result.error})"
-    return f"{line}\nrun: {result.run_dir}\nview: tensorboard --logdir {result.run_dir}"
-
-
-def exit_code(result) -> int:
-    """0 for a completed run, 128 + signal for an interrupted one, 1 otherwise."""
-    if result.status == "completed":
-        return 0
-    if result.status == "interrupted" and result.signal:
-        return 128 + result.signal
-    return 1

@@ -1,0 +1,184 @@
+"""``dropout-lab sweep``: a Hydra multirun of the one training core, with failure isolation,
+resume, a launcher per place to run (here, N local processes, Slurm) and a report at the end.
+
+Hydra's sweeper makes the jobs (the grid of the overrides, a named sweep's
+``hydra.sweeper.params``, or Optuna's trials) and its launcher runs them, each job as
+``job.sweep_task``. After the launcher returns, the sweep directory is the record: the report
+and the list of failed jobs are read back from the jobs' summaries.
+
+    SWEEP_DIR/
+      multirun.yaml              Hydra's sweep config
+      NUM_KEY=VALUE,.../         one run folder per job (see run_folder.py), named from its overrides
+      report.md, report.csv      the comparison (report.py), *.png plots
+      optimization_results.yaml  Optuna's best parameters (searches only)
+"""
+
+import logging
+import threading
+import time
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from dropout_lab.disk import check_writable_dir
+from dropout_lab.errors import RunError
+from dropout_lab.hydra_runner import hydra_quoted, run_hydra
+from dropout_lab.run_folder import Status, read_status, record_failure, run_folders
+from dropout_lab.sweep.job import sweep_task
+from dropout_lab.sweep.launchers import LAUNCHERS, launcher_overrides, prestart_workers, stop_workers
+from dropout_lab.sweep.plan import SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir, plan_sweep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    runs: List[dict]  # report.load_runs records: summary, overrides, swept values
+    failed: List[str]  # folder names of the jobs that did not complete
+    jobs: List[List[str]]  # the overrides of each job, in job order
+    problems: Dict[int, str] = field(default_factory=dict)  # job -> config error, found up front
+    sweeper: str = "basic"  # basic (a grid) or optuna (a search)
+
+
+class SweepInterrupted(RunError):
+    """Ctrl-C or SIGTERM stopped the sweep; the same command with --sweep-dir resumes it."""
+
+    exit_code = 130
+
+
+def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: int = 1,
+              launcher: Optional[str] = None, dry_run: bool = False) -> SweepResult:
+    """Run (or with ``dry_run`` only plan) a Hydra multirun of the training core.
+
+    ``sweep_dir`` names the sweep directory: an existing one resumes that sweep (completed jobs
+    are skipped; when all are, nothing starts but the report). Raises ConfigError before
+    running anything when the sweep cannot start.
+    """
+    overrides, workers = list(overrides), None
+    for given in [o for o in overrides if o.startswith("hydra.sweep.dir=")]:
+        overrides.remove(given)  # the same as --sweep-dir
+        sweep_dir = sweep_dir or Path(given.split("=", 1)[1].strip("'\""))
+    resuming = sweep_dir is not None and Path(sweep_dir).is_dir()
+    joblib_workers = jobs > 1 and launcher in (None, "joblib")
+    if joblib_workers and not (dry_run or resuming):  # warm up while the sweep is planned
+        workers = prestart_workers(jobs)
+    selected = [f"hydra/launcher={LAUNCHERS[launcher]}"] if launcher in LAUNCHERS else []
+    # A dry run checks every job; a new sweep the first (the rest fail alone, recorded);
+    # a resumed one every job, to compare with the runs already there.
+    plan = plan_sweep([*overrides, *selected], validate=None if dry_run or resuming else 1)
+    extra = launcher_overrides(launcher, jobs, plan, overrides)
+    plan.jobs = [[*job, *(o for o in extra if not o.startswith("hydra"))] for job in plan.jobs]
+    overrides += extra
+    if dry_run:
+        return SweepResult(Path(sweep_dir) if sweep_dir else SWEEP_ROOT, [], [], plan.jobs,
+                           plan.problems, plan.sweeper)
+    if resuming:
+        check_resumable(Path(sweep_dir), plan)
+        if plan.subdirs and all(read_status(Path(sweep_dir) / subdir) == Status.COMPLETED
+                                for subdir in plan.subdirs):
+            return finish_sweep(Path(sweep_dir), plan, interrupted=False)
+        if joblib_workers:
+            workers = prestart_workers(jobs)
+    if sweep_dir:
+        check_writable_dir(Path(sweep_dir))
+    sweep_dir = Path(sweep_dir) if sweep_dir else new_sweep_dir()
+    overrides.append(f"hydra.sweep.dir={hydra_quoted(sweep_dir.resolve())}")
+    # Optuna imports alembic, which logs its plugin set-up at INFO under Hydra's logging.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    interrupted = False
+    try:
+        if workers is not None:
+            workers.join()  # one joblib call at a time
+        # Jobs in other processes show no bar of their own: count them here instead.
+        with job_progress(sweep_dir, plan, enabled=joblib_workers or launcher in ("local", "slurm")):
+            run_hydra(sweep_task, ["--multirun", *overrides])
+    except KeyboardInterrupt:  # the workers got the signal too: let them checkpoint and exit
+        interrupted = True
+    if joblib_workers and not interrupted:
+        stop_workers()
+    return finish_sweep(sweep_dir, plan, interrupted)
+
+
+def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> int:
+    """How many of the sweep's jobs have ended, from their summary.json files."""
+    folders = ([sweep_dir / subdir for subdir in plan.subdirs] if plan.subdirs
+               else run_folders(sweep_dir))  # a search: the trials made so far
+    ended = 0
+    for folder in folders:
+        with suppress(RunError):  # unreadable for a moment: counted at the next update
+            status = read_status(folder)
+            ended += status is not None and status.ended
+    return ended
+
+
+@contextmanager
+def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
+    """A progress bar of the jobs that have ended, updated every second from their summaries:
+    the jobs run in other processes (joblib workers, Slurm nodes), where only their files say
+    how far they are. It appears once a job has started, so after Hydra's launch lines rather
+    than among them."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    started, stop, bars = time.time(), threading.Event(), []
+
+    def launched() -> bool:
+        for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
+            with suppress(OSError):
+                if config.stat().st_mtime >= started:
+                    return True
+        return False
+
+    def update(final: bool = False) -> None:
+        if not bars:
+            if not (final or launched()):  # final: a file server's clock may lag this one's
+                return
+            bars.append(tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep",
+                             dynamic_ncols=True))
+        bars[0].n = ended_jobs(sweep_dir, plan)
+        bars[0].refresh()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            update()
+
+    watcher = threading.Thread(target=watch, name="sweep-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        update(final=True)
+        bars[0].close()
+
+
+def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:
+    """Record the jobs that ended without a summary, write the report, list the failures."""
+    from dropout_lab.report import load_runs, write_report
+
+    if not interrupted:  # every job has ended: one still "running" was killed
+        for subdir, job in zip(plan.subdirs, plan.jobs):
+            record_lost_job(sweep_dir / subdir, job)
+    runs = load_runs(sweep_dir)
+    if runs:
+        write_report(sweep_dir, runs)  # over every run in the folder, earlier sweeps' too
+    if plan.subdirs:  # the result is about this sweep's jobs
+        runs = [run for run in runs if run["job"] in set(plan.subdirs)]
+    failed = [run["job"] for run in runs if run["status"] != Status.COMPLETED]
+    if interrupted:
+        raise SweepInterrupted(
+            f"sweep interrupted; run the same command with --sweep-dir {sweep_dir} to resume it")
+    jobs = plan.jobs or [run["overrides"] for run in runs]
+    return SweepResult(Path(sweep_dir), runs, failed, jobs, plan.problems, plan.sweeper)
+
+
+def record_lost_job(run_dir: Path, overrides: List[str]) -> None:
+    """A job that ended without closing its run (killed, cancelled, lost) is a failed job."""
+    if read_status(run_dir) in (None, Status.RUNNING):
+        record_failure(run_dir, "the job ended without finishing its run (killed or cancelled?)",
+                       overrides)
