@@ -127,9 +127,17 @@ class TrainerConfig:
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     num_threads: Optional[int] = None  # torch threads; None keeps torch's default
     progress: bool = True
+    # Each epoch, the first N training images are also evaluated in eval mode (no dropout):
+    # the clean generalisation gap. Train accuracy measured during the epoch has dropout on.
+    eval_train_subset: int = 10000  # 0: off
+    steady_epochs: int = 3  # the steady metric: the mean test accuracy of the last k epochs
 
     def __post_init__(self) -> None:
         check_positive(self.epochs, "trainer.epochs", integer=True)
+        check_positive(self.steady_epochs, "trainer.steady_epochs", integer=True)
+        if isinstance(self.eval_train_subset, bool) or self.eval_train_subset < 0:
+            raise ConfigError(f"trainer.eval_train_subset has to be a whole number >= 0 (0: off), "
+                              f"but got {self.eval_train_subset!r}")
         check_positive(self.batch_size, "trainer.batch_size", integer=True)
         check_positive(self.eval_batch_size, "trainer.eval_batch_size", integer=True)
         if self.num_threads is not None:

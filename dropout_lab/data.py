@@ -54,6 +54,10 @@ class Split:
     def __len__(self) -> int:
         return self.labels.shape[0]
 
+    def head(self, count: int) -> "Split":
+        """The first ``count`` examples (a view: no copy)."""
+        return Split(self.images[:count], self.labels[:count])
+
 
 @dataclass
 class FashionMNIST:

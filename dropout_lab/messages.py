@@ -10,7 +10,7 @@ one place that maps an outcome to a number:
 
 from typing import Optional
 
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import Status, steady
 
 
 def exit_code(*, failed: bool = False, bad_config: bool = False,
@@ -26,11 +26,14 @@ def exit_code(*, failed: bool = False, bad_config: bool = False,
 
 def describe_run(result) -> str:
     """The closing lines of a run: status, final metrics, where it is, how to look at it."""
-    final = result.final
+    final, epochs = result.final, len(result.history)
     metrics = (f"train loss {final['train_loss']:.4f}, train acc {final['train_accuracy']:.4f}, "
                f"test acc {final['test_accuracy']:.4f}" if final else "no epoch finished")
-    epochs = len(result.history)
     line = f"{result.status}: {metrics} after {epochs} epoch{'' if epochs == 1 else 's'}"
+    window = min(result.steady_epochs, epochs)
+    if window > 1:
+        mean = steady(result.history, "test_accuracy", window)
+        line += f"; steady test acc {mean:.4f} (mean of the last {window})"
     if result.error:
         line += f" ({result.error})"
     return f"{line}\nrun: {result.run_dir}\nview: tensorboard --logdir {result.run_dir}"

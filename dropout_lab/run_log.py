@@ -2,8 +2,11 @@
 folder's layout and the summary's reader are run_folder.py's).
 
 TensorBoard tags (step = epoch, starting at 1):
-    loss/train, loss/test, accuracy/train, accuracy/test, accuracy/gap (train - test),
-    time/epoch_seconds; at the end best/accuracy_test and the run's hparams. With
+    loss/train, accuracy/train (measured during the epoch, dropout on: the textbook's figures),
+    loss/train_eval, accuracy/train_eval (a fixed training subset in eval mode), loss/test,
+    accuracy/test, accuracy/gap (train_eval - test: the clean gap), accuracy/gap_dropout_on
+    (train - test), time/epoch_seconds; at the end steady/accuracy_test (the mean test accuracy
+    of the last trainer.steady_epochs epochs), best/accuracy_test and the run's hparams. With
     logging.activation_stats: activations/layer{k}_var_before_noise, ..._var_after_noise and
     ..._mean_square_before_noise per hidden layer k (see activations.py).
 """
@@ -18,24 +21,30 @@ import torch
 from dropout_lab.disk import atomic_write, remove_temp_files
 from dropout_lab.errors import RunError
 from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, SUMMARY, Status, best, has_summary,
-                                    read_summary, write_summary)
+                                    read_summary, steady, write_summary)
 
 ACTIVATION_KEY_PREFIX = "layer"  # history keys layer{k}_... -> tags activations/layer{k}_...
 EPOCH_TAGS = {  # history key -> TensorBoard tag
     "train_loss": "loss/train",
+    "train_eval_loss": "loss/train_eval",
     "test_loss": "loss/test",
     "train_accuracy": "accuracy/train",
+    "train_eval_accuracy": "accuracy/train_eval",
     "test_accuracy": "accuracy/test",
     "gap": "accuracy/gap",
+    "gap_dropout_on": "accuracy/gap_dropout_on",
     "epoch_seconds": "time/epoch_seconds",
 }
-HPARAM_METRICS = ["accuracy/test", "accuracy/train", "accuracy/gap", "loss/test", "loss/train",
-                  "best/accuracy_test"]
+# Summary metrics: the steady test accuracy leads (the last epoch alone is noisy at lr 0.5).
+STEADY_KEYS = ("test_accuracy", "test_loss", "train_eval_accuracy", "gap")
+HPARAM_METRICS = ["steady/accuracy_test", "accuracy/test", "best/accuracy_test",
+                  "accuracy/train_eval", "accuracy/train", "accuracy/gap", "loss/test"]
 CUSTOM_SCALARS = {
     "dropout-lab": {
-        "accuracy (train vs test)": ["Multiline", ["accuracy/train", "accuracy/test"]],
-        "loss (train vs test)": ["Multiline", ["loss/train", "loss/test"]],
-        "generalisation gap": ["Multiline", ["accuracy/gap"]],
+        "accuracy (train vs test)": ["Multiline", ["accuracy/train", "accuracy/train_eval",
+                                                    "accuracy/test"]],
+        "loss (train vs test)": ["Multiline", ["loss/train", "loss/train_eval", "loss/test"]],
+        "generalisation gap": ["Multiline", ["accuracy/gap", "accuracy/gap_dropout_on"]],
     }
 }
 
@@ -60,9 +69,11 @@ class RunLog:
     """Writes a run's TensorBoard events, summary and checkpoints; one per run (or resume)."""
 
     def __init__(self, run_dir: Path, config: dict, start_epoch: int = 1,
-                 history: Optional[List[dict]] = None, tensorboard: bool = True):
+                 history: Optional[List[dict]] = None, tensorboard: bool = True,
+                 steady_epochs: int = 3):
         self.run_dir = Path(run_dir)
         self.config = config
+        self.steady_epochs = steady_epochs
         self.history = list(history or [])
         self.started = time.time()
         self.writer = None
@@ -84,7 +95,8 @@ class RunLog:
         self.history.append(metrics)
         if self.writer:
             for key, tag in EPOCH_TAGS.items():
-                self.writer.add_scalar(tag, metrics[key], metrics["epoch"])
+                if key in metrics:  # train_eval and gap: only with trainer.eval_train_subset
+                    self.writer.add_scalar(tag, metrics[key], metrics["epoch"])
             for key, value in metrics.items():  # logging.activation_stats (activations.py)
                 if key.startswith(ACTIVATION_KEY_PREFIX):
                     self.writer.add_scalar(f"activations/{key}", value, metrics["epoch"])
@@ -104,6 +116,7 @@ class RunLog:
             "run_dir": str(self.run_dir),
             "config": self.config,
             "final": self.history[-1] if self.history else {},
+            "steady": self.steady_metrics(),
             "best": best(self.history),
             "epochs_done": len(self.history),
             "timings": {
@@ -117,6 +130,14 @@ class RunLog:
             summary["timings"]["earlier_seconds"] = summary["timings"]["wall_seconds"]
         write_summary(self.run_dir, summary)
         return summary
+
+    def steady_metrics(self) -> dict:
+        """The mean of the last ``steady_epochs`` epochs of each STEADY_KEYS metric."""
+        if not self.history:
+            return {}
+        values = {key: steady(self.history, key, self.steady_epochs) for key in STEADY_KEYS}
+        return {**{key: value for key, value in values.items() if value is not None},
+                "epochs": min(self.steady_epochs, len(self.history))}
 
     def close(self, status: Status, error: Optional[str] = None) -> dict:
         """Write the final summary and, once the run has ended for good, the hparams (in this
@@ -134,8 +155,9 @@ class RunLog:
         from torch.utils.tensorboard.summary import hparams
 
         if summary["best"]:
-            self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"],
-                                   summary["final"]["epoch"])
+            last = summary["final"]["epoch"]
+            self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"], last)
+            self.writer.add_scalar("steady/accuracy_test", summary["steady"]["test_accuracy"], last)
         params = {**flatten(self.config), "status": Status(status).value}
         # SummaryWriter.add_hparams would open a second, empty-looking run; write the three
         # hparams summaries into this run's own file instead.

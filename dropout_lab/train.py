@@ -26,8 +26,8 @@ from dropout_lab.run_log import RunLog, flatten, load_checkpoint
 # What may change when a run is resumed: where, how fast and how long it runs, never what an
 # epoch computes. Any other change would make the resumed run a different run.
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
-                     "trainer.eval_batch_size", "data.dir", "data.cache_dir", "data.download",
-                     "logging.")
+                     "trainer.eval_batch_size", "trainer.steady_epochs", "data.dir",
+                     "data.cache_dir", "data.download", "logging.")
 
 # Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
 # a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
@@ -42,6 +42,7 @@ class RunResult:
     history: List[dict] = field(default_factory=list)
     error: Optional[str] = None
     signal: Optional[int] = None  # the signal that interrupted the run
+    steady_epochs: int = 3  # trainer.steady_epochs: the window of the steady metric
 
     @property
     def final(self) -> dict:
@@ -97,15 +98,29 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
 
 
 @torch.no_grad()
-def evaluate_split(model, split: Split, batch_size: int) -> dict:
-    """Mean loss and accuracy on ``split`` in eval mode (no dropout): test_loss, test_accuracy."""
+def evaluate_split(model, split: Split, batch_size: int, name: str = "test") -> dict:
+    """Mean loss and accuracy on ``split`` in eval mode (no dropout): {name}_loss, {name}_accuracy."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for images, labels in batches(split, batch_size):
         logits = model(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
-    return {"test_loss": loss_sum / len(split), "test_accuracy": correct / len(split)}
+    return {f"{name}_loss": loss_sum / len(split), f"{name}_accuracy": correct / len(split)}
+
+
+def epoch_metrics(model, data: FashionMNIST, train_metrics: dict, cfg: Config) -> dict:
+    """The epoch's test metrics, and the clean gap: train accuracy in eval mode (no dropout) on
+    a fixed training subset, minus test accuracy. The dropout-on train accuracy of the epoch
+    (the textbook's figure) gives ``gap_dropout_on``; heavy dropout makes that one negative."""
+    batch_size = cfg.trainer.eval_batch_size
+    metrics = {**train_metrics, **evaluate_split(model, data.test, batch_size)}
+    metrics["gap_dropout_on"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+    if cfg.trainer.eval_train_subset:
+        subset = data.train.head(cfg.trainer.eval_train_subset)
+        metrics.update(evaluate_split(model, subset, batch_size, name="train_eval"))
+        metrics["gap"] = metrics["train_eval_accuracy"] - metrics["test_accuracy"]
+    return metrics
 
 
 @contextmanager
@@ -220,11 +235,13 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
         restore(checkpoint, model, optimizer, generator, run_dir)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
         if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == Status.COMPLETED:
-            return RunResult(Status.COMPLETED, run_dir, history)  # nothing left to do: leave it as is
+            return RunResult(Status.COMPLETED, run_dir, history,  # nothing left to do: as is
+                             steady_epochs=cfg.trainer.steady_epochs)
 
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
-    log = RunLog(run_dir, config, start_epoch, history, cfg.logging.tensorboard)
+    log = RunLog(run_dir, config, start_epoch, history, cfg.logging.tensorboard,
+                 cfg.trainer.steady_epochs)
     progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
                              steps_per_epoch * (start_epoch - 1))
     # Hooks only when asked for: without them the training loop is untouched.
@@ -239,9 +256,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 if train_metrics.get("diverged"):
                     status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
                     break
-                metrics = {"epoch": epoch, **train_metrics,
-                           **evaluate_split(model, data.test, cfg.trainer.eval_batch_size)}
-                metrics["gap"] = metrics["train_accuracy"] - metrics["test_accuracy"]
+                metrics = {"epoch": epoch, **epoch_metrics(model, data, train_metrics, cfg)}
                 metrics["epoch_seconds"] = time.perf_counter() - started
                 if activation_stats is not None:
                     metrics.update(activation_stats.epoch_metrics())
@@ -267,4 +282,5 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
             if progress is not None:
                 progress.close()
         log.close(status, error)  # with the handlers still on: a signal now cannot cut it short
-    return RunResult(status, run_dir, log.history, error, interrupted.signum)
+    return RunResult(status, run_dir, log.history, error, interrupted.signum,
+                     cfg.trainer.steady_epochs)

@@ -80,7 +80,7 @@ def test_custom_scalars_put_train_and_test_accuracy_on_one_chart(cli_run):
               for chart in category.chart}
     assert charts == {title: tags for category in CUSTOM_SCALARS.values()
                       for title, (_, tags) in category.items()}
-    assert ["accuracy/train", "accuracy/test"] in charts.values()
+    assert ["accuracy/train", "accuracy/train_eval", "accuracy/test"] in charts.values()
 
 
 def test_print_config_prints_yaml_and_trains_nothing(tmp_path):

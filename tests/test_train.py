@@ -43,11 +43,32 @@ def test_tiny_run_completes_with_finite_metrics(tiny_run):
     for row in result.history:
         assert all(math.isfinite(row[key]) for key in METRICS)
         assert 0 <= row["train_accuracy"] <= 1 and 0 <= row["test_accuracy"] <= 1
-        assert row["gap"] == pytest.approx(row["train_accuracy"] - row["test_accuracy"])
+        assert row["gap"] == pytest.approx(row["train_eval_accuracy"] - row["test_accuracy"])
+        assert row["gap_dropout_on"] == pytest.approx(row["train_accuracy"] - row["test_accuracy"])
     # It learns: chance level is loss ln(10) = 2.30 and accuracy 0.1.
     assert result.final["train_loss"] < result.history[0]["train_loss"] < math.log(10)
     assert result.final["test_accuracy"] > 0.2  # twice chance, after only 8 SGD steps
     assert run_exit_code(result) == 0
+
+
+def test_steady_metric_is_the_mean_of_the_last_epochs(tiny_run):
+    result, _ = tiny_run
+    steady = read_summary(result.run_dir)["steady"]
+    tests = [row["test_accuracy"] for row in result.history]
+    assert steady["epochs"] == 2  # trainer.steady_epochs = 3, but the run has only 2
+    assert steady["test_accuracy"] == pytest.approx(sum(tests) / 2)
+    assert steady["gap"] == pytest.approx(sum(row["gap"] for row in result.history) / 2)
+
+
+def test_clean_gap_measurement_leaves_training_unchanged(tiny_run, tmp_path):
+    """The eval-mode pass over the training subset draws no random numbers: with it off, the
+    run's dropout masks and shuffles, hence its numbers, are the same to the last bit."""
+    result, _ = tiny_run
+    off = train(tiny_config("trainer.eval_train_subset=0"), tmp_path / "off")
+    assert "gap" not in off.final and "train_eval_accuracy" not in off.final
+    keys = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "gap_dropout_on")
+    assert [[row[k] for k in keys] for row in off.history] == \
+        [[row[k] for k in keys] for row in result.history]
 
 
 def test_run_folder_holds_summary_checkpoint_and_events(tiny_run):
