@@ -30,6 +30,8 @@ DROPOUT_KINDS_HELP = (
 )
 INITS = ("default", "normal")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
+TRAIN_IMAGES = 60000  # Fashion-MNIST's training split; data.validation is carved out of it
 
 
 @dataclass
@@ -40,11 +42,18 @@ class DataConfig:
     test_subset: Optional[int] = None  # evaluate on the first N test images
     standardize: bool = False  # subtract the training mean, divide by its std
     download: bool = True  # last resort: torchvision's download, when online
+    # Training images held out for validation (0: off): the last N of a fixed permutation of
+    # the 60,000, the same for every run and seed; data.subset then counts the rest.
+    validation: int = 0
 
     def __post_init__(self) -> None:
         for name in ("subset", "test_subset"):
             if getattr(self, name) is not None:
                 check_positive(getattr(self, name), f"data.{name}", integer=True)
+        if (isinstance(self.validation, bool) or not isinstance(self.validation, int)
+                or not 0 <= self.validation < TRAIN_IMAGES):
+            raise ConfigError(f"data.validation has to be a whole number from 0 (off) to "
+                              f"{TRAIN_IMAGES - 1}, but got {self.validation!r}")
 
 
 @dataclass
@@ -104,19 +113,57 @@ class ModelConfig:
 
 
 @dataclass
+class ScheduleConfig:
+    """The learning rate over training (stepped after every optimiser step; lengths in epochs).
+
+    constant: optim.lr throughout. cosine: from optim.lr down to min_lr over the epochs after
+    the warm-up. step: optim.lr times gamma every step_size epochs after the warm-up.
+    onecycle: up from max_lr/25 to max_lr (optim.lr when null) over the first pct_start of
+    training, then down to max_lr/25e4 (torch's OneCycleLR; its rise is the warm-up).
+    warmup_epochs: a linear rise to optim.lr first (constant, cosine, step).
+    """
+
+    name: str = "constant"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0  # cosine: the final learning rate
+    step_size: int = 10  # step: epochs between decays
+    gamma: float = 0.1  # step: the factor of each decay
+    max_lr: Optional[float] = None  # onecycle: the peak; null = optim.lr
+    pct_start: float = 0.3  # onecycle: the fraction of training spent rising
+
+    def __post_init__(self) -> None:
+        check_choice(self.name, "learning-rate schedule (optim.schedule.name)", SCHEDULES)
+        _check_at_least_zero(self.warmup_epochs, "optim.schedule.warmup_epochs")
+        _check_at_least_zero(self.min_lr, "optim.schedule.min_lr")
+        check_positive(self.step_size, "optim.schedule.step_size", integer=True)
+        if isinstance(self.gamma, bool) or not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"optim.schedule.gamma has to be in (0, 1], but got {self.gamma}")
+        if self.max_lr is not None:
+            check_positive(self.max_lr, "optim.schedule.max_lr")
+        if isinstance(self.pct_start, bool) or not 0.0 < self.pct_start < 1.0:
+            raise ConfigError(f"optim.schedule.pct_start has to be in (0, 1), "
+                              f"but got {self.pct_start}")
+        if self.name == "onecycle" and self.warmup_epochs:
+            raise ConfigError("optim.schedule.warmup_epochs does not apply to onecycle, whose "
+                              "rise is its warm-up; set optim.schedule.pct_start instead")
+
+
+@dataclass
 class OptimConfig:
     name: str = "sgd"
     lr: float = 0.5
     momentum: float = 0.0
     weight_decay: float = 0.0
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
     def __post_init__(self) -> None:
         check_choice(self.name, "optimizer (optim)", OPTIMIZERS)
         check_positive(self.lr, "optim.lr")
         for name in ("momentum", "weight_decay"):
-            value = getattr(self, name)
-            if not (0.0 <= value < float("inf")):
-                raise ConfigError(f"optim.{name} has to be >= 0, but got {value}")
+            _check_at_least_zero(getattr(self, name), f"optim.{name}")
+        if self.schedule.name == "cosine" and self.schedule.min_lr > self.lr:
+            raise ConfigError(f"optim.schedule.min_lr ({self.schedule.min_lr}) is above optim.lr "
+                              f"({self.lr}): cosine decays from optim.lr down to min_lr")
 
 
 @dataclass
@@ -161,6 +208,18 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        # Across groups: a warm-up has to leave epochs for the schedule that follows it.
+        warmup, epochs = self.optim.schedule.warmup_epochs, self.trainer.epochs
+        if warmup and warmup >= epochs:
+            raise ConfigError(f"optim.schedule.warmup_epochs ({warmup}) has to be less than "
+                              f"trainer.epochs ({epochs})")
+
+
+def _check_at_least_zero(value: float, name: str) -> None:
+    if isinstance(value, bool) or not 0.0 <= value < float("inf"):
+        raise ConfigError(f"{name} has to be >= 0, but got {value}")
 
 
 def _is_list_config(value: Any) -> bool:

@@ -19,7 +19,7 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from dropout_lab.config import DataConfig
+from dropout_lab.config import TRAIN_IMAGES, DataConfig
 from dropout_lab.errors import DataError, RunError
 from dropout_lab.disk import atomic_write
 
@@ -38,6 +38,9 @@ FILES = {
                                   "15d484375f8d13e6eb1aabb0c3f46965", (10000,)),
 }
 CACHE_VERSION = 1
+# The validation split's permutation: fixed, independent of the run's seed, so every run and
+# every seed holds out the same images. numpy's legacy RandomState is frozen across versions.
+VALIDATION_SEED = 20261203
 FIX_HINT = (
     "install Debian's copy (apt-get install dataset-fashion-mnist) or point data.dir "
     f"(or ${ENV_DATA_DIR}) to a folder with the four original .gz files"
@@ -63,6 +66,7 @@ class Split:
 class FashionMNIST:
     train: Split
     test: Split
+    validation: Optional[Split] = None  # data.validation > 0: held out from the training images
 
 
 # --- finding and checking the source files ------------------------------------------------
@@ -198,20 +202,44 @@ def load_raw(cfg: DataConfig) -> dict:
 # --- in-memory splits --------------------------------------------------------------------------
 
 def load_fashion_mnist(cfg: DataConfig, device: torch.device) -> FashionMNIST:
-    """The two splits as float tensors on ``device``: pixels in [0, 1], or standardised."""
+    """The splits as float tensors on ``device``: pixels in [0, 1], or standardised."""
     raw = load_raw(cfg)
+    train_index, validation_index = validation_split(len(raw["train_labels"]), cfg.validation)
 
-    def split(prefix: str, limit: Optional[int]) -> Split:
-        images = raw[f"{prefix}_images"][:limit].reshape(-1, 28 * 28)
-        labels = raw[f"{prefix}_labels"][:limit].long()
+    def split(prefix: str, index: Optional[torch.Tensor], limit: Optional[int]) -> Split:
+        images, labels = raw[f"{prefix}_images"], raw[f"{prefix}_labels"]
+        if index is not None:
+            images, labels = images[index], labels[index]
+        images, labels = images[:limit].reshape(-1, 28 * 28), labels[:limit].long()
         return Split(images.to(device=device, dtype=torch.float32).div_(255.0), labels.to(device))
 
-    train, test = split("train", cfg.subset), split("test", cfg.test_subset)
+    train, test = split("train", train_index, cfg.subset), split("test", None, cfg.test_subset)
+    validation = split("train", validation_index, None) if cfg.validation else None
     if cfg.standardize:  # statistics of the training images only
         mean, std = train.images.mean(), train.images.std()
-        for part in (train, test):
-            part.images.sub_(mean).div_(std)
-    return FashionMNIST(train, test)
+        for part in (train, test, validation):
+            if part is not None:
+                part.images.sub_(mean).div_(std)
+    return FashionMNIST(train, test, validation)
+
+
+def train_size(cfg: DataConfig) -> int:
+    """How many training images ``load_fashion_mnist(cfg)`` gives, known before loading them
+    (a schedule's length is counted in steps)."""
+    remaining = TRAIN_IMAGES - cfg.validation
+    return min(cfg.subset, remaining) if cfg.subset else remaining
+
+
+def validation_split(n: int, validation: int):
+    """(training indices, validation indices) of ``n`` images: the validation images are the
+    last ``validation`` of a fixed permutation; the training images keep their order (so
+    data.subset still takes the first N of them). (None, None) when ``validation`` is 0."""
+    if not validation:
+        return None, None
+    order = np.random.RandomState(VALIDATION_SEED).permutation(n)
+    held_out = np.sort(order[n - validation:])
+    kept = np.sort(order[:n - validation])
+    return torch.from_numpy(kept), torch.from_numpy(held_out)
 
 
 def batches(split: Split, batch_size: int, generator: Optional[torch.Generator] = None):

@@ -34,9 +34,14 @@ EPOCH_TAGS = {  # history key -> TensorBoard tag
     "gap": "accuracy/gap",
     "gap_dropout_on": "accuracy/gap_dropout_on",
     "epoch_seconds": "time/epoch_seconds",
+    "lr": "optim/lr",  # the learning rate of the epoch's first step
+    "val_loss": "loss/val",  # data.validation > 0: the held-out training images, eval mode
+    "val_accuracy": "accuracy/val",
 }
-# Summary metrics: the steady test accuracy leads (the last epoch alone is noisy at lr 0.5).
-STEADY_KEYS = ("test_accuracy", "test_loss", "train_eval_accuracy", "gap")
+# Summary metrics: the steady test accuracy leads (the last epoch alone is noisy at lr 0.5);
+# the steady validation accuracy is what a search tunes on (sweep/job.py's objective).
+STEADY_KEYS = ("test_accuracy", "test_loss", "train_eval_accuracy", "gap", "val_accuracy",
+               "val_loss")
 HPARAM_METRICS = ["steady/accuracy_test", "accuracy/test", "best/accuracy_test",
                   "accuracy/train_eval", "accuracy/train", "accuracy/gap", "loss/test"]
 CUSTOM_SCALARS = {

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from dropout_lab.activations import ActivationStats
-from dropout_lab.config import Config, OptimConfig
-from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
+from dropout_lab.config import Config, OptimConfig, ScheduleConfig
+from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
@@ -69,9 +69,52 @@ def build_optimizer(cfg: OptimConfig, params):
     return optimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def build_scheduler(cfg: ScheduleConfig, optimizer, steps_per_epoch: int, epochs: int):
+    """torch's LR scheduler for ``cfg``, stepped after every optimiser step; None for a constant
+    rate without warm-up (the optimiser is then left exactly as it was).
+
+    Per step, not per epoch: a warm-up of an epoch or two would otherwise be one or two jumps
+    (epoch 1 at a tiny rate, then the full one), OneCycleLR is defined per step, and cosine
+    decays smoothly. Lengths are given in epochs and turned into steps here; step decay still
+    changes the rate only at epoch boundaries.
+    """
+    from torch.optim import lr_scheduler
+
+    total = steps_per_epoch * epochs
+    if cfg.name == "onecycle":
+        # cycle_momentum=False: optim.momentum stays what the config says.
+        return lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.max_lr or optimizer.defaults["lr"],
+                                       total_steps=total, pct_start=cfg.pct_start,
+                                       cycle_momentum=False)
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.name == "cosine":
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=total - warmup, eta_min=cfg.min_lr)
+    elif cfg.name == "step":
+        main = lr_scheduler.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch,
+                                   gamma=cfg.gamma)
+    elif not warmup:
+        return None  # constant: today's training, untouched
+    else:
+        main = None
+    if not warmup:
+        return main
+    # Linear from optim.lr/warmup up to optim.lr: the first step already learns a little.
+    rise = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0,
+                                 total_iters=warmup)
+    if main is None:
+        return rise  # LinearLR holds optim.lr after its last step: constant after warm-up
+    return lr_scheduler.SequentialLR(optimizer, [rise, main], milestones=[warmup])
+
+
+def current_lr(optimizer) -> float:
+    """The learning rate the next step uses (one parameter group)."""
+    return optimizer.param_groups[0]["lr"]
+
+
 def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
-                interrupted: threading.Event) -> dict:
-    """One pass over the shuffled training set with dropout on; mean loss and accuracy."""
+                interrupted: threading.Event, scheduler=None) -> dict:
+    """One pass over the shuffled training set with dropout on; mean loss and accuracy.
+    ``scheduler`` (build_scheduler's) steps after every optimiser step."""
     model.train()
     loss_sum = torch.zeros((), device=split.images.device)
     correct = torch.zeros((), dtype=torch.long, device=split.images.device)
@@ -81,6 +124,8 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += loss.detach() * labels.shape[0]  # NaN/inf from the first bad step on
         correct += (logits.argmax(dim=1) == labels).sum()
         if progress is not None:
@@ -115,12 +160,21 @@ def epoch_metrics(model, data: FashionMNIST, train_metrics: dict, cfg: Config) -
     (the textbook's figure) gives ``gap_dropout_on``; heavy dropout makes that one negative."""
     batch_size = cfg.trainer.eval_batch_size
     metrics = {**train_metrics, **evaluate_split(model, data.test, batch_size)}
+    metrics.update(validation_metrics(model, data, batch_size))
     metrics["gap_dropout_on"] = metrics["train_accuracy"] - metrics["test_accuracy"]
     if cfg.trainer.eval_train_subset:
         subset = data.train.head(cfg.trainer.eval_train_subset)
         metrics.update(evaluate_split(model, subset, batch_size, name="train_eval"))
         metrics["gap"] = metrics["train_eval_accuracy"] - metrics["test_accuracy"]
     return metrics
+
+
+def validation_metrics(model, data: FashionMNIST, batch_size: int) -> dict:
+    """val_loss and val_accuracy on the held-out training images (data.validation), eval mode;
+    {} when there is no validation split."""
+    if data.validation is None:
+        return {}
+    return evaluate_split(model, data.validation, batch_size, name="val")
 
 
 @contextmanager
@@ -177,13 +231,31 @@ def resumable_checkpoint(cfg: Config, run_dir: Path) -> Optional[dict]:
         return None
     checkpoint = load_checkpoint(run_dir)
     saved, wanted = flatten(checkpoint.get("config", {})), flatten(config_dict(cfg))
+    fixed = schedule_length_keys(cfg.optim.schedule)
     changed = [f"{key}={wanted.get(key)} (the run has {value})" for key, value in saved.items()
-               if not key.startswith(RESUMABLE_CHANGES) and wanted.get(key) != value]
+               if (key in fixed or not key.startswith(RESUMABLE_CHANGES))
+               and wanted.get(key) != value]
     if changed:
         raise ConfigError(f"cannot resume {run_dir} with {', '.join(changed)}: a resumed run "
                           f"continues the same training (only trainer.epochs, device, threads, "
                           f"data paths and logging may change); start a new run instead")
     return checkpoint
+
+
+def schedule_length_keys(cfg: ScheduleConfig) -> tuple:
+    """Resumable keys a schedule fixes: cosine and one-cycle spread over trainer.epochs, so a
+    resume that trains longer would continue another schedule than the one it started."""
+    return ("trainer.epochs",) if cfg.name in ("cosine", "onecycle") else ()
+
+
+def restore_scheduler(checkpoint: dict, scheduler, run_dir: Path) -> None:
+    """The scheduler's position (after ``restore`` loaded the optimiser, whose lr it holds)."""
+    if scheduler is None:
+        return
+    if "scheduler" not in checkpoint:
+        raise ConfigError(f"the checkpoint in {run_dir} holds no learning-rate schedule; resume "
+                          f"it with the schedule it was started with")
+    scheduler.load_state_dict(checkpoint["scheduler"])
 
 
 def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_dir: Path) -> None:
@@ -196,6 +268,11 @@ def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_
         raise ConfigError(f"the config does not fit the checkpoint in {run_dir}: "
                           f"{detail}") from None
     _set_rng_state(checkpoint["rng"], generator)
+
+
+def scheduler_state(scheduler) -> dict:
+    """The checkpoint's scheduler entry: {} for a constant rate (nothing to restore)."""
+    return {} if scheduler is None else {"scheduler": scheduler.state_dict()}
 
 
 def _progress_bar(cfg: Config, total: int, initial: int):
@@ -228,11 +305,17 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     device = resolve_device(cfg.trainer.device)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
+    # Built before restore(): building a scheduler sets the optimiser's lr, which the
+    # checkpoint's optimiser state then puts back where the interrupted run left it.
+    scheduler = build_scheduler(cfg.optim.schedule, optimizer,
+                                math.ceil(train_size(cfg.data) / cfg.trainer.batch_size),
+                                cfg.trainer.epochs)
     config = config_dict(cfg)
 
     history, start_epoch = [], 1
     if checkpoint is not None:
         restore(checkpoint, model, optimizer, generator, run_dir)
+        restore_scheduler(checkpoint, scheduler, run_dir)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
         if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == Status.COMPLETED:
             return RunResult(Status.COMPLETED, run_dir, history,  # nothing left to do: as is
@@ -251,12 +334,14 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
         try:
             for epoch in range(start_epoch, cfg.trainer.epochs + 1):
                 started = time.perf_counter()
+                lr = current_lr(optimizer)  # the epoch's first step's
                 train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
-                                            generator, progress, interrupted)
+                                            generator, progress, interrupted, scheduler)
                 if train_metrics.get("diverged"):
                     status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
                     break
-                metrics = {"epoch": epoch, **epoch_metrics(model, data, train_metrics, cfg)}
+                metrics = {"epoch": epoch, "lr": lr,
+                           **epoch_metrics(model, data, train_metrics, cfg)}
                 metrics["epoch_seconds"] = time.perf_counter() - started
                 if activation_stats is not None:
                     metrics.update(activation_stats.epoch_metrics())
@@ -265,7 +350,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                     log.save_checkpoint({"model": model.state_dict(),
                                          "optimizer": optimizer.state_dict(),
                                          "rng": _rng_state(generator), "epoch": epoch,
-                                         "config": config})
+                                         "config": config, **scheduler_state(scheduler)})
                 log.write_summary(Status.RUNNING)  # after the checkpoint: never ahead of it
                 if progress is not None:
                     progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",

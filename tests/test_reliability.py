@@ -146,13 +146,50 @@ def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, 
     assert torch.equal(mine["rng"]["torch"], theirs["rng"]["torch"])
 
     events, reference_events = read_events(run_dir), read_events(left_alone)
-    for tag in EPOCH_TAGS.values():  # every epoch once, in order, after the resume
+    for tag in logged_tags(reference):  # every epoch once, in order, after the resume
         assert [point.step for point in events.Scalars(tag)] == list(range(1, EPOCHS + 1)), tag
     for tag in ("loss/train", "loss/test", "accuracy/train", "accuracy/test", "accuracy/gap"):
         assert ([p.value for p in events.Scalars(tag)]
                 == [p.value for p in reference_events.Scalars(tag)])
     assert [p.step for p in events.Scalars("best/accuracy_test")] == [EPOCHS]
     assert read_hparams(events)["status"] == "completed"  # not the interrupted attempt's
+
+
+# A run with a learning-rate schedule (warm-up, then cosine, stepped every step), momentum and
+# a validation split: interrupted after epoch 2, it has to pick up the schedule where it was.
+SCHEDULED = ["data.subset=10000", "data.test_subset=1000", "data.validation=1000",
+             f"trainer.epochs={EPOCHS}", "trainer.progress=false", "trainer.num_threads=1",
+             "optim.lr=0.1", "optim.momentum=0.9", "optim.schedule.name=cosine",
+             "optim.schedule.warmup_epochs=1.5"]
+
+
+@pytest.mark.slow
+def test_interrupted_scheduled_run_resumes_to_exactly_the_same_schedule_and_weights(tmp_path):
+    left_alone, run_dir = tmp_path / "alone", tmp_path / "run"
+    run_cli("train", *SCHEDULED, f"hydra.run.dir={left_alone}", check=True)
+    process = start_cli("train", *SCHEDULED, f"hydra.run.dir={run_dir}")
+    wait_for_epoch(process, run_dir, 2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert 2 <= read_summary(run_dir)["epochs_done"] < EPOCHS
+
+    run_cli("train", "--resume", run_dir, check=True)
+    summary, reference = read_summary(run_dir), read_summary(left_alone)
+    assert summary["status"] == "completed" and summary["epochs_done"] == EPOCHS
+    assert results(summary["history"]) == results(reference["history"])  # lr and val_* too
+    assert len({row["lr"] for row in summary["history"]}) == EPOCHS  # the rate did change
+    mine, theirs = load_checkpoint(run_dir), load_checkpoint(left_alone)
+    for part in ("model", "optimizer", "scheduler"):
+        assert_same_tensors(mine[part], theirs[part])
+    events = read_events(run_dir)
+    assert [p.value for p in events.Scalars("optim/lr")] == \
+        [p.value for p in read_events(left_alone).Scalars("optim/lr")]
+
+
+def logged_tags(summary: dict) -> list:
+    """The EPOCH_TAGS of the metrics a run's history holds (val_*: only with data.validation)."""
+    return [tag for key, tag in EPOCH_TAGS.items() if key in summary["history"][0]]
 
 
 def add_orphan_epoch(run_dir: Path, epoch: int):
