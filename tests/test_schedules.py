@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import TINY, read_events
+from conftest import TINY, read_events, run_cli
 from dropout_lab.config import ScheduleConfig
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_runner import compose, typed_config
@@ -188,3 +188,12 @@ def test_resume_may_train_a_step_schedule_longer(tmp_path):
     result = train(longer, tmp_path, resume=True)
     assert [row["lr"] for row in result.history] == pytest.approx([0.5, 0.05, 0.005])
 
+
+def test_train_accepts_the_strong_recipe(tmp_path):
+    """``dropout-lab train experiment=strong`` is one run (here with a tiny budget on top)."""
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "experiment=strong", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    config = read_summary(run_dir)["config"]
+    assert config["optim"]["schedule"]["name"] != "constant" and config["data"]["standardize"]
+    assert config["model"]["hidden"] == [256, 256]
