@@ -1,5 +1,5 @@
 """The validation split (data.validation): held out from the training images by a fixed
-permutation, evaluated each epoch and in the steady metrics."""
+permutation, evaluated each epoch, in the steady metrics, and what a search tunes on."""
 
 import math
 
@@ -12,6 +12,7 @@ from dropout_lab.data import load_fashion_mnist, load_raw, train_size, validatio
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.run_folder import read_summary
+from dropout_lab.sweep.job import objective
 from dropout_lab.train import train
 
 CPU = torch.device("cpu")
@@ -79,4 +80,11 @@ def test_run_with_validation_logs_it_each_epoch_and_in_the_steady_metrics(tmp_pa
     events = read_events(tmp_path)
     assert [p.step for p in events.Scalars("accuracy/val")] == [1, 2]
     assert [p.step for p in events.Scalars("loss/val")] == [1, 2]
+    assert objective(summary["steady"]) == summary["steady"]["val_accuracy"]
 
+
+def test_objective_is_steady_validation_accuracy_else_steady_test_accuracy():
+    assert objective({"val_accuracy": 0.8, "test_accuracy": 0.9}) == 0.8  # tune on validation
+    assert objective({"test_accuracy": 0.9}) == 0.9  # no validation split: as before
+    assert objective(None) == -math.inf  # failed or diverged
+    assert objective({"val_accuracy": float("nan")}) == -math.inf

@@ -17,9 +17,14 @@ from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, read_status
 log = logging.getLogger(__name__)
 
 
-def objective(test_accuracy: Optional[float]) -> float:
-    """What a job returns to Hydra's sweeper: test accuracy, or -inf when it failed."""
-    return test_accuracy if test_accuracy is not None and math.isfinite(test_accuracy) else -math.inf
+def objective(steady: Optional[dict]) -> float:
+    """What a job returns to Hydra's sweeper (Optuna maximises it), from the run's steady
+    metrics (summary.json's ``steady``): the steady validation accuracy when the run holds out
+    a validation split (data.validation > 0): tune on validation, report on test; without one,
+    the steady test accuracy. -inf for a job without a result (failed, diverged)."""
+    steady = steady or {}
+    value = steady.get("val_accuracy", steady.get("test_accuracy"))
+    return value if value is not None and math.isfinite(value) else -math.inf
 
 
 def sweep_task(cfg) -> float:
@@ -44,7 +49,7 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
         status = read_status(run_dir)  # torch-free: a resumed sweep skips its completed jobs fast
         if status == Status.COMPLETED:
             log.info("%s: completed before, skipped", run_dir.name)
-            return objective(read_summary(run_dir)["final"].get("test_accuracy"))
+            return objective(read_summary(run_dir).get("steady"))
         if status in (Status.FAILED, Status.DIVERGED):
             clear_attempt(run_dir)
         from dropout_lab.train import train
@@ -64,7 +69,7 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
             raise SystemExit(128 + result.signal)  # end it without a result (see slurm.py)
         raise KeyboardInterrupt  # the user stopped the sweep, not just this job
     completed = result.status == Status.COMPLETED
-    return objective(result.final.get("test_accuracy") if completed else None)
+    return objective(read_summary(run_dir).get("steady") if completed else None)
 
 
 def clear_attempt(run_dir: Path) -> None:

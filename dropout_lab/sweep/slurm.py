@@ -101,7 +101,7 @@ class SlurmLauncher(SubmititSlurm):
         job_return = JobReturn(overrides=overrides, working_dir=str(run_dir),
                                status=JobStatus.COMPLETED)
         job_return.return_value = objective(
-            read_summary(run_dir)["final"].get("test_accuracy") if completed else None)
+            read_summary(run_dir).get("steady") if completed else None)
         return job_return
 
     def run_dir(self, overrides: List[str], index: int) -> Path:
