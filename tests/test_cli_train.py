@@ -15,10 +15,11 @@ EPOCHS = 2  # TINY's trainer.epochs
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
-    """One tiny `dropout-lab train` run into a run dir of our choosing."""
+    """One tiny `dropout-lab train` run into a run dir of our choosing (with a validation
+    split, so that every epoch tag is logged)."""
     run_dir = tmp_path_factory.mktemp("cli") / "run"
-    result = run_cli("train", *TINY, "model.dropout.p=[0.3,0.4]", f"hydra.run.dir={run_dir}",
-                     check=True)
+    result = run_cli("train", *TINY, "model.dropout.p=[0.3,0.4]", "data.validation=500",
+                     f"hydra.run.dir={run_dir}", check=True)
     return result, run_dir
 
 
