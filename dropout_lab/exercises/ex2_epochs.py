@@ -3,49 +3,33 @@
 from pathlib import Path
 from typing import Dict, List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, at_epoch, dropout_name, final,
-                                        group_by, new_figure, probabilities, save_figure)
-from dropout_lab.exercises.stats import Estimate, change, verdict
+from dropout_lab.exercises.figures import save_panels
+from dropout_lab.exercises.runs import (at_epoch, dropout_name, final, group_by, peak, probabilities,
+                                        value_at_epoch)
+from dropout_lab.exercises.stats import change, verdict
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure, std_band
 from dropout_lab.report import curve
+from dropout_lab.run_folder import Status
 
 METRICS = {"train_accuracy": "train accuracy (dropout on)", "test_accuracy": "test accuracy",
            "gap": "gap (train − test)"}
 TEXTBOOK_EPOCHS = 10
 
 
-def epoch_value(run: dict, epoch: int, metric: str):
-    rows = [row for row in run["history"] if row["epoch"] == epoch]
-    return rows[0].get(metric) if rows else None
-
-
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
     if not groups:
-        return Findings([], [], ["No run completed: nothing to conclude."])
+        return Findings.nothing()
     last = min(max(row["epoch"] for row in run["history"]) for g in groups.values() for run in g)
     reference = min(TEXTBOOK_EPOCHS, max(1, last // 2))  # the textbook's budget, or halfway
-    checkpoints = sorted({reference, last, *range(10, last + 1, 10)} - {0})
     names = {key: dropout_name(key) for key in groups}
-
-    rows = []
-    for epoch in checkpoints:
-        for key, group in groups.items():
-            rows.append([epoch, names[key], *(at_epoch(group, epoch, m).text() for m in METRICS)])
-    tables = [Table("Accuracy and gap over training (mean ± std over seeds)",
-                    ["epoch", "setting", *METRICS.values()], rows)]
-
-    changes = {key: {m: change(epoch_value(run, last, m) - epoch_value(run, reference, m)
+    changes = {key: {m: change(value_at_epoch(run, last, m) - value_at_epoch(run, reference, m)
                                for run in group) for m in ("test_accuracy", "gap")}
                for key, group in groups.items()}
-    peaks = {key: peak(group) for key, group in groups.items()}
-    tables.append(Table(
-        f"From epoch {reference} to epoch {last} (each run against itself)",
-        ["setting", "Δ test acc", "Δ gap", "peak test acc", "epoch of the peak"],
-        [[names[key], changes[key]["test_accuracy"].text(), changes[key]["gap"].text(),
-          peaks[key][0].text(), peaks[key][1].text(1)] for key in groups],
-        "The peak is each run's best epoch: an optimistic number (the maximum of a noisy curve)."))
-
-    plots = [(f"Train accuracy, test accuracy and gap per epoch (mean ± std over seeds)",
+    tables = [over_training_table(groups, names, reference, last),
+              change_table(groups, names, changes, reference, last)]
+    plots = [("Train accuracy, test accuracy and gap per epoch (mean ± std over seeds)",
               plot_curves(groups, names, out_dir / "curves.png"))]
     lines = conclusion(groups, names, changes, reference, last) + [stability(runs)]
     numbers = {names[k]: {m: [final(g, m).mean, final(g, m).std, final(g, m).n] for m in METRICS}
@@ -53,11 +37,26 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     return Findings(tables, plots, lines, numbers=numbers)
 
 
-def peak(runs: List[dict]):
-    """(best test accuracy, its epoch) of each run, as estimates over the runs."""
-    bests = [max(run["history"], key=lambda row: row["test_accuracy"]) for run in runs]
-    return (Estimate(tuple(row["test_accuracy"] for row in bests)),
-            Estimate(tuple(float(row["epoch"]) for row in bests)))
+def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], reference: int,
+                        last: int) -> Table:
+    """The metrics at the reference epoch, every 10th epoch and the last."""
+    checkpoints = sorted({reference, last, *range(10, last + 1, 10)} - {0})
+    rows = [[epoch, names[key], *(at_epoch(group, epoch, m).text() for m in METRICS)]
+            for epoch in checkpoints for key, group in groups.items()]
+    return Table("Accuracy and gap over training (mean ± std over seeds)",
+                 ["epoch", "setting", *METRICS.values()], rows)
+
+
+def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+                 reference: int, last: int) -> Table:
+    """Each run's change from the reference epoch to the last, and its peak."""
+    peaks = {key: peak(group) for key, group in groups.items()}
+    return Table(
+        f"From epoch {reference} to epoch {last} (each run against itself)",
+        ["setting", "Δ test acc", "Δ gap", "peak test acc", "epoch of the peak"],
+        [[names[key], changes[key]["test_accuracy"].text(), changes[key]["gap"].text(),
+          peaks[key][0].text(), peaks[key][1].text(1)] for key in groups],
+        "The peak is each run's best epoch: an optimistic number (the maximum of a noisy curve).")
 
 
 def conclusion(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
@@ -85,7 +84,7 @@ def stability(runs: List[dict]) -> str:
     parts = []
     for key in sorted({probabilities(run) for run in runs if run["config"]}):
         mine = [run for run in runs if run["config"] and probabilities(run) == key]
-        bad = [run for run in mine if run["status"] != "completed"]
+        bad = [run for run in mine if run["status"] != Status.COMPLETED]
         part = f"{dropout_name(key)}: {len(mine) - len(bad)} of {len(mine)} runs completed"
         if bad:
             part += " (" + "; ".join(f"seed {run['config']['seed']} {run['status']}: {run['error']}"
@@ -113,12 +112,10 @@ def plot_curves(groups, names, path: Path) -> str:
         for key, group in groups.items():
             epochs, means, stds = curve(group, metric)
             ax.plot(epochs, means, label=names[key])
-            ax.fill_between(epochs, [m - s for m, s in zip(means, stds)],
-                            [m + s for m, s in zip(means, stds)], alpha=0.2)
+            std_band(ax, epochs, means, stds, alpha=0.2)
         ax.set(xlabel="epoch", title=title)
-        ax.grid(alpha=0.3)
     axes[0].legend()
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path, legend=False)
 
 
 EXERCISE = Exercise(

@@ -26,9 +26,12 @@ import math
 from pathlib import Path
 from typing import Dict, List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, completed, dropout_name,
-                                        final, group_by, new_figure, probabilities, save_figure)
+from dropout_lab.exercises.figures import save_panels
+from dropout_lab.exercises.runs import (completed, dropout_name, dropout_of, final, group_by,
+                                        last_epoch, probabilities)
 from dropout_lab.exercises.stats import estimate, verdict
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure
 from dropout_lab.report import curve
 
 Z_LIMIT = 6.0
@@ -126,7 +129,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
     draws, batch = (400, 512) if quick else (4000, 512)
     checks = []
     for run in runs:
-        if run["config"]["model"]["dropout"]["kind"] != "custom" or not any(probabilities(run)):
+        if dropout_of(run)["kind"] != "custom" or not any(probabilities(run)):
             continue
         model = trained_model(run)
         images = test_images(run, batch)
@@ -146,7 +149,7 @@ LAYER_STATS = ("var_before_noise", "var_after_noise", "mean_square_before_noise"
 
 
 def layer_count(runs: List[dict]) -> int:
-    keys = {key for run in runs for key in (run["history"] or [{}])[-1]}
+    keys = {key for run in runs for key in last_epoch(run)}
     return sum(f"layer{k}_var_before_noise" in keys for k in range(1, 100))
 
 
@@ -154,20 +157,7 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     tables, plots, lines = [], [], []
     checks = measurements.get("checks", [])
     if checks:
-        tables.append(Table(
-            "Monte Carlo check of Var[h'|h] = p/(1−p)·h² on trained networks (per unit)",
-            ["seed", "layer", "p", "units checked", "draws", "median |rel. err.|",
-             "max |rel. err.|", "max tolerance", "max |z|", "passed",
-             "whole layer rel. err. (SE)"],
-            [[c["seed"], c["layer"], f"{c['p']:g}", f"{c['checked_units']}/{c['units']}", c["draws"],
-              f"{c['median_abs_relative_error']:.2%}", f"{c['max_abs_relative_error']:.2%}",
-              f"{c['max_relative_tolerance']:.2%}", f"{c['max_abs_z']:.2f}",
-              "yes" if c["passed"] else "NO",
-              f"{c['layer_relative_error']:+.3%} ({c['layer_relative_se']:.3%})"] for c in checks],
-            f"h fixed on {measurements['examples']} test images; per unit, the relative error is "
-            f"the mean over its examples of s²/(p/(1−p)·h²) − 1 (units active on at least "
-            f"{MIN_EXAMPLES} images); tolerance {Z_LIMIT:g}·SE, SE = √(c_M/n) from the number of "
-            f"draws M and examples n (see dropout_lab/exercises/ex3_variance.py); z = error/SE."))
+        tables.append(mc_table(checks, measurements["examples"]))
         plots.append(("Per-unit variance of h' given h: Monte Carlo against p/(1−p)·h²",
                       plot_scatter(checks, out_dir / "variance_check.png")))
         lines.append(mc_conclusion(checks))
@@ -189,6 +179,23 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
         {k: v for k, v in c.items() if not k.endswith("per_unit")} for c in checks]})
 
 
+def mc_table(checks: List[dict], examples: int) -> Table:
+    return Table(
+        "Monte Carlo check of Var[h'|h] = p/(1−p)·h² on trained networks (per unit)",
+        ["seed", "layer", "p", "units checked", "draws", "median |rel. err.|",
+         "max |rel. err.|", "max tolerance", "max |z|", "passed",
+         "whole layer rel. err. (SE)"],
+        [[c["seed"], c["layer"], f"{c['p']:g}", f"{c['checked_units']}/{c['units']}", c["draws"],
+          f"{c['median_abs_relative_error']:.2%}", f"{c['max_abs_relative_error']:.2%}",
+          f"{c['max_relative_tolerance']:.2%}", f"{c['max_abs_z']:.2f}",
+          "yes" if c["passed"] else "NO",
+          f"{c['layer_relative_error']:+.3%} ({c['layer_relative_se']:.3%})"] for c in checks],
+        f"h fixed on {examples} test images; per unit, the relative error is "
+        f"the mean over its examples of s²/(p/(1−p)·h²) − 1 (units active on at least "
+        f"{MIN_EXAMPLES} images); tolerance {Z_LIMIT:g}·SE, SE = √(c_M/n) from the number of "
+        f"draws M and examples n (see dropout_lab/exercises/ex3_variance.py); z = error/SE.")
+
+
 def mc_conclusion(checks: List[dict]) -> str:
     failed = [c for c in checks if not c["passed"]]
     worst = max(checks, key=lambda c: c["max_abs_z"])
@@ -204,21 +211,17 @@ def mc_conclusion(checks: List[dict]) -> str:
             f"{max(c['median_abs_relative_error'] for c in checks):.2%} or less).")
 
 
-def last_row(run: dict) -> dict:
-    return run["history"][-1]
-
-
 def identity_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
     rows = []
     for key, group in groups.items():
         for k in range(1, n_layers + 1):
             p = key[k - 1]
-            measured = estimate(last_row(r)[f"layer{k}_var_after_noise"] for r in group)
-            predicted = estimate(last_row(r)[f"layer{k}_var_before_noise"]
-                                 + p / (1 - p) * last_row(r)[f"layer{k}_mean_square_before_noise"]
+            measured = estimate(last_epoch(r)[f"layer{k}_var_after_noise"] for r in group)
+            predicted = estimate(last_epoch(r)[f"layer{k}_var_before_noise"]
+                                 + p / (1 - p) * last_epoch(r)[f"layer{k}_mean_square_before_noise"]
                                  for r in group)
             rows.append([dropout_name(key), k, f"{p:g}",
-                         estimate(last_row(r)[f"layer{k}_var_before_noise"] for r in group).text(),
+                         estimate(last_epoch(r)[f"layer{k}_var_before_noise"] for r in group).text(),
                          predicted.text(), measured.text(),
                          f"{measured.mean / predicted.mean - 1:+.3%}"])
     return Table("Over the data, last epoch: Var[h'] = Var[h] + p/(1−p)·E[h²]",
@@ -276,9 +279,7 @@ def plot_scatter(checks: List[dict], path: Path) -> str:
     ax.plot(line, line, "k--", linewidth=1, label="y = x")
     ax.set(xscale="log", yscale="log", xlabel="p/(1−p)·h², averaged over the batch",
            ylabel="Monte Carlo variance of h'", title="Var[h'|h] per unit")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path)
 
 
 def plot_variance(groups, n_layers: int, path: Path) -> str:
@@ -291,9 +292,7 @@ def plot_variance(groups, n_layers: int, path: Path) -> str:
                 epochs, means, _ = curve(group, f"layer{k}_var_after_noise")
                 ax.plot(epochs, means, "--", label=f"{dropout_name(key)}: after noise")
         ax.set(xlabel="epoch", ylabel="mean over units of Var[activation]", title=f"hidden layer {k}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path, legend_size="small")
 
 
 EXERCISE = Exercise(

@@ -3,11 +3,12 @@
 from pathlib import Path
 from typing import Dict, List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, errorbar, group_by, instability,
-                                        new_figure, probabilities, save_figure, seconds_per_epoch,
+from dropout_lab.exercises.figures import errorbar, log_x_ticks, save_panels
+from dropout_lab.exercises.runs import (group_by, instability, probabilities, seconds_per_epoch,
                                         tail_mean)
 from dropout_lab.exercises.stats import contrast, difference, verdict
-
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure
 
 TAIL = 10  # epochs averaged per run: with 1,000 training images test accuracy swings ±0.02
 
@@ -27,9 +28,22 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     widths = sorted({hidden for hidden, _ in groups}, key=lambda h: sum(h))
     noisy = sorted({probs for _, probs in groups if any(probs)})
     if not widths or not noisy or not any(not any(p) for _, p in groups):
-        return Findings([], [], ["The sweep needs runs with and without dropout: nothing to compare."])
+        return Findings.nothing("The sweep needs runs with and without dropout: nothing to compare.")
     drop, none = noisy[0], tuple(0.0 for _ in noisy[0])
     cells = {(h, d): groups.get((h, d), []) for h in widths for d in (none, drop)}
+    growth = {metric: effect_growth(cells, widths[0], widths[-1], none, drop, metric)
+              for metric in ("test_accuracy", "gap")}
+    tables = [width_table(cells, widths, none, drop), growth_table(growth, widths)]
+    plots = [(f"Test accuracy and gap (last {TAIL} epochs) against width (mean ± std over seeds)",
+              plot_widths(cells, widths, none, drop, out_dir / "width.png"))]
+    lines = conclusion(cells, widths, none, drop, growth)
+    lines += instability({f"{list(h)} {'dropout' if any(d) else 'none'}": final(group)
+                          for (h, d), group in cells.items() if group})
+    return Findings(tables, plots, lines,
+                    numbers={"growth": {m: [g.delta, g.se] for m, g in growth.items()}})
+
+
+def width_table(cells: Dict, widths, none, drop) -> Table:
     rows = []
     for h in widths:
         without, with_ = cells[(h, none)], cells[(h, drop)]
@@ -39,27 +53,20 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
             final(without, "gap").text(), final(with_, "gap").text(),
             difference(final(with_, "gap"), final(without, "gap")).text(),
             seconds_per_epoch(without + with_).text(2)])
-    tables = [Table(
+    return Table(
         f"Test accuracy and gap (means over the last {TAIL} epochs) by width, without dropout "
         f"and with dropout {drop}",
         ["hidden", "test acc, none", "test acc, dropout", "Δ test (dropout − none)",
-         "gap, none", "gap, dropout", "Δ gap (dropout − none)", "s/epoch"], rows)]
+         "gap, none", "gap, dropout", "Δ gap (dropout − none)", "s/epoch"], rows)
 
-    growth = {metric: effect_growth(cells, widths[0], widths[-1], none, drop, metric)
-              for metric in ("test_accuracy", "gap")}
-    tables.append(Table(
+
+def growth_table(growth: Dict, widths) -> Table:
+    return Table(
         f"Does dropout's effect grow with width? (effect at {list(widths[-1])} − effect at "
         f"{list(widths[0])})", ["metric", "change of the dropout effect"],
         [[metric, value.text()] for metric, value in growth.items()],
         "The effect is the dropout − none difference at one width; its change is a difference "
-        "of differences (an interaction), with its own 2·SE."))
-    plots = [(f"Test accuracy and gap (last {TAIL} epochs) against width (mean ± std over seeds)",
-              plot_widths(cells, widths, none, drop, out_dir / "width.png"))]
-    lines = conclusion(cells, widths, none, drop, growth)
-    lines += instability({f"{list(h)} {'dropout' if any(d) else 'none'}": final(group)
-                          for (h, d), group in cells.items() if group})
-    return Findings(tables, plots, lines,
-                    numbers={"growth": {m: [g.delta, g.se] for m, g in growth.items()}})
+        "of differences (an interaction), with its own 2·SE.")
 
 
 def effect_growth(cells, small, large, none, drop, metric: str):
@@ -103,12 +110,9 @@ def plot_widths(cells, widths, none, drop, path: Path) -> str:
                               (axes[1], "gap", "gap (train − test)")):
         for probs, label in ((none, "no dropout"), (drop, f"dropout {drop}")):
             errorbar(ax, xs, [final(cells[(h, probs)], metric) for h in widths], label)
-        ax.set(xscale="log", xlabel="hidden units per layer", title=title)
-        ax.minorticks_off()
-        ax.set_xticks(xs, [str(x) for x in xs])
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return save_figure(figure, path)
+        ax.set(xlabel="hidden units per layer", title=title)
+        log_x_ticks(ax, xs)
+    return save_panels(figure, axes, path)
 
 
 EXERCISE = Exercise(

@@ -3,9 +3,11 @@
 from pathlib import Path
 from typing import Dict, List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, errorbar, final, group_by,
-                                        instability, new_figure, probabilities, save_figure)
+from dropout_lab.exercises.figures import errorbar, save_panels
+from dropout_lab.exercises.runs import final, group_by, instability, probabilities
 from dropout_lab.exercises.stats import Contrast, Estimate, contrast, difference
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure
 
 METRIC_NAMES = {"test_accuracy": "test accuracy", "gap": "gap"}
 
@@ -39,18 +41,31 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     decays = sorted({wd for wd, _ in groups})
     noisy = sorted({probs for _, probs in groups if any(probs)})
     if 0.0 not in decays or len(decays) < 2 or not noisy:
-        return Findings([], [], ["The sweep needs weight decay 0 and above, with and without "
-                                 "dropout: nothing to compare."])
+        return Findings.nothing("The sweep needs weight decay 0 and above, with and without "
+                                "dropout: nothing to compare.")
     drop, none = noisy[0], tuple(0.0 for _ in noisy[0])
     est = {(wd, d, m): final(groups.get((wd, d), []), m)
            for wd in decays for d in (none, drop) for m in METRIC_NAMES}
-    tables = [Table(
-        f"Final {name} (mean ± std over seeds)",
-        ["dropout", *(f"wd {wd:g}" for wd in decays)],
-        [[label, *(est[(wd, d, metric)].text() for wd in decays)]
-         for d, label in ((none, "none"), (drop, f"{drop}"))])
-        for metric, name in METRIC_NAMES.items()]
+    tables = final_tables(est, decays, none, drop)
+    table, verdicts, numbers = effects_table(est, decays, none, drop)
+    plots = [("Test accuracy and gap against weight decay, with and without dropout",
+              plot_decay(est, decays, none, drop, out_dir / "weight_decay.png"))]
+    return Findings([*tables, table], plots, conclusion(verdicts, est, decays, none, drop),
+                    numbers=numbers)
 
+
+def final_tables(est: Dict, decays, none, drop) -> List[Table]:
+    """Each metric over weight decay (columns), without and with dropout (rows)."""
+    return [Table(f"Final {name} (mean ± std over seeds)",
+                  ["dropout", *(f"wd {wd:g}" for wd in decays)],
+                  [[label, *(est[(wd, d, metric)].text() for wd in decays)]
+                   for d, label in ((none, "none"), (drop, f"{drop}"))])
+            for metric, name in METRIC_NAMES.items()]
+
+
+def effects_table(est: Dict, decays, none, drop):
+    """(the table of effects against neither, the test-accuracy verdicts per weight decay,
+    the effects as numbers for results.json)."""
     rows, verdicts, numbers = [], [], {}
     for wd in decays[1:]:
         for metric, name in METRIC_NAMES.items():
@@ -61,14 +76,12 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
                                               zip(("dropout", "decay", "both", "interaction"), effects)}
             if metric == "test_accuracy":
                 verdicts.append((wd, effects, kind))
-    tables.append(Table(
+    table = Table(
         "Effects against neither (dropout off, weight decay 0)",
         ["weight decay", "metric", "dropout alone", "decay alone", "both", "interaction", "combination"],
         rows, "interaction = both − dropout alone − decay alone (a difference of differences, "
-              "SE from the four settings)."))
-    plots = [("Test accuracy and gap against weight decay, with and without dropout",
-              plot_decay(est, decays, none, drop, out_dir / "weight_decay.png"))]
-    return Findings(tables, plots, conclusion(verdicts, est, decays, none, drop), numbers=numbers)
+              "SE from the four settings).")
+    return table, verdicts, numbers
 
 
 def interaction_terms(est: Dict, wd: float, none, drop, metric: str):
@@ -108,9 +121,7 @@ def plot_decay(est, decays, none, drop, path: Path) -> str:
             errorbar(ax, xs, [est[(wd, d, metric)] for wd in decays], label)
         ax.set_xticks(xs, [f"{wd:g}" for wd in decays])
         ax.set(xlabel="weight decay", title=f"final {METRIC_NAMES[metric]}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path)
 
 
 EXERCISE = Exercise(

@@ -3,62 +3,66 @@
 from pathlib import Path
 from typing import List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, dropout_of, final, fmt_p,
-                                        group_by, instability, new_figure, probabilities,
-                                        save_figure, seconds_per_epoch)
+from dropout_lab.exercises.figures import save_panels
+from dropout_lab.exercises.runs import (final, format_probabilities, group_by, instability,
+                                        noise_kind, probabilities, seconds_per_epoch)
 from dropout_lab.exercises.stats import difference, verdict
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure
 
 KIND_NAMES = {"none": "no dropout", "custom": "dropout", "dropconnect": "DropConnect"}
 
 
 def setting(run: dict):
-    """(kind, probabilities, learning rate); kind none whatever p says."""
-    kind, probs = dropout_of(run)["kind"], probabilities(run)
-    lr = float(run["config"]["optim"]["lr"])
-    return ("none", probs, lr) if kind == "none" or not any(probs) else (kind, probs, lr)
+    """(kind, probabilities, learning rate); kind none where no layer drops anything."""
+    return noise_kind(run), probabilities(run), float(run["config"]["optim"]["lr"])
 
 
 def name(key) -> str:
     kind, probs, lr = key
-    return (KIND_NAMES.get(kind, kind) + ("" if kind == "none" else f" p={fmt_p(probs)}")
+    return (KIND_NAMES.get(kind, kind) + ("" if kind == "none" else f" p={format_probabilities(probs)}")
             + f", lr {lr:g}")
 
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, setting)
     if not groups:
-        return Findings([], [], ["No run completed: nothing to conclude."])
+        return Findings.nothing()
     order = sorted(groups, key=lambda key: (-key[2], key[0] != "none", key[1], key[0]))
     tables = [Table("Final metrics per setting (mean ± std over seeds)",
                     ["setting", "test acc", "train acc (noise on)", "gap", "s/epoch"],
                     [[name(key), final(groups[key]).text(), final(groups[key], "train_accuracy").text(),
                       final(groups[key], "gap").text(), seconds_per_epoch(groups[key]).text(2)]
                      for key in order])]
+    lines = conclusion(groups, order)
+    plots = [("Final test accuracy and gap per setting (mean ± std over seeds)",
+              plot_bars(groups, order, out_dir / "dropconnect.png"))]
+    return Findings(tables, plots, lines or ["No dropout/DropConnect pair to compare."])
+
+
+def conclusion(groups, order) -> List[str]:
+    """At each learning rate and p: DropConnect against dropout, and each against none."""
     lines, summary = [], []
     for lr in sorted({key[2] for key in order}, reverse=True):
         none = ("none", next((k[1] for k in order if k[0] == "none"), ()), lr)
         for probs in sorted({key[1] for key in order if key[0] != "none" and key[2] == lr}):
             units, weights = ("custom", probs, lr), ("dropconnect", probs, lr)
-            where = f"At p = {fmt_p(probs)} and lr {lr:g}, "
+            where = f"At p = {format_probabilities(probs)} and lr {lr:g}, "
             if units in groups and weights in groups:
                 diff = difference(final(groups[weights]), final(groups[units]))
-                summary.append(f"at lr {lr:g} and p = {fmt_p(probs)} {outcome(diff)}")
-                lines.append(where + verdict("DropConnect", final(groups[weights]), "dropout",
-                                             final(groups[units])))
-                lines.append(where + verdict("DropConnect", final(groups[weights], "gap"), "dropout",
-                                             final(groups[units], "gap"), metric="gap",
-                                             higher_is_better=None))
-            for key in (units, weights):
-                if key in groups and none in groups:
-                    lines.append(f"{name(key)} against no dropout, " + verdict(
-                        name(key), final(groups[key]), "no dropout", final(groups[none])))
+                summary.append(f"at lr {lr:g} and p = {format_probabilities(probs)} {outcome(diff)}")
+                lines += [where + verdict("DropConnect", final(groups[weights]), "dropout",
+                                          final(groups[units])),
+                          where + verdict("DropConnect", final(groups[weights], "gap"), "dropout",
+                                          final(groups[units], "gap"), metric="gap",
+                                          higher_is_better=None)]
+            lines += [f"{name(key)} against no dropout, " + verdict(
+                name(key), final(groups[key]), "no dropout", final(groups[none]))
+                for key in (units, weights) if key in groups and none in groups]
     if summary:
         lines.insert(0, "DropConnect against dropout at matched p, test accuracy: "
                      + "; ".join(summary) + ".")
-    lines += instability({name(key): final(groups[key]) for key in order})
-    plots = [("Final test accuracy and gap per setting (mean ± std over seeds)",
-              plot_bars(groups, order, out_dir / "dropconnect.png"))]
-    return Findings(tables, plots, lines or ["No dropout/DropConnect pair to compare."])
+    return lines + instability({name(key): final(groups[key]) for key in order})
 
 
 def outcome(diff) -> str:
@@ -84,8 +88,7 @@ def plot_bars(groups, order, path: Path) -> str:
         if metric == "test_accuracy":
             ax.set_ylim(bottom=max(0.0, low - 0.02))
         ax.set(title=title)
-        ax.grid(alpha=0.3, axis="y")
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path, legend=False, grid_axis="y")
 
 
 EXERCISE = Exercise(

@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from dropout_lab.errors import ConfigError
-from dropout_lab.exercises.base import RUNS, Exercise, completed, save_measurements, write_index, write_report
+from dropout_lab.exercises.runs import completed
+from dropout_lab.exercises.types import Exercise
+from dropout_lab.exercises.writing import RUNS, save_measurements, write_index, write_report
+from dropout_lab.run_folder import Status
 
 OUT_ROOT = Path("outputs/exercises")
 # --quick: a small data subset, 2 epochs, one seed, one thread; exercises shrink their grids too.
@@ -110,8 +113,8 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     context = {"runs": runs, "overrides": overrides, "user_overrides": user_overrides,
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds}
     report = write_report(exercise, findings, exercise_dir, context)
-    diverged = sum(run["status"] == "diverged" for run in runs)
-    failed = sum(run["status"] not in ("completed", "diverged") for run in runs)
+    diverged = sum(run["status"] == Status.DIVERGED for run in runs)
+    failed = sum(run["status"] not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
     return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
 
 
