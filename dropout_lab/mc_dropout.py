@@ -107,7 +107,7 @@ ROWS = [  # (label, deterministic key, MC key)
 
 def format_table(run_dir: Path, summary: dict, metrics: Dict[str, float],
                  stochastic_layers: List[str]) -> str:
-    from dropout_lab.report import markdown_table
+    from dropout_lab.tables import markdown_table
 
     k = metrics["mc_samples"]
     rows = [[label, metrics[det] if det else None, metrics[mc]] for label, det, mc in ROWS]
