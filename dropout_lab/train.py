@@ -20,6 +20,7 @@ from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
+from dropout_lab.progress import Progress, describe_epoch
 from dropout_lab.run_folder import CHECKPOINT, Status, read_summary
 from dropout_lab.run_log import RunLog, flatten, load_checkpoint
 
@@ -198,12 +199,11 @@ def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_
     _set_rng_state(checkpoint["rng"], generator)
 
 
-def _progress_bar(cfg: Config, total: int, initial: int):
+def _progress_bar(cfg: Config, total: int, initial: int) -> Optional[Progress]:
+    """Batches on a terminal's bar; elsewhere a line per epoch (see progress.py)."""
     if not cfg.trainer.progress:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="batch", dynamic_ncols=True, leave=False)
+    return Progress(total, initial=initial, unit="batch", leave=False)
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False,
@@ -270,6 +270,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 if progress is not None:
                     progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",
                                          test_acc=f"{metrics['test_accuracy']:.3f}")
+                    progress.tell(describe_epoch(metrics, cfg.trainer.epochs))
         except _Interrupted:
             status = Status.INTERRUPTED
             error = f"stopped by {signal.Signals(interrupted.signum).name} after epoch {len(log.history)}"

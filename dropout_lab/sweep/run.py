@@ -16,6 +16,7 @@ and the list of failed jobs are read back from the jobs' summaries.
 import logging
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,30 +102,31 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     return finish_sweep(sweep_dir, plan, interrupted)
 
 
-def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> int:
-    """How many of the sweep's jobs have ended, from their summary.json files."""
+def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> Counter:
+    """How many of the sweep's jobs have ended, by status, from their summary.json files."""
     folders = ([sweep_dir / subdir for subdir in plan.subdirs] if plan.subdirs
                else run_folders(sweep_dir))  # a search: the trials made so far
-    ended = 0
+    ended = Counter()
     for folder in folders:
         with suppress(RunError):  # unreadable for a moment: counted at the next update
             status = read_status(folder)
-            ended += status is not None and status.ended
+            if status is not None and status.ended:
+                ended[status.value] += 1
     return ended
 
 
 @contextmanager
 def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
-    """A progress bar of the jobs that have ended, updated every second from their summaries:
-    the jobs run in other processes (joblib workers, Slurm nodes), where only their files say
-    how far they are. It appears once a job has started, so after Hydra's launch lines rather
-    than among them."""
+    """The jobs that have ended, read every second from their summaries: the jobs run in other
+    processes (joblib workers, Slurm nodes), where only their files say how far they are. A bar
+    on a terminal, else a line when a job ends and every QUIET_SECONDS (see progress.py). It
+    appears once a job has started, so after Hydra's launch lines rather than among them."""
     if not enabled:
         yield
         return
-    from tqdm.auto import tqdm
+    from dropout_lab.progress import QUIET_SECONDS, Progress, describe_jobs
 
-    started, stop, bars = time.time(), threading.Event(), []
+    started, stop, shown = time.time(), threading.Event(), []
 
     def launched() -> bool:
         for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
@@ -134,13 +136,17 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
         return False
 
     def update(final: bool = False) -> None:
-        if not bars:
+        if not shown:
             if not (final or launched()):  # final: a file server's clock may lag this one's
                 return
-            bars.append(tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep",
-                             dynamic_ncols=True))
-        bars[0].n = ended_jobs(sweep_dir, plan)
-        bars[0].refresh()
+            shown.append(Progress(len(plan.jobs) or None, unit="job", desc="sweep"))
+        progress, ended = shown[0], ended_jobs(sweep_dir, plan)
+        count = sum(ended.values())
+        changed = count != progress.n
+        progress.set_count(count)
+        not_completed = {status: n for status, n in ended.items() if status != Status.COMPLETED}
+        progress.tell(describe_jobs(count, len(plan.jobs), not_completed, time.time() - started),
+                      every=0.0 if changed else QUIET_SECONDS)
 
     def watch() -> None:
         while not stop.wait(1.0):
@@ -154,7 +160,7 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
         stop.set()
         watcher.join()
         update(final=True)
-        bars[0].close()
+        shown[0].close()
 
 
 def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:
