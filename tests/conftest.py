@@ -40,12 +40,29 @@ def invoke(*args, env=None):
     result has ``exit_code``, ``stdout``, ``stderr`` (separate) and ``exception`` (a SystemExit
     for an ordinary exit; anything else escaped the command). ``env`` entries set to None are
     removed for the call; HYDRA_FULL_ERROR is removed unless given."""
+    import logging
+
     from typer.testing import CliRunner
 
     from dropout_lab.cli import app
 
     env = {"HYDRA_FULL_ERROR": None, **(env or {})}
-    return CliRunner().invoke(app, [str(arg) for arg in args], env=env, prog_name="dropout-lab")
+    # A command that gets as far as Hydra's run configures the root logger, with a handler on
+    # the runner's stdout (closed after the call) and one on the run's log file: put it back.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(app, [str(arg) for arg in args], env=env,
+                                  prog_name="dropout-lab")
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
 
 
 def cli_env(env=None) -> dict:
