@@ -399,9 +399,11 @@ def test_custom_and_builtin_train_the_default_model_equally_well(tmp_path):
 
 
 def test_unscaled_says_plainly_that_it_is_wrong():
-    from conftest import run_cli
+    from conftest import invoke
 
     for documented in (D.unscaled_dropout, D.UnscaledDropout):
         assert "DELIBERATELY WRONG" in documented.__doc__
-    help_text = " ".join(run_cli("train", "--help", check=True).stdout.split())  # unwrap lines
+    result = invoke("train", "--help")
+    assert result.exit_code == 0, result.stderr
+    help_text = " ".join(result.stdout.split())  # unwrap lines
     assert "unscaled is DELIBERATELY WRONG: it drops units and never compensates" in help_text

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, read_events, read_hparams, run_cli
+from conftest import REPO, TINY, read_events, read_hparams, run_cli, skip_or_fail_in_ci
 
 # Both jobs of a sweep on the node at once (2 cores here), each small.
 SLURM = ["--launcher", "slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
@@ -59,9 +59,7 @@ def slurm_cluster():
             sys.stderr.write(up.stderr)
         started_here = up.returncode == 0
     if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the Slurm tests must run in CI, but: {reason}")
-        pytest.skip(reason)
+        skip_or_fail_in_ci(f"the Slurm tests need a local cluster: {reason}")
     yield
     if started_here:
         subprocess.run(["bash", str(REPO / "scripts" / "slurm_down.sh")],

@@ -1,5 +1,6 @@
 """`dropout-lab tensorboard`: a real TensorBoard on a loopback port over a finished sweep,
-read through its HTTP data API (the one TensorBoard's own web page uses)."""
+read through its HTTP data API (the one TensorBoard's own web page uses). A missing folder is in
+tests/test_bad_input.py's table."""
 
 import json
 import select
@@ -73,10 +74,3 @@ def test_tensorboard_serves_every_run_of_a_sweep(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def test_tensorboard_on_a_missing_folder_is_one_clear_line(tmp_path):
-    result = run_cli("tensorboard", tmp_path / "nowhere")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'nowhere'} is not a directory; give a run or sweep folder"]
