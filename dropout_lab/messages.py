@@ -65,7 +65,8 @@ def describe_sweep(result, dry_run: bool = False) -> str:
                 lines.append(f"      bad config: {result.problems[num]}")
         return "\n".join(lines)
     done = sum(run["status"] == Status.COMPLETED for run in result.runs)
-    return (f"sweep: {done} of {len(result.runs)} jobs completed\n"
+    before = " (all before this command: nothing to train)" if result.nothing_to_run else ""
+    return (f"sweep: {done} of {len(result.runs)} jobs completed{before}\n"
             f"report: {result.sweep_dir / 'report.md'}\n"
             f"view: dropout-lab tensorboard {result.sweep_dir}")
 

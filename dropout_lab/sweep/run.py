@@ -41,6 +41,7 @@ class SweepResult:
     jobs: List[List[str]]  # the overrides of each job, in job order
     problems: Dict[int, str] = field(default_factory=dict)  # job -> config error, found up front
     sweeper: str = "basic"  # basic (a grid) or optuna (a search)
+    nothing_to_run: bool = False  # a resumed sweep whose jobs had all completed
 
 
 class SweepInterrupted(RunError):
@@ -79,7 +80,9 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
         check_resumable(Path(sweep_dir), plan)
         if plan.subdirs and all(read_status(Path(sweep_dir) / subdir) == Status.COMPLETED
                                 for subdir in plan.subdirs):
-            return finish_sweep(Path(sweep_dir), plan, interrupted=False)
+            result = finish_sweep(Path(sweep_dir), plan, interrupted=False)
+            result.nothing_to_run = True
+            return result
         if joblib_workers:
             workers = prestart_workers(jobs)
     if sweep_dir:
