@@ -29,6 +29,9 @@ DROPOUT_KINDS_HELP = (
     "in training; it is there to show that mistake, not for real use."
 )
 INITS = ("default", "normal")
+# fp32: everything in float32 (the textbook figures). bf16: the forward pass and the loss under
+# autocast to bfloat16; parameters, gradients and optimizer state stay float32.
+PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
@@ -127,8 +130,10 @@ class TrainerConfig:
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
     num_threads: Optional[int] = None  # torch threads; None keeps torch's default
     progress: bool = True
+    precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see train.py)
 
     def __post_init__(self) -> None:
+        check_choice(self.precision, "trainer.precision", PRECISIONS)
         check_positive(self.epochs, "trainer.epochs", integer=True)
         check_positive(self.batch_size, "trainer.batch_size", integer=True)
         check_positive(self.eval_batch_size, "trainer.eval_batch_size", integer=True)
