@@ -28,6 +28,9 @@ RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", 
                      "trainer.eval_batch_size", "data.dir", "data.cache_dir", "data.download",
                      "logging.")
 
+# The dtype of the matrix products in each trainer.precision.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
 # Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
 # a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
 # most this many steps, and the epoch it diverged in is reported either way.
@@ -101,7 +104,7 @@ def autocast(precision: str, device: torch.device):
     each weight until the context exits, so an update inside it would be read stale."""
     if precision == "fp32":
         return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=PRECISION_DTYPES[precision])
 
 
 def build_optimizer(cfg: OptimConfig, params):

@@ -1,13 +1,15 @@
 """trainer.precision: bf16 autocast with float32 weights, refused where the hardware has no
 native bf16, recorded in the run, kept on resume."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY, read_events, read_hparams, run_cli
+from conftest import REPO, TINY, read_events, read_hparams, run_cli
 from dropout_lab import train as train_module
 from dropout_lab.app import compose, typed_config
 from dropout_lab.config import DROPOUT_KINDS, DropoutConfig, ModelConfig
@@ -137,3 +139,17 @@ def test_resume_with_another_precision_is_refused(tmp_path):
     assert "trainer.precision" not in " ".join(train_module.RESUMABLE_CHANGES)
     # The same precision resumes as before.
     assert resumable_checkpoint(tiny_config("trainer.epochs=2"), run_dir)["epoch"] == 1
+
+
+@needs_bf16
+def test_benchmark_script_compares_bf16(tmp_path):
+    """scripts/bench_train.py --precision bf16 on a tiny budget prints (e) (no timing asserted)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--rounds", "1",
+         "--skip-textbook", "--precision", "bf16", "data.subset=512", "data.test_subset=256",
+         "trainer.num_threads=1"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "(e) the epoch with trainer.precision=bf16" in result.stdout
+    assert "torch.mm only, same shapes, bf16" in result.stdout
+    assert "faster than the fp32 epoch" in result.stdout
