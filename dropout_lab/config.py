@@ -29,6 +29,9 @@ DROPOUT_KINDS_HELP = (
     "in training; it is there to show that mistake, not for real use."
 )
 INITS = ("default", "normal")
+# fp32: everything in float32 (the textbook figures). bf16: the forward pass and the loss under
+# autocast to bfloat16; parameters, gradients and optimizer state stay float32.
+PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
@@ -131,8 +134,10 @@ class TrainerConfig:
     # the clean generalisation gap. Train accuracy measured during the epoch has dropout on.
     eval_train_subset: int = 10000  # 0: off
     steady_epochs: int = 3  # the steady metric: the mean test accuracy of the last k epochs
+    precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see train.py)
 
     def __post_init__(self) -> None:
+        check_choice(self.precision, "trainer.precision", PRECISIONS)
         check_positive(self.epochs, "trainer.epochs", integer=True)
         check_positive(self.steady_epochs, "trainer.steady_epochs", integer=True)
         if isinstance(self.eval_train_subset, bool) or self.eval_train_subset < 0:

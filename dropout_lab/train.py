@@ -5,7 +5,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -29,6 +29,9 @@ from dropout_lab.run_log import RunLog, flatten, load_checkpoint
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
                      "trainer.eval_batch_size", "trainer.steady_epochs", "data.dir",
                      "data.cache_dir", "data.download", "logging.")
+
+# The dtype of the matrix products in each trainer.precision.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
 # a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
@@ -62,6 +65,51 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512_BF16 or AMX on this CPU: what oneDNN's bf16 matrix products run on.
+
+    ``torch.backends.cpu.get_cpu_capability()`` says only "AVX512", with or without bf16, so
+    ask torch's own CPUID query; /proc/cpuinfo where this torch lacks it."""
+    queries = [getattr(torch.cpu, name, None)
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(queries):
+        return any(query() for query in queries)
+    with suppress(OSError):
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 on hardware without native bf16 (ConfigError).
+
+    Refused rather than run in fp32 with a notice: the run's config, summary and hparams
+    would say bf16 for fp32 numbers, and a sweep over trainer.precision would compare fp32
+    with itself. Emulated bf16 would give bf16 numbers but run slower than fp32, which defeats
+    the only reason to choose it."""
+    if precision != "bf16":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise ConfigError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} "
+                              f"has no native bf16; use trainer.precision=fp32")
+    elif device.type == "cpu" and not cpu_has_native_bf16():
+        raise ConfigError(f"trainer.precision=bf16 needs a CPU with native bf16 (AVX512_BF16 or "
+                          f"AMX), which this one ({torch.backends.cpu.get_cpu_capability()}) "
+                          f"lacks; use trainer.precision=fp32")
+
+
+def autocast(precision: str, device: torch.device):
+    """The context of the forward pass and the loss: bf16 autocast, or nothing at all for fp32
+    (so fp32 runs are bit for bit the runs before trainer.precision existed).
+
+    Enter it per step, never around ``optimizer.step()``: autocast caches the bf16 copy of
+    each weight until the context exits, so an update inside it would be read stale."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=PRECISION_DTYPES[precision])
+
+
 def build_optimizer(cfg: OptimConfig, params):
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
@@ -71,14 +119,16 @@ def build_optimizer(cfg: OptimConfig, params):
 
 
 def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
-                interrupted: threading.Event) -> dict:
+                interrupted: threading.Event, precision: str = "fp32") -> dict:
     """One pass over the shuffled training set with dropout on; mean loss and accuracy."""
     model.train()
-    loss_sum = torch.zeros((), device=split.images.device)
-    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    device = split.images.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for step, (images, labels) in enumerate(batches(split, batch_size, generator)):
-        logits = model(images)  # (B, 10)
-        loss = F.cross_entropy(logits, labels)
+        with autocast(precision, device):
+            logits = model(images)  # (B, 10); bf16 under autocast
+            loss = F.cross_entropy(logits, labels)  # float32: autocast runs it in fp32
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -99,12 +149,15 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
 
 
 @torch.no_grad()
-def evaluate_split(model, split: Split, batch_size: int, name: str = "test") -> dict:
-    """Mean loss and accuracy on ``split`` in eval mode (no dropout): {name}_loss, {name}_accuracy."""
+def evaluate_split(model, split: Split, batch_size: int, name: str = "test",
+                   precision: str = "fp32") -> dict:
+    """Mean loss and accuracy on ``split`` in eval mode (no dropout): {name}_loss and
+    {name}_accuracy, in the precision the model trains in (a bf16 run: its bf16 forward pass)."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for images, labels in batches(split, batch_size):
-        logits = model(images)
+        with autocast(precision, split.images.device):
+            logits = model(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
     return {f"{name}_loss": loss_sum / len(split), f"{name}_accuracy": correct / len(split)}
@@ -114,12 +167,12 @@ def epoch_metrics(model, data: FashionMNIST, train_metrics: dict, cfg: Config) -
     """The epoch's test metrics, and the clean gap: train accuracy in eval mode (no dropout) on
     a fixed training subset, minus test accuracy. The dropout-on train accuracy of the epoch
     (the textbook's figure) gives ``gap_dropout_on``; heavy dropout makes that one negative."""
-    batch_size = cfg.trainer.eval_batch_size
-    metrics = {**train_metrics, **evaluate_split(model, data.test, batch_size)}
+    batch_size, precision = cfg.trainer.eval_batch_size, cfg.trainer.precision
+    metrics = {**train_metrics, **evaluate_split(model, data.test, batch_size, precision=precision)}
     metrics["gap_dropout_on"] = metrics["train_accuracy"] - metrics["test_accuracy"]
     if cfg.trainer.eval_train_subset:
         subset = data.train.head(cfg.trainer.eval_train_subset)
-        metrics.update(evaluate_split(model, subset, batch_size, name="train_eval"))
+        metrics.update(evaluate_split(model, subset, batch_size, "train_eval", precision))
         metrics["gap"] = metrics["train_eval_accuracy"] - metrics["test_accuracy"]
     return metrics
 
@@ -226,6 +279,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle order, on the CPU
     device = resolve_device(cfg.trainer.device)
+    precision = cfg.trainer.precision
+    check_precision(precision, device)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     config = config_dict(cfg)
@@ -252,7 +307,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
             for epoch in range(start_epoch, cfg.trainer.epochs + 1):
                 started = time.perf_counter()
                 train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
-                                            generator, progress, interrupted)
+                                            generator, progress, interrupted, precision)
                 if train_metrics.get("diverged"):
                     status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
                     break
