@@ -131,6 +131,40 @@ def tensorboard(
 
 
 @app.command()
+def runs(
+    directory: Path = typer.Argument(Path("outputs"), metavar="DIR",
+                                     help="A run, sweep, exercise or outputs folder."),
+    sort: Optional[str] = typer.Option(
+        None, "--sort", help="Sort by a column: steady, test_acc, best, gap, epochs, time (highest "
+                             "first), run, status or a shown setting (e.g. wd)."),
+    status: Optional[str] = typer.Option(
+        None, "--status", help="Only runs with this status: completed, diverged, failed, "
+                               "interrupted or running."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV (one column per setting) instead of the table."),
+    verbose: bool = VERBOSE,
+):
+    """List the runs under DIR: status, the settings that differ, test accuracy (steady,
+    final, best), gap, epochs and time. Reads only their summary.json files."""
+    from dropout_lab import runs_table
+
+    with reported_errors(verbose):
+        typer.echo(runs_table.runs_text(directory, sort=sort, status=status, as_csv=as_csv), nl=False)
+
+
+@app.command()
+def diff(
+    run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run folder."),
+    run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run folder."),
+    verbose: bool = VERBOSE,
+):
+    """Compare two runs: the config keys that differ, and their metrics side by side."""
+    from dropout_lab import runs_table
+
+    with reported_errors(verbose):
+        typer.echo(runs_table.diff_text(run_a, run_b), nl=False)
+
+
+@app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A training run's folder (summary.json, checkpoint.pt)."),
     mc_samples: int = typer.Option(20, "--mc-samples", "-k", help="Stochastic passes K per test image."),

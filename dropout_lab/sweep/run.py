@@ -168,6 +168,7 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
 
 def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:
     """Record the jobs that ended without a summary, write the report, list the failures."""
+    from dropout_lab.hparams import write_sweep_experiment
     from dropout_lab.report import load_runs, write_report
 
     if not interrupted:  # every job has ended: one still "running" was killed
@@ -176,6 +177,7 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
     runs = load_runs(sweep_dir)
     if runs:
         write_report(sweep_dir, runs)  # over every run in the folder, earlier sweeps' too
+        write_sweep_experiment(sweep_dir)  # the HParams dashboard's columns (hparams.py)
     if plan.subdirs:  # the result is about this sweep's jobs
         runs = [run for run in runs if run["job"] in set(plan.subdirs)]
     failed = [run["job"] for run in runs if run["status"] != Status.COMPLETED]
