@@ -209,7 +209,7 @@ def exercise(
 
 
 def main() -> None:
-    """The console script. A process that imported torch spends over a second in interpreter
+    """The console script. A process that imported torch spends long in interpreter
     teardown after its last line (unloading torch's native libraries), so once a command has
     finished and closed its files, this runs the exit handlers, flushes the output and leaves
     without the teardown. Other exits (interrupted: 130, 143) go the normal way: worker
@@ -221,7 +221,7 @@ def main() -> None:
         if code in (0, 1, 2) and "torch" in sys.modules:
             import atexit
 
-            # What libraries left to their exit handlers (10 ms): logging closes its handlers,
+            # What libraries left to their exit handlers (quick): logging closes its handlers,
             # joblib unregisters each joblib call's temp folder from loky's resource tracker.
             # os._exit alone skips them, and the tracker, a process of its own, then warns of
             # "leaked folder objects" (two per joblib sweep; exercises import torch here).
