@@ -8,7 +8,8 @@ noise off without a flag of its own (the pitfall of seed article 001).
 Conventions: ``p`` is the probability of dropping a unit, checked by ``check_probability``
 (a ``ValueError`` like PyTorch's for p outside [0, 1] or not finite). ``p = 0`` is the identity;
 ``p = 1`` gives exact zeros that stay in the autograd graph (gradient 0), with no NaN even for
-inf inputs, for every kind. For 0 < p < 1 the noise is a multiplication, as in ``nn.Dropout``:
+inf inputs, for every kind written here (PyTorch's ``nn.Dropout`` and ``F.dropout``, the
+``builtin`` and ``functional`` kinds, multiply by zero: an inf input gives NaN there). For 0 < p < 1 the noise is a multiplication, as in ``nn.Dropout``:
 a dropped inf gives NaN (0 * inf), which the run's divergence check then reports.
 """
 
