@@ -88,6 +88,9 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides, run nothing."),
     sweep_dir: Optional[Path] = typer.Option(
         None, "--sweep-dir", help="Sweep directory; an existing one resumes its sweep."),
+    retries: int = typer.Option(
+        0, "--retries", help="Run a job whose process died (OOM killer, crash) again, from its "
+                             "last checkpoint, up to N times (joblib and local launchers)."),
     verbose: bool = VERBOSE,
 ):
     """Run a Hydra multirun of training runs, then write the report (report.md, report.csv)."""
@@ -96,7 +99,7 @@ def sweep(
 
     with reported_errors(verbose):
         result = run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs, launcher=launcher,
-                           dry_run=dry_run)
+                           dry_run=dry_run, retries=retries)
     typer.echo(messages.describe_sweep(result, dry_run))
     problem = messages.sweep_problem(result, dry_run)
     if problem:

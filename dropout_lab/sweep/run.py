@@ -51,26 +51,28 @@ class SweepInterrupted(RunError):
 
 
 def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: int = 1,
-              launcher: Optional[str] = None, dry_run: bool = False) -> SweepResult:
+              launcher: Optional[str] = None, dry_run: bool = False,
+              retries: int = 0) -> SweepResult:
     """Run (or with ``dry_run`` only plan) a Hydra multirun of the training core.
 
     ``sweep_dir`` names the sweep directory: an existing one resumes that sweep (completed jobs
-    are skipped; when all are, nothing starts but the report). Raises ConfigError before
-    running anything when the sweep cannot start.
+    are skipped; when all are, nothing starts but the report). ``retries``: how many times a
+    job whose process died runs again from its checkpoint (local parallel launchers). Raises
+    ConfigError before running anything when the sweep cannot start.
     """
-    overrides, workers = list(overrides), None
+    overrides = list(overrides)
     for given in [o for o in overrides if o.startswith("hydra.sweep.dir=")]:
         overrides.remove(given)  # the same as --sweep-dir
         sweep_dir = sweep_dir or Path(given.split("=", 1)[1].strip("'\""))
     resuming = sweep_dir is not None and Path(sweep_dir).is_dir()
     joblib_workers = jobs > 1 and launcher in (None, "joblib")
     if joblib_workers and not (dry_run or resuming):  # warm up while the sweep is planned
-        workers = prestart_workers(jobs)
+        prestart_workers(jobs)
     selected = [f"hydra/launcher={LAUNCHERS[launcher]}"] if launcher in LAUNCHERS else []
     # A dry run checks every job; a new sweep the first (the rest fail alone, recorded);
     # a resumed one every job, to compare with the runs already there.
     plan = plan_sweep([*overrides, *selected], validate=None if dry_run or resuming else 1)
-    extra = launcher_overrides(launcher, jobs, plan, overrides)
+    extra = launcher_overrides(launcher, jobs, plan, overrides, retries)
     plan.jobs = [[*job, *(o for o in extra if not o.startswith("hydra"))] for job in plan.jobs]
     overrides += extra
     if dry_run:
@@ -84,7 +86,7 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
             result.nothing_to_run = True
             return result
         if joblib_workers:
-            workers = prestart_workers(jobs)
+            prestart_workers(jobs)
     if sweep_dir:
         check_writable_dir(Path(sweep_dir))
     sweep_dir = Path(sweep_dir) if sweep_dir else new_sweep_dir()
@@ -93,8 +95,6 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     logging.getLogger("alembic").setLevel(logging.WARNING)
     interrupted = False
     try:
-        if workers is not None:
-            workers.join()  # one joblib call at a time
         # Jobs in other processes show no bar of their own: count them here instead.
         with job_progress(sweep_dir, plan, enabled=joblib_workers or launcher in ("local", "slurm")):
             run_hydra(sweep_task, ["--multirun", *overrides])
@@ -189,7 +189,8 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
 
 
 def record_lost_job(run_dir: Path, overrides: List[str]) -> None:
-    """A job that ended without closing its run (killed, cancelled, lost) is a failed job."""
+    """A job that ended without closing its run (killed, cancelled, lost) is a failed job;
+    its last checkpoint is whole, so a rerun continues from it."""
     if read_status(run_dir) in (None, Status.RUNNING):
         record_failure(run_dir, "the job ended without finishing its run (killed or cancelled?)",
-                       overrides)
+                       overrides, resumable=True)
