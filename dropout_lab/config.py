@@ -7,7 +7,7 @@ checked in ``__post_init__``, where the value enters. No torch import here: ``--
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from dropout_lab.checks import check_choice, check_positive, check_probability
 from dropout_lab.errors import ConfigError
@@ -75,15 +75,13 @@ class DropoutConfig:
 
     @staticmethod
     def _expand(value: Any, n_layers: int, name: str) -> list:
-        if isinstance(value, (list, tuple)) or _is_list_config(value):
-            value = list(value)
-            if len(value) != n_layers:
-                raise ConfigError(
-                    f"{name} has {len(value)} values but model.hidden has {n_layers} layers; "
-                    f"give one value per hidden layer or a single value for all"
-                )
-            return value
-        return [value] * n_layers
+        values = per_layer_values(value, n_layers)
+        if len(values) != n_layers:
+            raise ConfigError(
+                f"{name} has {len(values)} values but model.hidden has {n_layers} layers; "
+                f"give one value per hidden layer or a single value for all"
+            )
+        return values
 
     def __post_init__(self) -> None:
         check_choice(self.three_valued, "model.dropout.three_valued", THREE_VALUED_MODES)
@@ -166,6 +164,24 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def per_layer_values(value: Any, n_layers: int) -> list:
+    """A per-layer setting (one value for all layers, or a list) as a list (not checked)."""
+    if isinstance(value, (list, tuple)) or _is_list_config(value):
+        return list(value)
+    return [value] * n_layers
+
+
+def flatten_config(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}, values as they are (a config as summary.json holds it)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _is_list_config(value: Any) -> bool:

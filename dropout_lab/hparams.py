@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from dropout_lab.config import flatten_config, per_layer_values
 from dropout_lab.errors import RunError
 from dropout_lab.run_folder import EVENTS_GLOB, Status, read_summary, run_folders
 
@@ -85,22 +86,6 @@ _BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 # --- a run's hparams, from its config -------------------------------------------------------
 
-def flat_config(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}, values as they are."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flat_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def per_layer(value: Any, layers: int) -> list:
-    """A per-layer setting (one value for all, or a list) as one value per layer."""
-    return list(value) if isinstance(value, (list, tuple)) else [value] * layers
-
-
 def compact(value: Any) -> Any:
     """An hparam value: bool, number or text; lists as ``[256,256]``; None stays None."""
     if isinstance(value, (list, tuple)):
@@ -114,16 +99,16 @@ def hparam_values(config: Dict[str, Any]) -> Dict[str, Any]:
     """The run's hparams, name -> bool, number or text, in reading order (unset ones left out).
 
     Keys the schema gains later appear after the known ones, until SETTINGS names them."""
-    flat = flat_config(config)
+    flat = flatten_config(config)
     layers = len(flat.get("model.hidden") or [0])
     values: Dict[str, Any] = {}
     for setting in SETTINGS:
         if setting is PER_LAYER_P:
             if "model.dropout.p" in flat:
-                for k, p in enumerate(per_layer(flat["model.dropout.p"], layers), start=1):
+                for k, p in enumerate(per_layer_values(flat["model.dropout.p"], layers), start=1):
                     values[f"{setting.key}{k}"] = p
         elif setting.key == "model.dropout.kind" and setting.key in flat:
-            kinds = per_layer(flat[setting.key], layers)
+            kinds = per_layer_values(flat[setting.key], layers)
             values[setting.key] = kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)
         elif setting.key in flat:
             values[setting.key] = compact(flat[setting.key])

@@ -48,22 +48,6 @@ CUSTOM_SCALARS = {
 }
 
 
-def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists become strings (TensorBoard hparams take scalars)."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = str(list(value))
-        elif value is None:
-            flat[name] = "null"
-        else:
-            flat[name] = value
-    return flat
-
-
 class RunLog:
     """Writes a run's TensorBoard events, summary and checkpoints; one per run (or resume)."""
 

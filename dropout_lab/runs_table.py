@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from dropout_lab.errors import ConfigError, RunError
-from dropout_lab.hparams import LEFT_OUT, compact, flat_config
+from dropout_lab.config import flatten_config
+from dropout_lab.hparams import LEFT_OUT, compact
 from dropout_lab.job_names import name_order, short_key, short_value
 from dropout_lab.run_folder import SUMMARY, Status, has_summary, read_summary, run_folders
 
@@ -49,7 +50,7 @@ class RunRow:
 def settings_of(config: Dict[str, Any]) -> Dict[str, str]:
     """A run's config as {key: value text}, without the keys that cannot change results."""
     return {key: "null" if value is None else str(compact(value))
-            for key, value in flat_config(config).items() if key not in LEFT_OUT}
+            for key, value in flatten_config(config).items() if key not in LEFT_OUT}
 
 
 def read_row(run_dir: Path, root: Path) -> RunRow:
@@ -235,7 +236,7 @@ def read_run(run_dir: Path) -> dict:
 def diff_text(run_a: Path, run_b: Path) -> str:
     """What ``dropout-lab diff`` prints: the config keys that differ, then the metrics."""
     a, b = read_run(run_a), read_run(run_b)
-    flat_a, flat_b = (flat_config(s.get("config") or {}) for s in (a, b))
+    flat_a, flat_b = (flatten_config(s.get("config") or {}) for s in (a, b))
     keys = sorted(set(flat_a) | set(flat_b))
     differ = [key for key in keys if flat_a.get(key, "-") != flat_b.get(key, "-")]
     lines = [f"A: {run_a}", f"B: {run_b}", ""]

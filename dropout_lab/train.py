@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from dropout_lab.activations import ActivationStats
-from dropout_lab.config import Config, OptimConfig
+from dropout_lab.config import Config, OptimConfig, flatten_config
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
 from dropout_lab.progress import Progress, describe_epoch
 from dropout_lab.run_folder import CHECKPOINT, Status, read_summary
-from dropout_lab.run_log import RunLog, flatten, load_checkpoint
+from dropout_lab.run_log import RunLog, load_checkpoint
 
 # What may change when a run is resumed: where, how fast and how long it runs, never what an
 # epoch computes. Any other change would make the resumed run a different run.
@@ -230,7 +230,7 @@ def resumable_checkpoint(cfg: Config, run_dir: Path) -> Optional[dict]:
                            f"resume from (trained with logging.checkpoint=false?); start a new run")
         return None
     checkpoint = load_checkpoint(run_dir)
-    saved, wanted = flatten(checkpoint.get("config", {})), flatten(config_dict(cfg))
+    saved, wanted = flatten_config(checkpoint.get("config", {})), flatten_config(config_dict(cfg))
     changed = [f"{key}={wanted.get(key)} (the run has {value})" for key, value in saved.items()
                if not key.startswith(RESUMABLE_CHANGES) and wanted.get(key) != value]
     if changed:

@@ -89,6 +89,17 @@ def start_cli(*args, **popen_args) -> subprocess.Popen:
                             text=True, **popen_args)
 
 
+def job_dir(sweep_dir: Path, num: int, timeout: float = 120) -> Path:
+    """The folder of job ``num`` (``NNN_...``), once Hydra has made it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(Path(sweep_dir).glob(f"{num:03d}_*"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no folder for job {num} in {sweep_dir} after {timeout:.0f} s")
+
+
 def wait_for_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, timeout: float = 300):
     """Poll summary.json (written right after each epoch's checkpoint) until ``epoch`` is done."""
     from dropout_lab.errors import RunError

@@ -60,7 +60,7 @@ def test_hparams_are_in_the_same_run(tiny_cli_run):
     _, run_dir = tiny_cli_run
     hparams = read_hparams(read_events(run_dir))
     assert hparams["status"] == "completed"
-    assert hparams["model.dropout.p"] == "[0.3, 0.4]"
+    assert (hparams["model.dropout.p1"], hparams["model.dropout.p2"]) == (0.3, 0.4)
     assert hparams["optim.lr"] == 0.5
     assert hparams["data.subset"] == 1000
 

@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from conftest import BUDGET, EPOCHS, read_events, results, run_cli, start_cli, wait_for_epoch
+from conftest import (BUDGET, EPOCHS, job_dir, read_events, results, run_cli, start_cli,
+                      wait_for_epoch)
 from dropout_lab.run_folder import read_summary
 from dropout_lab.run_log import EPOCH_TAGS, load_checkpoint
 
@@ -18,14 +19,13 @@ def test_sweep_killed_mid_job_resumes_to_the_same_numbers(reference_run, tmp_pat
     sweep_dir = tmp_path / "sweep"
     args = ["sweep", "--sweep-dir", sweep_dir, *BUDGET, "seed=0,1"]
     process = start_cli(*args)
-    first_job = sweep_dir / ("0_data.subset=10000,data.test_subset=1000,optim=adam,seed=0,"
-                             f"trainer.epochs={EPOCHS}")
+    first_job = job_dir(sweep_dir, 0)
     wait_for_epoch(process, first_job, 2)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     killed = read_summary(first_job)
     assert killed["status"] == "running" and 2 <= killed["epochs_done"] < EPOCHS
-    assert [p.name[0] for p in sweep_dir.iterdir() if p.is_dir() and p.name[0].isdigit()] == ["0"]
+    assert [p.name.split("_")[0] for p in sweep_dir.iterdir() if p.name[0].isdigit()] == ["000"]
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr

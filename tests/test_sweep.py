@@ -84,11 +84,13 @@ def test_joblib_grid_runs_every_job_logs_hparams_and_resumes(tmp_path):
     for run_dir in runs:
         assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # one run each, no extras
         hparams = read_hparams(read_events(run_dir))
-        seen.add((hparams["model.dropout.p"], hparams["optim.weight_decay"]))
+        assert hparams["model.dropout.p1"] == hparams["model.dropout.p2"]  # one p for both layers
+        seen.add((hparams["model.dropout.p1"], hparams["optim.weight_decay"]))
         assert hparams["status"] == "completed"
         assert "accuracy/test" in read_events(run_dir).Tags()["scalars"]
     assert seen == expected
-    assert not list(sweep_dir.glob("events.out.tfevents.*"))  # no empty run at the top
+    # At the top, one event file: the sweep's experiment (its swept keys) for the HParams view.
+    assert len(list(sweep_dir.glob("events.out.tfevents.*"))) == 1
 
     rows = report_rows(sweep_dir)
     assert len(rows) == 4
@@ -123,10 +125,10 @@ def test_failing_jobs_are_recorded_and_the_others_complete(tmp_path):
     assert "between 0 and 1" in failed["error"] and "\n" not in failed["error"]
     assert "model.dropout.p=1.5" in failed["overrides"]
 
-    rows = {r["job"].split("_")[0]: r for r in report_rows(sweep_dir)}
-    assert rows["0"]["status"] == "completed" and float(rows["0"]["test acc"]) > 0
-    assert rows["1"]["status"] == "diverged" and "NaN" in rows["1"]["error"]
-    assert rows["2"]["status"] == "failed" and "1.5" in rows["2"]["error"]
+    rows = {int(r["job"].split("_")[0]): r for r in report_rows(sweep_dir)}
+    assert rows[0]["status"] == "completed" and float(rows[0]["test acc"]) > 0
+    assert rows[1]["status"] == "diverged" and "NaN" in rows[1]["error"]
+    assert rows[2]["status"] == "failed" and "1.5" in rows[2]["error"]
     report = (sweep_dir / "report.md").read_text()
     assert "failed" in report and "diverged" in report
 
@@ -169,10 +171,10 @@ def test_interrupted_sweep_resumes_from_the_checkpoint(tmp_path):
             "trainer.num_threads=1"]
     process = subprocess.Popen([sys.executable, "-m", "dropout_lab", *args], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first_job = sweep_dir / "0_data.subset=4000,data.test_subset=500,seed=0,trainer.epochs=8"
     deadline = time.monotonic() + 120
-    while not (first_job / "checkpoint.pt").exists() and time.monotonic() < deadline:
+    while not list(sweep_dir.glob("000_*/checkpoint.pt")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    (first_job,) = sweep_dir.glob("000_*")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -180,7 +182,7 @@ def test_interrupted_sweep_resumes_from_the_checkpoint(tmp_path):
     interrupted = json.loads((first_job / "summary.json").read_text())
     assert interrupted["status"] == "interrupted" and 1 <= interrupted["epochs_done"] < 8
     done_before = interrupted["history"]
-    assert not (sweep_dir / "1_data.subset=4000,data.test_subset=500,seed=1,trainer.epochs=8").exists()
+    assert not list(sweep_dir.glob("001_*"))
 
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr

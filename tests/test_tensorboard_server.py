@@ -48,8 +48,10 @@ def test_tensorboard_serves_every_run_of_a_sweep(tmp_path):
         url = server.stdout.readline().split()[-1]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/")
 
-        runs = wait_for(lambda: get_json(url + "data/runs"), lambda runs: len(runs) == len(jobs))
-        assert sorted(runs) == jobs  # one run per job: none missing, none empty or doubled
+        runs = wait_for(lambda: get_json(url + "data/runs"), lambda runs: len(runs) == len(jobs) + 1)
+        # one run per job (none missing, none empty or doubled), and "." for the sweep's
+        # experiment declaration (its hparams config, no scalars)
+        assert sorted(runs) == [".", *jobs]
         tags = wait_for(lambda: get_json(url + "data/plugin/scalars/tags"),
                         lambda tags: all("accuracy/test" in tags.get(run, {}) for run in jobs))
         for run in jobs:
