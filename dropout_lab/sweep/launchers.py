@@ -65,8 +65,8 @@ def launcher_overrides(launcher: Optional[str], jobs: int, plan: SweepPlan,
 
 
 def prestart_workers(jobs: int) -> None:
-    """Start the ``jobs`` worker processes now: each imports torch and the training code (about
-    3.5 s) while this process plans the sweep and starts Hydra. The launcher
+    """Start the ``jobs`` worker processes now: each imports torch and the training code (the
+    bulk of a short job's time) while this process plans the sweep and starts Hydra. The launcher
     (``hydra.launcher.n_jobs``, the same number) then finds them ready."""
     from dropout_lab.sweep.workers import worker_pool
 
@@ -75,7 +75,7 @@ def prestart_workers(jobs: int) -> None:
 
 def stop_workers() -> None:
     """Stop the idle workers now. Left to this interpreter's exit, winding them down (each
-    holding torch) takes seconds; killing them takes 0.2 s, and their jobs are all done."""
+    holding torch) is slow; killing them is quick, and their jobs are all done."""
     from dropout_lab.sweep.workers import stop_pool
 
     stop_pool()

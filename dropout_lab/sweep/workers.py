@@ -256,6 +256,6 @@ def import_training() -> int:
 
     import dropout_lab.train  # noqa: F401
 
-    # A process's first torch optimizer imports torch._dynamo (about 1.7 s, 900 modules).
+    # A process's first torch optimizer imports torch._dynamo (hundreds of modules).
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     return os.getpid()
