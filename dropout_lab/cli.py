@@ -193,6 +193,13 @@ def exercise(
         None, show_default=False, help="Hydra overrides for every run, e.g. trainer.device=cpu seed=0,1"),
     quick: bool = typer.Option(False, "--quick", help="A tiny budget (data subset, 2 epochs, one seed)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (more than 1: the joblib launcher)."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", min=2, help="Seeds per setting: seed=range(K) for every exercise, "
+                                     "instead of each exercise's own (configs/experiment/)."),
+    launcher: Optional[str] = typer.Option(
+        None, "--launcher", help="basic (one after another), joblib (local processes), "
+                                 "local (submitit processes, all jobs at once) or slurm "
+                                 "(configs/hydra/launcher/slurm.yaml)."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Output folder (default outputs/exercises/DATE/TIME_ID); an existing "
                             "one resumes: completed runs are skipped."),
@@ -203,7 +210,8 @@ def exercise(
     from dropout_lab.exercises.runner import run_exercises
 
     with reported_errors(verbose):
-        result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out)
+        result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out,
+                               seeds=seeds, launcher=launcher)
     typer.echo(messages.describe_exercises(result))
     problem = messages.exercises_problem(result)
     if problem:

@@ -8,6 +8,7 @@ simulations with a fixed seed check the two promises the reports make: the chanc
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -361,3 +362,28 @@ def test_detectable_effect_in_a_family_is_found_80_percent_of_the_time_after_hol
     a[:, 0] += delta
     adjusted = holm(stats.ttest_ind(a, b, axis=-1, equal_var=False).pvalue)
     assert abs(np.mean(adjusted[:, 0] < ALPHA) - 0.8) <= binomial_tolerance(0.8)
+
+
+def test_seeds_to_detect_matches_seeds_needed_and_the_design():
+    """For a paired and a two-setting Welch comparison, seeds_to_detect is seeds_needed at the
+    family's level with the comparison's own SD; for a 4-setting contrast it is the smallest n
+    whose Design reaches 80% power."""
+    from dropout_lab.exercises.stats import seeds_to_detect
+
+    a = estimate_by_seed({0: 0.850, 1: 0.853, 2: 0.849})
+    b = estimate_by_seed({0: 0.849, 1: 0.851, 2: 0.849})
+    paired = Family()
+    paired.add("a − b", difference(a, b))
+    paired.add("b − a", difference(b, a))
+    c = paired.adjust()["a − b"]
+    assert seeds_to_detect(c) == seeds_needed(abs(c.delta), c.design.sd, paired=True,
+                                              comparisons=2)
+    welch = difference(a, b, paired=False)
+    assert seeds_to_detect(welch) == seeds_needed(abs(welch.delta), welch.design.sd)
+    four = contrast([(1.0, estimate([1.0, 2.0, 3.0])), (-1.0, estimate([1.5, 2.0, 3.5])),
+                     (-1.0, estimate([0.0, 1.0, 1.5])), (1.0, estimate([0.2, 0.4, 2.0]))])
+    n = seeds_to_detect(four, delta=1.0)
+    power = [replace(four.design, sizes=(m,) * 4).power(1.0) for m in (n - 1, n)]
+    assert power[0] < 0.8 <= power[1]
+    assert seeds_to_detect(four, delta=1e-6) == 1001  # beyond the limit
+    assert seeds_to_detect(difference(Estimate((0.9,)), Estimate((0.1,)))) is None

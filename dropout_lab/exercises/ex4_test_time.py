@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List
 
 from dropout_lab.exercises.figures import errorbar, log_x_ticks, save_panels
-from dropout_lab.exercises.stats import Estimate, change, estimate
+from dropout_lab.exercises.stats import Estimate, Family, change, estimate
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.plots import new_figure
 
@@ -134,8 +134,8 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
         return Findings.nothing("No trained network to evaluate: nothing to conclude.")
     ks = measurements["ks"]
     deterministic = estimate(r["deterministic"]["accuracy"] for r in results)
-    deltas = {k: change(mask_mean(r, k) - r["deterministic"]["accuracy"] for r in results)
-              for k in ks}
+    comparisons = family(results, ks)
+    deltas = {k: comparisons[k_name(k)] for k in ks}
     top = str(ks[-1])
     tables = [accuracy_table(results, ks, deterministic, deltas, measurements["repeats"]),
               entropy_table(results, top)]
@@ -143,9 +143,31 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
               plot_k(results, ks, deterministic, out_dir / "mc_accuracy.png")),
              (f"Predictive entropy of right and wrong predictions, K = {top} (seed "
               f"{results[0]['seed']})", plot_entropy(results[0], out_dir / "entropy.png"))]
-    return Findings(tables, plots, conclusion(results, ks, deterministic, deltas, fastest(results)),
+    return Findings(tables, plots, conclusion(results, ks, deterministic, deltas, fastest(results),
+                                              comparisons[AUROC]),
                     numbers={"deterministic": [deterministic.mean, deterministic.std],
-                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}})
+                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}},
+                    comparisons=comparisons)
+
+
+AUROC = "AUROC of entropy (flags wrong), MC at the largest K − deterministic"
+
+
+def k_name(k: int) -> str:
+    return f"test acc: MC average of K = {k} − deterministic"
+
+
+def family(results: List[dict], ks) -> dict:
+    """Each K's accuracy against the deterministic pass and the AUROC change at the largest K,
+    each network against itself, Holm-adjusted together."""
+    comparisons = Family()
+    for k in ks:
+        comparisons.add(k_name(k), change(mask_mean(r, k) - r["deterministic"]["accuracy"]
+                                          for r in results))
+    top = str(ks[-1])
+    comparisons.add(AUROC, change(r["mc"][top]["auroc"] - r["deterministic"]["auroc"]
+                                  for r in results))
+    return comparisons.adjust()
 
 
 def accuracy_table(results: List[dict], ks, deterministic: Estimate, deltas: dict,
@@ -163,7 +185,8 @@ def accuracy_table(results: List[dict], ks, deterministic: Estimate, deltas: dic
          "Δ vs deterministic (paired by seed)", "seconds (fastest)", "cost × deterministic"], rows,
         f"{len(results)} trained networks, {results[0]['test_images']} test images. K = 1 is a "
         f"single stochastic pass. The mask-draw spread pools {repeats}//K draws "
-        f"per network; Δ pairs each network with its own deterministic pass.")
+        f"per network; Δ pairs each network with its own deterministic pass (a paired t-test "
+        f"over the networks, Holm-adjusted with the exercise's family).")
 
 
 def entropy_table(results: List[dict], top: str) -> Table:
@@ -186,7 +209,7 @@ def entropy_table(results: List[dict], top: str) -> Table:
         "right one (0.5: no signal).")
 
 
-def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
+def conclusion(results, ks, deterministic, deltas, det_seconds, gain) -> List[str]:
     lines = []
     single = deltas[ks[0]]
     lines.append(f"One stochastic pass against the deterministic pass: {single.text()} in test "
@@ -199,10 +222,10 @@ def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
                      f"the deterministic pass.")
     elif below[-1] != ks[-1]:
         k = ks[ks.index(below[-1]) + 1]
-        lines.append(f"The MC average stays within the spread of the deterministic pass or above "
-                     f"it from K = {k} on, at {fastest(results, k) / det_seconds:.0f}× its time.")
+        lines.append(f"The MC average is not significantly below the deterministic pass "
+                     f"from K = {k} on, at {fastest(results, k) / det_seconds:.0f}× its time.")
     else:
-        lines.append(f"Up to K = {ks[-1]} the MC average does not settle within the spread of the "
+        lines.append(f"Up to K = {ks[-1]} the MC average stays significantly below the "
                      f"deterministic pass: its deficit shrinks to {deltas[ks[-1]].text()}, "
                      f"small but consistent over the networks.")
     top = deltas[ks[-1]]
@@ -212,25 +235,24 @@ def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
                      f"{top.text()} at {cost:.0f}× its time: a trade of compute for accuracy; the "
                      f"deterministic pass is the one-pass approximation of that average.")
     else:
-        where = ("below" if top.significant else "within the spread of" if top.known
-                 else "(no verdict) next to")
+        where = ("significantly below" if top.significant else
+                 "not significantly different from" if top.known else "(no verdict) next to")
         lines.append(f"At K = {ks[-1]} the MC average is {where} the deterministic pass "
                      f"({top.text()}) and costs {cost:.0f}× its time: one deterministic pass "
                      f"(the expected value of the noise) gives at least the accuracy of averaging "
                      f"many masks, which is why dropout is switched off at test time.")
-    lines.append(entropy_line(results, str(ks[-1])))
+    lines.append(entropy_line(results, str(ks[-1]), gain))
     return lines
 
 
-def entropy_line(results, k: str) -> str:
+def entropy_line(results, k: str, gain) -> str:
     """Do the MC passes flag the mistakes? Entropy of wrong vs right, and AUROC vs deterministic."""
     right = estimate(r["mc"][k]["predictive_entropy_right"] for r in results)
     wrong = estimate(r["mc"][k]["predictive_entropy_wrong"] for r in results)
     area = estimate(r["mc"][k]["auroc"] for r in results)
-    gain = change(r["mc"][k]["auroc"] - r["deterministic"]["auroc"] for r in results)
     higher = "higher" if wrong.mean > right.mean else "lower"
     versus = ("better than" if gain.significant and gain.delta > 0 else
-              "worse than" if gain.significant else "within the spread of")
+              "worse than" if gain.significant else "not significantly different from")
     return (f"Uncertainty: wrong predictions have a {higher} predictive entropy than right ones "
             f"(K = {k}: {wrong.text(3)} against {right.text(3)} nats); entropy ranks a wrong "
             f"prediction above a right one with probability {area.text(3)}, {versus} the "
@@ -273,7 +295,7 @@ EXERCISE = Exercise(
     question=("Why is dropout typically not used at test time? Compare the deterministic "
               "evaluation with single stochastic passes and with the Monte Carlo average of K "
               "passes, its cost, and what the passes' disagreement tells about the mistakes."),
-    design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 3 seeds (3 runs). Each "
+    design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 5 seeds (5 runs). Each "
             "trained network is evaluated on the full test set in eval mode and with its dropout "
             "layers on (mc_dropout.mc_statistics): K = 1, 2, 4, ..., 64 passes averaged in softmax "
             "space, each timed (one torch thread); for K < 8, 8/K independent draws give the "

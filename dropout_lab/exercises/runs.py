@@ -4,7 +4,8 @@ estimates over them, and the names of settings in tables and conclusions. No tor
 from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from dropout_lab.config import DropoutConfig
-from dropout_lab.exercises.stats import Estimate, estimate
+from dropout_lab.exercises.stats import Estimate, estimate, estimate_by_seed
+from dropout_lab.report import STEADY_EPOCHS, steady_test_accuracy
 from dropout_lab.run_folder import Status, best, steady
 
 # --- runs and groups of seeds ---------------------------------------------------------------
@@ -62,19 +63,52 @@ def value_at_epoch(run: dict, epoch: int, metric: str) -> Optional[float]:
     return rows[0].get(metric) if rows else None
 
 
+def per_run(runs: Sequence[dict], value: Callable[[dict], Optional[float]]) -> Estimate:
+    """``value(run)`` of each run as an Estimate keyed by seed, so that comparisons of settings
+    that ran the same seeds are paired; not keyed where a seed repeats (never paired then)."""
+    seeds_of = [run["config"].get("seed") for run in runs]
+    if None in seeds_of or len(set(seeds_of)) != len(seeds_of):
+        return estimate(value(run) for run in runs)
+    return estimate_by_seed({seed: value(run) for seed, run in zip(seeds_of, runs)})
+
+
+def steady_epochs(run: dict) -> int:
+    """The run's trainer.steady_epochs (the window of its steady metrics)."""
+    return run["config"].get("trainer", {}).get("steady_epochs", STEADY_EPOCHS)
+
+
+def steady_value(run: dict, metric: str = "test_accuracy") -> Optional[float]:
+    """The run's steady ``metric``: the mean over its last trainer.steady_epochs epochs (the
+    summary's ``steady`` block for the test accuracy, else computed from the history)."""
+    if metric == "test_accuracy":
+        return run.get("steady_test_accuracy", steady_test_accuracy({}, run["history"]))
+    return steady(run["history"], metric, steady_epochs(run))
+
+
+def steady_metric(runs: Sequence[dict], metric: str = "test_accuracy") -> Estimate:
+    """The primary metric of the exercises: each run's steady ``metric`` (default the steady
+    test accuracy), keyed by seed."""
+    return per_run(runs, lambda run: steady_value(run, metric))
+
+
 def final(runs: Sequence[dict], metric: str = "test_accuracy") -> Estimate:
-    """A final metric of each run (report.METRICS keys or any key of the last epoch)."""
-    return estimate(run[metric] if metric in run else last_epoch(run).get(metric) for run in runs)
+    """A final-epoch metric of each run (report.METRICS keys or any key of the last epoch)."""
+    return per_run(runs, lambda run: run[metric] if metric in run else last_epoch(run).get(metric))
+
+
+def best_epoch(runs: Sequence[dict]) -> Estimate:
+    """Each run's best-epoch test accuracy (optimistic: the maximum of a noisy curve)."""
+    return per_run(runs, lambda run: best(run["history"]).get("test_accuracy"))
 
 
 def at_epoch(runs: Sequence[dict], epoch: int, metric: str) -> Estimate:
-    return estimate(value_at_epoch(run, epoch, metric) for run in runs)
+    return per_run(runs, lambda run: value_at_epoch(run, epoch, metric))
 
 
-def tail_mean(runs: Sequence[dict], metric: str, epochs: int) -> Estimate:
-    """Each run's mean of ``metric`` over its last ``epochs`` epochs: steadier than the last
-    epoch alone where test accuracy swings from epoch to epoch."""
-    return estimate(steady(run["history"], metric, epochs) for run in runs)
+def window_mean(run: dict, epoch: int, metric: str, epochs: int) -> Optional[float]:
+    """The run's mean of ``metric`` over the ``epochs`` epochs ending at ``epoch``."""
+    rows = [row for row in run["history"] if epoch - epochs < row["epoch"] <= epoch]
+    return steady(rows, metric, epochs) if rows else None
 
 
 def peak(runs: Sequence[dict]) -> Tuple[Estimate, Estimate]:

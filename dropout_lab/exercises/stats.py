@@ -504,3 +504,27 @@ def verdict(name_a: str, a: Estimate, name_b: str, b: Estimate, metric: str = "t
     comparison = difference(a, b) if comparison is None else comparison
     return (f"{metric}: {name_a} {a.text()} vs {name_b} {b.text()}: "
             f"{comparison.in_words(name_a, name_b, higher_is_better)}.")
+
+
+def seeds_to_detect(comparison: Comparison, delta: Optional[float] = None,
+                    limit: int = 1000) -> Optional[int]:
+    """Seeds per setting (or paired seeds) with which ``comparison``'s design finds a true |Δ| =
+    ``delta`` (default: the observed |Δ|) with POWER at level ALPHA / family_size, from its
+    observed SD; None without a test, ``limit + 1`` when more than ``limit`` would be needed."""
+    design = comparison.design
+    delta = abs(comparison.delta if delta is None else delta) if comparison.delta is not None else 0.0
+    if design is None or not delta > 0:
+        return None
+    alpha = ALPHA / comparison.family_size
+
+    def enough(n: int) -> bool:
+        sizes = (n,) if design.paired else (n,) * len(design.sizes)
+        return replace(design, sizes=sizes).power(delta, alpha) >= POWER
+
+    if not enough(limit):
+        return limit + 1
+    low, high = 1, limit  # a test needs 2 seeds, so enough(1) is False by convention
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high

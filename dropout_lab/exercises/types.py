@@ -30,6 +30,9 @@ class Findings:
     conclusion: List[str]
     setup: List[str] = field(default_factory=list)
     numbers: Dict[str, Any] = field(default_factory=dict)
+    # The exercise's family of comparisons, Holm-adjusted (stats.Family.adjust): each gets a row
+    # of the report's "Statistical tests" table, and results.json keeps them.
+    comparisons: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def nothing(cls, reason: str = NO_COMPLETED_RUN) -> "Findings":
