@@ -175,7 +175,7 @@ def test_exercise_1_swap_verdict_follows_the_data(tmp_path):
     assert "(0.2, 0.5) is significantly lower, so (0.5, 0.2) is better" in swap_conclusion(tmp_path, 0.85, 0.86)
     # 0.0005 apart, per-seed differences with std ~0.0014: no winner, and the detectable effect.
     tie = swap_conclusion(tmp_path, 0.8505, 0.850)
-    assert "no detectable difference" in tie and "could detect |Δ| ≥" in tie
+    assert "no significant difference" in tie and "could detect |Δ| ≥" in tie
     assert "2·SE" not in tie
 
 

@@ -208,7 +208,7 @@ def test_verdicts_in_plain_words():
     assert clear.startswith("A is significantly higher, so A is better (Δ = +0.0100, 95% CI")
     assert "adjusted p = 0.002, significant after Holm's correction for 2 comparisons" in clear
     unclear = adjusted["unclear"].in_words("A", "B")
-    assert unclear.startswith("no detectable difference")
+    assert unclear.startswith("no significant difference")
     assert f"with 3 seeds per setting this comparison could detect |Δ| ≥ " \
            f"{adjusted['unclear'].detectable:.4f} with 80% power" in unclear
     gap = adjusted["clear"].in_words("A", "B", higher_is_better=None)

@@ -288,7 +288,7 @@ class Comparison:
             winner = name_a if (self.delta > 0) == higher_is_better else name_b
             so = "" if higher_is_better is None else f", so {winner} is better"
             return f"{name_a} is significantly {direction}{so} ({numbers}{self._holm_text()})"
-        return (f"no detectable difference (within the spread over seeds): {numbers}"
+        return (f"no significant difference: {numbers}"
                 f"{self._holm_text()}; with "
                 f"{self.design.sample} this comparison could detect |Δ| ≥ "
                 f"{self.detectable:.{digits}f} with {POWER:.0%} power")
