@@ -95,7 +95,7 @@ def test_joblib_grid_runs_every_job_logs_hparams_and_resumes(tmp_path):
     rows = report_rows(sweep_dir)
     assert len(rows) == 4
     assert {(float(r["model.dropout.p"]), float(r["optim.weight_decay"])) for r in rows} == expected
-    accuracies = [float(r["test acc"]) for r in rows]
+    accuracies = [float(r["steady test acc"]) for r in rows]
     assert accuracies == sorted(accuracies, reverse=True)
     assert (sweep_dir / "report.md").is_file() and (sweep_dir / "test_accuracy.png").is_file()
 
@@ -126,7 +126,7 @@ def test_failing_jobs_are_recorded_and_the_others_complete(tmp_path):
     assert "model.dropout.p=1.5" in failed["overrides"]
 
     rows = {int(r["job"].split("_")[0]): r for r in report_rows(sweep_dir)}
-    assert rows[0]["status"] == "completed" and float(rows[0]["test acc"]) > 0
+    assert rows[0]["status"] == "completed" and float(rows[0]["steady test acc"]) > 0
     assert rows[1]["status"] == "diverged" and "NaN" in rows[1]["error"]
     assert rows[2]["status"] == "failed" and "1.5" in rows[2]["error"]
     report = (sweep_dir / "report.md").read_text()

@@ -36,7 +36,7 @@ OOM_BUDGET = ["data.subset=256", "data.test_subset=256", f"trainer.epochs={EPOCH
 
 
 def job_dir(sweep_dir: Path, num: int) -> Path:
-    (found,) = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.startswith(f"{num}_")]
+    (found,) = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.startswith(f"{num:03d}_")]
     return found
 
 
