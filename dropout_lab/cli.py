@@ -88,6 +88,9 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides, run nothing."),
     sweep_dir: Optional[Path] = typer.Option(
         None, "--sweep-dir", help="Sweep directory; an existing one resumes its sweep."),
+    retries: int = typer.Option(
+        0, "--retries", help="Run a job whose process died (OOM killer, crash) again, from its "
+                             "last checkpoint, up to N times (joblib and local launchers)."),
     verbose: bool = VERBOSE,
 ):
     """Run a Hydra multirun of training runs, then write the report (report.md, report.csv)."""
@@ -96,7 +99,7 @@ def sweep(
 
     with reported_errors(verbose):
         result = run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs, launcher=launcher,
-                           dry_run=dry_run)
+                           dry_run=dry_run, retries=retries)
     typer.echo(messages.describe_sweep(result, dry_run))
     problem = messages.sweep_problem(result, dry_run)
     if problem:
@@ -131,6 +134,40 @@ def tensorboard(
 
 
 @app.command()
+def runs(
+    directory: Path = typer.Argument(Path("outputs"), metavar="DIR",
+                                     help="A run, sweep, exercise or outputs folder."),
+    sort: Optional[str] = typer.Option(
+        None, "--sort", help="Sort by a column: steady, test_acc, best, gap, epochs, time (highest "
+                             "first), run, status or a shown setting (e.g. wd)."),
+    status: Optional[str] = typer.Option(
+        None, "--status", help="Only runs with this status: completed, diverged, failed, "
+                               "interrupted or running."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV (one column per setting) instead of the table."),
+    verbose: bool = VERBOSE,
+):
+    """List the runs under DIR: status, the settings that differ, test accuracy (steady,
+    final, best), gap, epochs and time. Reads only their summary.json files."""
+    from dropout_lab import runs_table
+
+    with reported_errors(verbose):
+        typer.echo(runs_table.runs_text(directory, sort=sort, status=status, as_csv=as_csv), nl=False)
+
+
+@app.command()
+def diff(
+    run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run folder."),
+    run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run folder."),
+    verbose: bool = VERBOSE,
+):
+    """Compare two runs: the config keys that differ, and their metrics side by side."""
+    from dropout_lab import runs_table
+
+    with reported_errors(verbose):
+        typer.echo(runs_table.diff_text(run_a, run_b), nl=False)
+
+
+@app.command()
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A training run's folder (summary.json, checkpoint.pt)."),
     mc_samples: int = typer.Option(20, "--mc-samples", "-k", help="Stochastic passes K per test image."),
@@ -156,6 +193,13 @@ def exercise(
         None, show_default=False, help="Hydra overrides for every run, e.g. trainer.device=cpu seed=0,1"),
     quick: bool = typer.Option(False, "--quick", help="A tiny budget (data subset, 2 epochs, one seed)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (more than 1: the joblib launcher)."),
+    seeds: Optional[int] = typer.Option(
+        None, "--seeds", min=2, help="Seeds per setting: seed=range(K) for every exercise, "
+                                     "instead of each exercise's own (configs/experiment/)."),
+    launcher: Optional[str] = typer.Option(
+        None, "--launcher", help="basic (one after another), joblib (local processes), "
+                                 "local (submitit processes, all jobs at once) or slurm "
+                                 "(configs/hydra/launcher/slurm.yaml)."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="Output folder (default outputs/exercises/DATE/TIME_ID); an existing "
                             "one resumes: completed runs are skipped."),
@@ -166,7 +210,8 @@ def exercise(
     from dropout_lab.exercises.runner import run_exercises
 
     with reported_errors(verbose):
-        result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out)
+        result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out,
+                               seeds=seeds, launcher=launcher)
     typer.echo(messages.describe_exercises(result))
     problem = messages.exercises_problem(result)
     if problem:
@@ -175,19 +220,23 @@ def exercise(
 
 
 def main() -> None:
-    """The console script. A process that imported torch spends over a second in interpreter
+    """The console script. A process that imported torch spends long in interpreter
     teardown after its last line (unloading torch's native libraries), so once a command has
-    finished and closed its files, this flushes the output and log handlers and leaves without
-    it. Other exits (interrupted: 130, 143) go the normal way: worker processes may still be
-    saving their checkpoints."""
+    finished and closed its files, this runs the exit handlers, flushes the output and leaves
+    without the teardown. Other exits (interrupted: 130, 143) go the normal way: worker
+    processes may still be saving their checkpoints."""
     try:
         app()
     except SystemExit as finished:
         code = 0 if finished.code is None else finished.code
         if code in (0, 1, 2) and "torch" in sys.modules:
-            import logging
+            import atexit
 
-            logging.shutdown()
+            # What libraries left to their exit handlers (quick): logging closes its handlers,
+            # joblib unregisters each joblib call's temp folder from loky's resource tracker.
+            # os._exit alone skips them, and the tracker, a process of its own, then warns of
+            # "leaked folder objects" (two per joblib sweep; exercises import torch here).
+            atexit._run_exitfuncs()  # what Py_Finalize calls; os._exit then skips the rest
             for stream in (sys.stdout, sys.stderr):
                 with suppress(OSError):  # a reader that has gone (| head) loses nothing of ours
                     stream.flush()

@@ -7,7 +7,7 @@ checked in ``__post_init__``, where the value enters. No torch import here: ``--
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from dropout_lab.checks import check_choice, check_positive, check_probability
 from dropout_lab.errors import ConfigError
@@ -29,6 +29,9 @@ DROPOUT_KINDS_HELP = (
     "in training; it is there to show that mistake, not for real use."
 )
 INITS = ("default", "normal")
+# fp32: everything in float32 (the textbook figures). bf16: the forward pass and the loss under
+# autocast to bfloat16; parameters, gradients and optimizer state stay float32.
+PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
 TRAIN_IMAGES = 60000  # Fashion-MNIST's training split; data.validation is carved out of it
@@ -81,15 +84,13 @@ class DropoutConfig:
 
     @staticmethod
     def _expand(value: Any, n_layers: int, name: str) -> list:
-        if isinstance(value, (list, tuple)) or _is_list_config(value):
-            value = list(value)
-            if len(value) != n_layers:
-                raise ConfigError(
-                    f"{name} has {len(value)} values but model.hidden has {n_layers} layers; "
-                    f"give one value per hidden layer or a single value for all"
-                )
-            return value
-        return [value] * n_layers
+        values = per_layer_values(value, n_layers)
+        if len(values) != n_layers:
+            raise ConfigError(
+                f"{name} has {len(values)} values but model.hidden has {n_layers} layers; "
+                f"give one value per hidden layer or a single value for all"
+            )
+        return values
 
     def __post_init__(self) -> None:
         check_choice(self.three_valued, "model.dropout.three_valued", THREE_VALUED_MODES)
@@ -178,8 +179,10 @@ class TrainerConfig:
     # the clean generalisation gap. Train accuracy measured during the epoch has dropout on.
     eval_train_subset: int = 10000  # 0: off
     steady_epochs: int = 3  # the steady metric: the mean test accuracy of the last k epochs
+    precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see train.py)
 
     def __post_init__(self) -> None:
+        check_choice(self.precision, "trainer.precision", PRECISIONS)
         check_positive(self.epochs, "trainer.epochs", integer=True)
         check_positive(self.steady_epochs, "trainer.steady_epochs", integer=True)
         if isinstance(self.eval_train_subset, bool) or self.eval_train_subset < 0:
@@ -220,6 +223,24 @@ class Config:
 def _check_at_least_zero(value: float, name: str) -> None:
     if isinstance(value, bool) or not 0.0 <= value < float("inf"):
         raise ConfigError(f"{name} has to be >= 0, but got {value}")
+
+
+def per_layer_values(value: Any, n_layers: int) -> list:
+    """A per-layer setting (one value for all layers, or a list) as a list (not checked)."""
+    if isinstance(value, (list, tuple)) or _is_list_config(value):
+        return list(value)
+    return [value] * n_layers
+
+
+def flatten_config(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}, values as they are (a config as summary.json holds it)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _is_list_config(value: Any) -> bool:

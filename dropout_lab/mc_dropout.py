@@ -107,7 +107,7 @@ ROWS = [  # (label, deterministic key, MC key)
 
 def format_table(run_dir: Path, summary: dict, metrics: Dict[str, float],
                  stochastic_layers: List[str]) -> str:
-    from dropout_lab.report import markdown_table
+    from dropout_lab.tables import markdown_table
 
     k = metrics["mc_samples"]
     rows = [[label, metrics[det] if det else None, metrics[mc]] for label, det, mc in ROWS]
@@ -126,7 +126,7 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
 
     from dropout_lab.trained_model import run_config, test_split, trained_model
     from dropout_lab.report import run_record
-    from dropout_lab.train import evaluate
+    from dropout_lab.train import evaluate_split
 
     check_positive(mc_samples, "--mc-samples", integer=True)
     run_dir = Path(run_dir)
@@ -146,7 +146,7 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     split = test_split(run)
     batch_size = config.trainer.eval_batch_size
     metrics = {"mc_samples": mc_samples, "seed": seed, "test_images": len(split),
-               **evaluate(model, split, batch_size)}  # the deterministic pass, as in training
+               **evaluate_split(model, split, batch_size)}  # the deterministic pass, as in training
     layers = stochastic_layers_on(model)
     with torch.random.fork_rng(devices=[]):  # seed the masks without touching the caller's RNG
         torch.manual_seed(seed)

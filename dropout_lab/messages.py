@@ -13,6 +13,10 @@ from typing import Optional
 from dropout_lab.run_folder import Status, steady
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def exit_code(*, failed: bool = False, bad_config: bool = False,
               signal: Optional[int] = None) -> int:
     if signal:
@@ -29,7 +33,7 @@ def describe_run(result) -> str:
     final, epochs = result.final, len(result.history)
     metrics = (f"train loss {final['train_loss']:.4f}, train acc {final['train_accuracy']:.4f}, "
                f"test acc {final['test_accuracy']:.4f}" if final else "no epoch finished")
-    line = f"{result.status}: {metrics} after {epochs} epoch{'' if epochs == 1 else 's'}"
+    line = f"{result.status}: {metrics} after {plural(epochs, 'epoch')}"
     window = min(result.steady_epochs, epochs)
     if window > 1:
         mean = steady(result.history, "test_accuracy", window)
@@ -61,7 +65,8 @@ def describe_sweep(result, dry_run: bool = False) -> str:
                 lines.append(f"      bad config: {result.problems[num]}")
         return "\n".join(lines)
     done = sum(run["status"] == Status.COMPLETED for run in result.runs)
-    return (f"sweep: {done} of {len(result.runs)} jobs completed\n"
+    before = " (all before this command: nothing to train)" if result.nothing_to_run else ""
+    return (f"sweep: {done} of {len(result.runs)} jobs completed{before}\n"
             f"report: {result.sweep_dir / 'report.md'}\n"
             f"view: dropout-lab tensorboard {result.sweep_dir}")
 
@@ -92,7 +97,7 @@ def sweep_exit_code(result, dry_run: bool = False) -> int:
 def describe_exercises(result) -> str:
     lines = []
     for o in result.outcomes:
-        counts = [f"{o.jobs} jobs", *([f"{o.diverged} diverged"] if o.diverged else []),
+        counts = [plural(o.jobs, "job"), *([f"{o.diverged} diverged"] if o.diverged else []),
                   *([f"{o.failed} failed"] if o.failed else []), f"{o.seconds:.0f} s"]
         lines.append(f"exercise {o.number}: {o.report} ({', '.join(counts)})")
     lines += [f"index: {result.index}", f"view: dropout-lab tensorboard {result.out_dir}"]

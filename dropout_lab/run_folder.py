@@ -26,6 +26,7 @@ CHECKPOINT = "checkpoint.pt"
 EVENTS_GLOB = "events.out.tfevents.*"
 HYDRA_DIR = ".hydra"
 OVERRIDES = f"{HYDRA_DIR}/overrides.yaml"
+RESUMABLE = "resumable"  # summary key of a failed run that continues from its checkpoint
 
 
 class Status(str, Enum):
@@ -82,9 +83,12 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     write_json(Path(run_dir) / SUMMARY, summary)
 
 
-def record_failure(run_dir: Path, reason: str, overrides: Optional[List[str]] = None) -> None:
+def record_failure(run_dir: Path, reason: str, overrides: Optional[List[str]] = None,
+                   resumable: bool = False) -> None:
     """Mark the run failed with a one-line ``reason``, keeping what its summary already holds
-    (a run that recorded its own failure keeps its reason)."""
+    (a run that recorded its own failure keeps its reason). ``resumable``: it was stopped from
+    outside (its process killed, memory exhausted), not by its config, so its last checkpoint
+    is whole and running it again continues from there (``rerun_resumes``)."""
     try:
         summary = read_summary(run_dir)
     except RunError:
@@ -93,7 +97,24 @@ def record_failure(run_dir: Path, reason: str, overrides: Optional[List[str]] = 
         summary.update(status=Status.FAILED.value, error=reason)
     if overrides is not None:
         summary["overrides"] = list(overrides)
+    if resumable:
+        summary[RESUMABLE] = True
+    else:
+        summary.pop(RESUMABLE, None)
     write_summary(run_dir, summary)
+
+
+def rerun_resumes(run_dir: Path) -> bool:
+    """Whether a run started again in ``run_dir`` continues from its checkpoint rather than
+    anew: it was interrupted, killed (still "running") or failed from outside (resumable)."""
+    if not has_summary(run_dir):
+        return False
+    summary = read_summary(run_dir)
+    status = Status(summary.get("status", Status.RUNNING))
+    if status == Status.FAILED and summary.get(RESUMABLE):
+        # Without a checkpoint only a run that had not finished an epoch can go on.
+        return (Path(run_dir) / CHECKPOINT).is_file() or not summary.get("epochs_done")
+    return status.resumable
 
 
 def run_folders(root: Path) -> Iterator[Path]:

@@ -8,7 +8,8 @@ TensorBoard tags (step = epoch, starting at 1):
     (train - test), time/epoch_seconds; at the end steady/accuracy_test (the mean test accuracy
     of the last trainer.steady_epochs epochs), best/accuracy_test and the run's hparams. With
     logging.activation_stats: activations/layer{k}_var_before_noise, ..._var_after_noise and
-    ..._mean_square_before_noise per hidden layer k (see activations.py).
+    ..._mean_square_before_noise per hidden layer k (see activations.py). The hparams, and
+    which of them the HParams dashboard shows, are hparams.py's.
 """
 
 import io
@@ -42,8 +43,6 @@ EPOCH_TAGS = {  # history key -> TensorBoard tag
 # the steady validation accuracy is what a search tunes on (sweep/job.py's objective).
 STEADY_KEYS = ("test_accuracy", "test_loss", "train_eval_accuracy", "gap", "val_accuracy",
                "val_loss")
-HPARAM_METRICS = ["steady/accuracy_test", "accuracy/test", "best/accuracy_test",
-                  "accuracy/train_eval", "accuracy/train", "accuracy/gap", "loss/test"]
 CUSTOM_SCALARS = {
     "dropout-lab": {
         "accuracy (train vs test)": ["Multiline", ["accuracy/train", "accuracy/train_eval",
@@ -52,22 +51,6 @@ CUSTOM_SCALARS = {
         "generalisation gap": ["Multiline", ["accuracy/gap", "accuracy/gap_dropout_on"]],
     }
 }
-
-
-def flatten(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists become strings (TensorBoard hparams take scalars)."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = str(list(value))
-        elif value is None:
-            flat[name] = "null"
-        else:
-            flat[name] = value
-    return flat
 
 
 class RunLog:
@@ -157,16 +140,17 @@ class RunLog:
         return summary
 
     def _write_hparams(self, status: Status, summary: dict) -> None:
-        from torch.utils.tensorboard.summary import hparams
+        """The run's hparams and metrics for the HParams dashboard (hparams.py): the
+        experiment (a single run; a sweep declares its own), the session start and end."""
+        from dropout_lab.hparams import in_sweep_job, run_summaries
 
         if summary["best"]:
             last = summary["final"]["epoch"]
             self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"], last)
             self.writer.add_scalar("steady/accuracy_test", summary["steady"]["test_accuracy"], last)
-        params = {**flatten(self.config), "status": Status(status).value}
-        # SummaryWriter.add_hparams would open a second, empty-looking run; write the three
-        # hparams summaries into this run's own file instead.
-        for item in hparams(params, {tag: None for tag in HPARAM_METRICS}):
+        # Into this run's own file: SummaryWriter.add_hparams would open a second, empty run.
+        for item in run_summaries(self.config, Status(status).value, self.started,
+                                  with_experiment=not in_sweep_job()):
             self.writer.file_writer.add_summary(item)
         self.writer.flush()
 

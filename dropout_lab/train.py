@@ -5,7 +5,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -15,19 +15,23 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from dropout_lab.activations import ActivationStats
-from dropout_lab.config import Config, OptimConfig, ScheduleConfig
+from dropout_lab.config import Config, OptimConfig, ScheduleConfig, flatten_config
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
+from dropout_lab.progress import Progress, describe_epoch
 from dropout_lab.run_folder import CHECKPOINT, Status, read_summary
-from dropout_lab.run_log import RunLog, flatten, load_checkpoint
+from dropout_lab.run_log import RunLog, load_checkpoint
 
 # What may change when a run is resumed: where, how fast and how long it runs, never what an
 # epoch computes. Any other change would make the resumed run a different run.
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
                      "trainer.eval_batch_size", "trainer.steady_epochs", "data.dir",
                      "data.cache_dir", "data.download", "logging.")
+
+# The dtype of the matrix products in each trainer.precision.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
 # a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
@@ -59,6 +63,51 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu")
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512_BF16 or AMX on this CPU: what oneDNN's bf16 matrix products run on.
+
+    ``torch.backends.cpu.get_cpu_capability()`` says only "AVX512", with or without bf16, so
+    ask torch's own CPUID query; /proc/cpuinfo where this torch lacks it."""
+    queries = [getattr(torch.cpu, name, None)
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(queries):
+        return any(query() for query in queries)
+    with suppress(OSError):
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse bf16 on hardware without native bf16 (ConfigError).
+
+    Refused rather than run in fp32 with a notice: the run's config, summary and hparams
+    would say bf16 for fp32 numbers, and a sweep over trainer.precision would compare fp32
+    with itself. Emulated bf16 would give bf16 numbers but run slower than fp32, which defeats
+    the only reason to choose it."""
+    if precision != "bf16":
+        return
+    if device.type == "cuda":
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            raise ConfigError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} "
+                              f"has no native bf16; use trainer.precision=fp32")
+    elif device.type == "cpu" and not cpu_has_native_bf16():
+        raise ConfigError(f"trainer.precision=bf16 needs a CPU with native bf16 (AVX512_BF16 or "
+                          f"AMX), which this one ({torch.backends.cpu.get_cpu_capability()}) "
+                          f"lacks; use trainer.precision=fp32")
+
+
+def autocast(precision: str, device: torch.device):
+    """The context of the forward pass and the loss: bf16 autocast, or nothing at all for fp32
+    (so fp32 runs are bit for bit the runs before trainer.precision existed).
+
+    Enter it per step, never around ``optimizer.step()``: autocast caches the bf16 copy of
+    each weight until the context exits, so an update inside it would be read stale."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=PRECISION_DTYPES[precision])
 
 
 def build_optimizer(cfg: OptimConfig, params):
@@ -112,15 +161,17 @@ def current_lr(optimizer) -> float:
 
 
 def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
-                interrupted: threading.Event, scheduler=None) -> dict:
+                interrupted: threading.Event, precision: str = "fp32", scheduler=None) -> dict:
     """One pass over the shuffled training set with dropout on; mean loss and accuracy.
     ``scheduler`` (build_scheduler's) steps after every optimiser step."""
     model.train()
-    loss_sum = torch.zeros((), device=split.images.device)
-    correct = torch.zeros((), dtype=torch.long, device=split.images.device)
+    device = split.images.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
     for step, (images, labels) in enumerate(batches(split, batch_size, generator)):
-        logits = model(images)  # (B, 10)
-        loss = F.cross_entropy(logits, labels)
+        with autocast(precision, device):
+            logits = model(images)  # (B, 10); bf16 under autocast
+            loss = F.cross_entropy(logits, labels)  # float32: autocast runs it in fp32
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -143,12 +194,15 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
 
 
 @torch.no_grad()
-def evaluate_split(model, split: Split, batch_size: int, name: str = "test") -> dict:
-    """Mean loss and accuracy on ``split`` in eval mode (no dropout): {name}_loss, {name}_accuracy."""
+def evaluate_split(model, split: Split, batch_size: int, name: str = "test",
+                   precision: str = "fp32") -> dict:
+    """Mean loss and accuracy on ``split`` in eval mode (no dropout): {name}_loss and
+    {name}_accuracy, in the precision the model trains in (a bf16 run: its bf16 forward pass)."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for images, labels in batches(split, batch_size):
-        logits = model(images)
+        with autocast(precision, split.images.device):
+            logits = model(images)
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
     return {f"{name}_loss": loss_sum / len(split), f"{name}_accuracy": correct / len(split)}
@@ -158,23 +212,16 @@ def epoch_metrics(model, data: FashionMNIST, train_metrics: dict, cfg: Config) -
     """The epoch's test metrics, and the clean gap: train accuracy in eval mode (no dropout) on
     a fixed training subset, minus test accuracy. The dropout-on train accuracy of the epoch
     (the textbook's figure) gives ``gap_dropout_on``; heavy dropout makes that one negative."""
-    batch_size = cfg.trainer.eval_batch_size
-    metrics = {**train_metrics, **evaluate_split(model, data.test, batch_size)}
-    metrics.update(validation_metrics(model, data, batch_size))
+    batch_size, precision = cfg.trainer.eval_batch_size, cfg.trainer.precision
+    metrics = {**train_metrics, **evaluate_split(model, data.test, batch_size, precision=precision)}
+    if data.validation is not None:  # data.validation > 0: the held-out training images
+        metrics.update(evaluate_split(model, data.validation, batch_size, "val", precision))
     metrics["gap_dropout_on"] = metrics["train_accuracy"] - metrics["test_accuracy"]
     if cfg.trainer.eval_train_subset:
         subset = data.train.head(cfg.trainer.eval_train_subset)
-        metrics.update(evaluate_split(model, subset, batch_size, name="train_eval"))
+        metrics.update(evaluate_split(model, subset, batch_size, "train_eval", precision))
         metrics["gap"] = metrics["train_eval_accuracy"] - metrics["test_accuracy"]
     return metrics
-
-
-def validation_metrics(model, data: FashionMNIST, batch_size: int) -> dict:
-    """val_loss and val_accuracy on the held-out training images (data.validation), eval mode;
-    {} when there is no validation split."""
-    if data.validation is None:
-        return {}
-    return evaluate_split(model, data.validation, batch_size, name="val")
 
 
 @contextmanager
@@ -230,7 +277,7 @@ def resumable_checkpoint(cfg: Config, run_dir: Path) -> Optional[dict]:
                            f"resume from (trained with logging.checkpoint=false?); start a new run")
         return None
     checkpoint = load_checkpoint(run_dir)
-    saved, wanted = flatten(checkpoint.get("config", {})), flatten(config_dict(cfg))
+    saved, wanted = flatten_config(checkpoint.get("config", {})), flatten_config(config_dict(cfg))
     fixed = schedule_length_keys(cfg.optim.schedule)
     changed = [f"{key}={wanted.get(key)} (the run has {value})" for key, value in saved.items()
                if (key in fixed or not key.startswith(RESUMABLE_CHANGES))
@@ -275,12 +322,11 @@ def scheduler_state(scheduler) -> dict:
     return {} if scheduler is None else {"scheduler": scheduler.state_dict()}
 
 
-def _progress_bar(cfg: Config, total: int, initial: int):
+def _progress_bar(cfg: Config, total: int, initial: int) -> Optional[Progress]:
+    """Batches on a terminal's bar; elsewhere a line per epoch (see progress.py)."""
     if not cfg.trainer.progress:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="batch", dynamic_ncols=True, leave=False)
+    return Progress(total, initial=initial, unit="batch", leave=False)
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False,
@@ -303,6 +349,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle order, on the CPU
     device = resolve_device(cfg.trainer.device)
+    precision = cfg.trainer.precision
+    check_precision(precision, device)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     # Built before restore(): building a scheduler sets the optimiser's lr, which the
@@ -336,7 +384,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 started = time.perf_counter()
                 lr = current_lr(optimizer)  # the epoch's first step's
                 train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
-                                            generator, progress, interrupted, scheduler)
+                                            generator, progress, interrupted, precision,
+                                            scheduler)
                 if train_metrics.get("diverged"):
                     status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
                     break
@@ -355,6 +404,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 if progress is not None:
                     progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",
                                          test_acc=f"{metrics['test_accuracy']:.3f}")
+                    progress.tell(describe_epoch(metrics, cfg.trainer.epochs))
         except _Interrupted:
             status = Status.INTERRUPTED
             error = f"stopped by {signal.Signals(interrupted.signum).name} after epoch {len(log.history)}"

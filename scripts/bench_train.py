@@ -17,6 +17,8 @@
     much of the gap to 1.3 is the framework's and how much the work's (default SGD, kinds
     custom or none only).
 (d) With ``--compile``: the epoch of (a) with the model through ``torch.compile``.
+(e) With ``--precision bf16``: the epoch with ``trainer.precision=bf16`` (autocast) against the
+    same matrix products in bf16 and against the fp32 epoch of (a), in the same rounds.
 
 Rounds interleave the contenders, so a neighbour's load hits each alike; the medians are
 compared. Extra arguments are config overrides (default: the default config). On a machine
@@ -25,7 +27,7 @@ process CPU time of one thread is not stretched by waiting for a core.
 
     .venv/bin/python scripts/bench_train.py [--rounds 5] [--textbook-rounds 3] [--workers 4]
                                             [--clock wall|cpu] [--skip-textbook] [--floor] [--compile]
-                                            [OVERRIDES...]
+                                            [--precision bf16] [OVERRIDES...]
 """
 
 import argparse
@@ -41,9 +43,12 @@ import torch
 import torch.nn.functional as F
 
 from dropout_lab.hydra_runner import compose, typed_config
+from dropout_lab.config import PRECISIONS
 from dropout_lab.data import FILES, batches, find_source, load_fashion_mnist, read_verified
+from dropout_lab.errors import ConfigError
 from dropout_lab.model import N_CLASSES, N_INPUTS, build_model
-from dropout_lab.train import build_optimizer, evaluate_split, train_epoch
+from dropout_lab.train import (PRECISION_DTYPES, build_optimizer, check_precision,
+                               evaluate_split, train_epoch)
 
 
 def batch_sizes(n: int, batch_size: int) -> list:
@@ -52,14 +57,16 @@ def batch_sizes(n: int, batch_size: int) -> list:
 
 
 def matmul_epoch_seconds(layer_sizes: list, train_batches: list, test_batches: list,
-                         clock=time.perf_counter) -> float:
+                         clock=time.perf_counter, dtype=torch.float32) -> float:
     """Seconds for just the epoch's matrix products through ``torch.mm``, in autograd's layouts.
 
     Linear layer y = x W^T (W: out x in). Forward: mm(x, W^T). Backward: weight gradient
     mm(g^T, x) (out x in), input gradient mm(g, W) (B x in), for every layer but the first.
+    Under bf16 autocast all of them run in bf16 (``dtype``).
     """
-    weights = [torch.randn(n_out, n_in) for n_in, n_out in zip(layer_sizes, layer_sizes[1:])]
-    activations = {b: [torch.randn(b, n) for n in layer_sizes]  # x, hidden..., logits grad
+    weights = [torch.randn(n_out, n_in, dtype=dtype)
+               for n_in, n_out in zip(layer_sizes, layer_sizes[1:])]
+    activations = {b: [torch.randn(b, n, dtype=dtype) for n in layer_sizes]  # x, hidden..., g
                    for b in set(train_batches) | set(test_batches)}
     started = clock()
     for b in train_batches:
@@ -91,10 +98,12 @@ class OurEpoch:
         self.never_interrupted = threading.Event()
 
     def seconds(self, clock=time.perf_counter) -> float:
+        trainer = self.cfg.trainer
         started = clock()
-        train_epoch(self.model, self.optimizer, self.data.train, self.cfg.trainer.batch_size,
-                    self.generator, None, self.never_interrupted)
-        evaluate_split(self.model, self.data.test, self.cfg.trainer.eval_batch_size)
+        train_epoch(self.model, self.optimizer, self.data.train, trainer.batch_size,
+                    self.generator, None, self.never_interrupted, trainer.precision)
+        evaluate_split(self.model, self.data.test, trainer.eval_batch_size,
+                       precision=trainer.precision)
         return clock() - started
 
 
@@ -105,8 +114,8 @@ class FloorEpoch:
     def __init__(self, cfg, data):
         layers = cfg.model.dropout.per_layer(len(cfg.model.hidden))  # (kind, p) per hidden layer
         if {kind for kind, _ in layers} - {"custom", "none"} or cfg.optim.name != "sgd" \
-                or cfg.optim.momentum or cfg.optim.weight_decay:
-            raise SystemExit("--floor: only dropout kinds custom/none with plain SGD")
+                or cfg.optim.momentum or cfg.optim.weight_decay or cfg.trainer.precision != "fp32":
+            raise SystemExit("--floor: only dropout kinds custom/none with plain SGD in fp32")
         self.p = [p if kind == "custom" else 0.0 for kind, p in layers]
         torch.manual_seed(cfg.seed)
         linears = [m for m in build_model(cfg.model).modules() if isinstance(m, torch.nn.Linear)]
@@ -236,10 +245,21 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also the epoch with the model through torch.compile (needs a C++ "
                              "compiler; the warm-up compiles, 5-20 s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="also (e): the epoch in this trainer.precision against its matrix "
+                             "products in that dtype and against the epoch of (a)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
     cfg = typed_config(compose(["trainer.device=cpu", *args.overrides]))
+    low = None  # (e): the config in --precision, when it differs from (a)'s
+    if args.precision != cfg.trainer.precision:
+        low = typed_config(compose(["trainer.device=cpu", *args.overrides,
+                                    f"trainer.precision={args.precision}"]))
+        try:
+            check_precision(args.precision, torch.device("cpu"))
+        except ConfigError as error:
+            raise SystemExit(f"--precision: {error}") from None
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -253,37 +273,54 @@ def main() -> None:
           f"{len(data.train)} train / {len(data.test)} test images")
 
     ours = OurEpoch(cfg, data)
-    floor = FloorEpoch(cfg, data) if args.floor else None
-    compiled = OurEpoch(cfg, data, compiled=True) if args.compile else None
 
-    def matmul_seconds(clock=time.perf_counter):
-        return matmul_epoch_seconds(layer_sizes, train_batches, test_batches, clock)
+    def matmul_seconds(precision):
+        def seconds(clock=time.perf_counter):
+            return matmul_epoch_seconds(layer_sizes, train_batches, test_batches, clock,
+                                        PRECISION_DTYPES[precision])
+        return seconds
 
-    contenders = [ours.seconds, matmul_seconds, *([floor.seconds] if floor else []),
-                  *([compiled.seconds] if compiled else [])]
-    for measure in contenders:  # warm-up
+    contenders = {"ours": ours.seconds, "matmul": matmul_seconds(cfg.trainer.precision)}
+    if args.floor:
+        contenders["floor"] = FloorEpoch(cfg, data).seconds
+    if args.compile:
+        contenders["compiled"] = OurEpoch(cfg, data, compiled=True).seconds
+    if low:
+        contenders["low"] = OurEpoch(low, data).seconds
+        contenders["low_matmul"] = matmul_seconds(args.precision)
+    for measure in contenders.values():  # warm-up
         measure()
-    times = [[] for _ in contenders]
+    times = {name: [] for name in contenders}
     for _ in range(args.rounds):  # interleaved: a neighbour's load hits each alike
-        for measure, measured in zip(contenders, times):
-            measured.append(measure(clock))
-    print("(a) one epoch + test evaluation against its matrix products alone")
-    ours_median = print_times("dropout-lab epoch (train_epoch + evaluate_split)", times[0])
+        for name, measure in contenders.items():
+            times[name].append(measure(clock))
+    print(f"(a) one epoch + test evaluation against its matrix products alone "
+          f"({cfg.trainer.precision})")
+    ours_median = print_times("dropout-lab epoch (train_epoch + evaluate_split)", times["ours"])
     matmul_median = print_times("torch.mm only, same shapes (fwd, bwd weight + input grads)",
-                                times[1])
+                                times["matmul"])
     ratio = ours_median / matmul_median
     print(f"  ratio {ratio:.2f} (target <= 1.3: {verdict(ratio <= 1.3)})")
-    if floor:
+    if args.floor:
         print("(c) the floor of eager PyTorch, same rounds: the epoch by hand (no autograd, "
               "fused ReLU+dropout mask, SGD in the GEMM)")
-        floor_median = print_times("hand-written epoch", times[2])
+        floor_median = print_times("hand-written epoch", times["floor"])
         print(f"  ratio {floor_median / matmul_median:.2f} to the products; dropout-lab's epoch "
               f"is {ours_median / floor_median:.2f}x this floor")
-    if compiled:
+    if args.compile:
         print("(d) the same epoch with the model through torch.compile, same rounds")
-        compiled_median = print_times("torch.compile'd model (train_epoch + evaluate_split)", times[-1])
+        compiled_median = print_times("torch.compile'd model (train_epoch + evaluate_split)",
+                                      times["compiled"])
         print(f"  ratio {compiled_median / matmul_median:.2f} to the products; "
               f"{compiled_median / ours_median:.2f}x the eager epoch")
+    if low:
+        print(f"(e) the epoch with trainer.precision={args.precision}, same rounds")
+        low_median = print_times(f"dropout-lab epoch, {args.precision} autocast", times["low"])
+        low_matmul_median = print_times(f"torch.mm only, same shapes, {args.precision}",
+                                        times["low_matmul"])
+        print(f"  ratio {low_median / low_matmul_median:.2f} to its products; "
+              f"{ours_median / low_median:.2f}x faster than the {cfg.trainer.precision} epoch "
+              f"(its products: {matmul_median / low_matmul_median:.2f}x faster)")
     if args.skip_textbook:
         return
 

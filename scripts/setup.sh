@@ -21,6 +21,17 @@ if ! have_data; then
   fi
 fi
 
+# CI: the browser test (tests/test_dashboard_browser.py) drives Debian's chromium through
+# playwright's Python driver (a dev extra); playwright's own browser download is not used.
+if [ "${CI:-}" = true ] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium (apt-get install chromium), for the browser test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: CI=true needs chromium for the browser test; run 'sudo apt-get install chromium'" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

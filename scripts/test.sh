@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up, then run the test suite. Extra arguments go to pytest.
+# Set everything up, then run the whole test suite. Extra arguments go to pytest, e.g.
+# -m "not slow" for the fast path (no real processes, no training; under a minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

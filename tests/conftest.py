@@ -1,8 +1,15 @@
-"""Shared helpers: run the real CLI in a subprocess, tiny budgets, read TensorBoard files."""
+"""Shared helpers and runs: the CLI in-process (``invoke``) and in a real subprocess (``run_cli``,
+``start_cli``), tiny budgets, TensorBoard readers, a skip that fails in CI, and the two small real
+training runs several modules read (session fixtures, trained once per session).
+
+No test module imports another: what two modules share lives here.
+"""
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,19 +25,120 @@ TINY = [
     "trainer.num_threads=1",
 ]
 
+# The reference run of the reliability tests: epochs long enough (10,000 images, ~0.25 s each on
+# one core) that a signal sent after epoch 2 lands while epochs 3-5 are still to run; Adam, so
+# that the optimiser has state to restore.
+EPOCHS = 5
+BUDGET = ["data.subset=10000", "data.test_subset=1000", f"trainer.epochs={EPOCHS}",
+          "trainer.progress=false", "trainer.num_threads=1", "optim=adam"]
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def invoke(*args, env=None):
+    """``dropout-lab ARGS`` in this process (typer's CliRunner on ``dropout_lab.cli.app``): the
+    result has ``exit_code``, ``stdout``, ``stderr`` (separate) and ``exception`` (a SystemExit
+    for an ordinary exit; anything else escaped the command). ``env`` entries set to None are
+    removed for the call; HYDRA_FULL_ERROR is removed unless given."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from dropout_lab.cli import app
+
+    env = {"HYDRA_FULL_ERROR": None, **(env or {})}
+    # A command that gets as far as Hydra's run configures the root logger, with a handler on
+    # the runner's stdout (closed after the call) and one on the run's log file: put it back.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(app, [str(arg) for arg in args], env=env,
+                                  prog_name="dropout-lab")
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+
+
+def cli_env(env=None) -> dict:
+    """The environment for a CLI subprocess: ours without HYDRA_FULL_ERROR, plus ``env``."""
+    return {**{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}, **(env or {})}
+
 
 def run_cli(*args, env=None, cwd=None, timeout=600, check=False) -> subprocess.CompletedProcess:
     """``dropout-lab ARGS`` in a real subprocess; returns the completed process (text output)."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None) if env is None or "HYDRA_FULL_ERROR" not in env else None
     result = subprocess.run(
         [sys.executable, "-m", "dropout_lab", *map(str, args)],
-        capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=timeout,
+        capture_output=True, text=True, env=cli_env(env), cwd=cwd or REPO, timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"dropout-lab {' '.join(map(str, args))} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def start_cli(*args, **popen_args) -> subprocess.Popen:
+    """``dropout-lab ARGS`` started in a real subprocess (pipes for stdout and stderr)."""
+    return subprocess.Popen([sys.executable, "-m", "dropout_lab", *map(str, args)], cwd=REPO,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **popen_args)
+
+
+def job_dir(sweep_dir: Path, num: int, timeout: float = 120) -> Path:
+    """The folder of job ``num`` (``NNN_...``), once Hydra has made it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(Path(sweep_dir).glob(f"{num:03d}_*"))
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no folder for job {num} in {sweep_dir} after {timeout:.0f} s")
+
+
+def wait_for_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, timeout: float = 300):
+    """Poll summary.json (written right after each epoch's checkpoint) until ``epoch`` is done."""
+    from dropout_lab.errors import RunError
+    from dropout_lab.run_folder import read_summary
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"training ended early:\n{process.communicate()[1]}"
+        try:
+            if read_summary(run_dir)["epochs_done"] >= epoch:
+                return
+        except RunError:  # not written yet
+            pass
+        time.sleep(0.02)
+    process.kill()
+    raise AssertionError(f"epoch {epoch} not done within {timeout} s")
+
+
+def one_error_line(stderr: str) -> str:
+    """The one ``error: ...`` line a failed command prints; fails on anything else (a traceback,
+    a second line, nothing)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# --- run folders --------------------------------------------------------------------------------
+
+def results(history: list) -> list:
+    """A history without the wall times, which differ from run to run."""
+    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
+
+
+def logged_tags(summary: dict) -> list:
+    """The EPOCH_TAGS of the metrics a run's history holds (val_*: only with data.validation)."""
+    from dropout_lab.run_log import EPOCH_TAGS
+
+    return [tag for key, tag in EPOCH_TAGS.items() if key in summary["history"][0]]
 
 
 def read_events(run_dir: Path):
@@ -51,6 +159,55 @@ def read_hparams(accumulator) -> dict:
     return {name: getattr(value, value.WhichOneof("kind")) for name, value in info.hparams.items()}
 
 
+# --- capabilities -------------------------------------------------------------------------------
+
+def skip_or_fail_in_ci(reason: str):
+    """Skip the test, saying why; in CI (CI=true), where every capability the suite needs is
+    provided, fail instead: a skipped case there would pass unnoticed."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"required in CI, but: {reason}")
+    pytest.skip(reason)
+
+
+def can_mount_tmpfs() -> bool:
+    """Root with CAP_SYS_ADMIN in a private mount namespace (so nothing leaks out of the test)."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+# --- the shared real runs -----------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_cli_run(tmp_path_factory):
+    """One tiny `dropout-lab train` (TINY, dropout p = [0.3, 0.4], a validation split so that
+    every epoch tag is logged) in a real subprocess, into a run folder of our choosing:
+    (completed process, run folder). Read it, never write into it (copy it first, as
+    ``tiny_cli_run_copy`` does)."""
+    run_dir = tmp_path_factory.mktemp("tiny-cli") / "run"
+    result = run_cli("train", *TINY, "model.dropout.p=[0.3,0.4]", "data.validation=500",
+                     f"hydra.run.dir={run_dir}", check=True)
+    return result, run_dir
+
+
 @pytest.fixture
-def run_dir(tmp_path) -> Path:
-    return tmp_path / "run"
+def tiny_cli_run_copy(tiny_cli_run, tmp_path) -> Path:
+    """A private copy of the tiny run, free to write into."""
+    return Path(shutil.copytree(tiny_cli_run[1], tmp_path / "tiny-run"))
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory) -> Path:
+    """The reliability tests' reference: BUDGET (seed 0), trained to the end in one real process,
+    never interrupted. Read it, never write into it (copy it first, as ``reference_copy`` does)."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    run_cli("train", *BUDGET, f"hydra.run.dir={run_dir}", check=True)
+    return run_dir
+
+
+@pytest.fixture
+def reference_copy(reference_run, tmp_path) -> Path:
+    """A private copy of the completed reference run, to tamper with."""
+    return Path(shutil.copytree(reference_run, tmp_path / "run"))

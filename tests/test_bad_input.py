@@ -1,32 +1,31 @@
-"""Bad input, table-driven: the real CLI in subprocesses. Every mistake exits non-zero (2 for
-usage and config errors) with one line on stderr that names it, and no traceback unless asked.
+"""Bad input, table-driven: every mistake a user can make on the command line exits non-zero
+(2 for usage and config errors, 1 for data and run-folder errors) with one line on stderr that
+names it, no traceback unless asked, and nothing written where it was refused early.
 
-The cases all fail before training, so the cost is the processes' start-up; they run two at a
-time (the CI machine's cores) in one module fixture, and each case is its own test.
+Each case runs once in this process (typer's CliRunner on the real ``app``: the same parsing,
+library calls, wording and exit code as the console script, without a process start-up), and
+one case per error family runs again end to end in a real subprocess (marked slow).
 """
 
-import shutil
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import Callable, List, Optional
 
 import pytest
 
-from conftest import TINY, run_cli
-from dropout_lab.cli import app
-from dropout_lab.data import DEBIAN_DIR, FILES
-
-HAS_SWEEP = any(command.name == "sweep" or getattr(command.callback, "__name__", "") == "sweep"
-                for command in app.registered_commands)
+from conftest import TINY, invoke, one_error_line, run_cli
+from dropout_lab.errors import DropoutLabError
 
 
 @dataclass
 class Case:
     name: str
-    args: List[str]  # "{tmp}" stands for the test's scratch folder
+    args: List[str]  # "{tmp}" in any string below stands for the case's scratch folder
     exit_code: int
-    words: List[str]  # each has to appear in the error line
+    words: List[str] = field(default_factory=list)  # each has to appear in the error line
+    line: Optional[str] = None  # the whole error line, where it is fixed
+    untouched: Optional[str] = None  # a path the command must not create
+    setup: Optional[Callable[[Path], None]] = None  # prepares the scratch folder
 
 
 def train(*overrides) -> List[str]:
@@ -34,105 +33,163 @@ def train(*overrides) -> List[str]:
     return ["train", *TINY, *overrides, "hydra.run.dir={tmp}/run"]
 
 
+def config_case(name: str, override: str, words: List[str]) -> Case:
+    """A bad override of ``train``: exit 2, refused before the run folder is made."""
+    return Case(name, train(override), 2, words, untouched="{tmp}/run")
+
+
+def sweep(*args) -> List[str]:
+    return ["sweep", "--sweep-dir", "{tmp}/sweep", *TINY, *args]
+
+
+def sweep_case(name: str, args: List[str], words: List[str]) -> Case:
+    """A bad sweep: exit 2, refused before the sweep folder is made."""
+    return Case(name, sweep(*args), 2, words, untouched="{tmp}/sweep")
+
+
+def a_regular_file(folder: Path):
+    (folder / "file").write_text("not a folder")
+
+
 CASES = [
-    Case("unknown key", train("model.hiden=[64]"), 2, ["hiden"]),
-    Case("unknown top-level key", train("nosuchkey=1"), 2, ["nosuchkey"]),
-    Case("appended unknown key", train("+foo=1"), 2, ["foo"]),
-    Case("string for an int", train("trainer.epochs=abc"), 2, ["trainer.epochs", "abc"]),
-    Case("string for a list", train("model.hidden=abc"), 2, ["model.hidden"]),
-    Case("float seed", train("seed=1.5"), 2, ["seed", "1.5"]),
-    Case("p = -0.1", train("model.dropout.p=-0.1"), 2, ["model.dropout.p", "-0.1"]),
-    Case("p = 1.5", train("model.dropout.p=1.5"), 2, ["model.dropout.p", "1.5"]),
-    Case("p = nan", train("model.dropout.p=nan"), 2, ["model.dropout.p", "nan"]),
-    Case("p = abc", train("model.dropout.p=abc"), 2, ["model.dropout.p", "abc"]),
-    Case("one p of a list bad", train("model.dropout.p=[0.2,2.0]"), 2, ["layer 2", "2.0"]),
-    Case("p list too long", train("model.dropout.p=[0.1,0.2,0.3]"), 2,
-         ["model.dropout.p", "3 values", "2 layers"]),
-    Case("kind list too short", train("model.dropout.kind=[custom]"), 2,
-         ["model.dropout.kind", "1 values"]),
-    Case("no hidden layer", train("model.hidden=[]"), 2, ["model.hidden"]),
-    Case("zero epochs", train("trainer.epochs=0"), 2, ["trainer.epochs", "0"]),
-    Case("negative epochs", train("trainer.epochs=-3"), 2, ["trainer.epochs", "-3"]),
-    Case("zero batch size", train("trainer.batch_size=0"), 2, ["trainer.batch_size"]),
-    Case("negative batch size", train("trainer.batch_size=-5"), 2, ["trainer.batch_size", "-5"]),
-    Case("zero learning rate", train("optim.lr=0"), 2, ["optim.lr"]),
-    Case("negative learning rate", train("optim.lr=-0.1"), 2, ["optim.lr", "-0.1"]),
-    Case("unknown dropout kind", train("model.dropout.kind=magic"), 2, ["magic", "custom"]),
-    Case("unknown optimizer", train("optim=rmsprop"), 2, ["rmsprop", "sgd"]),
-    Case("override syntax error", train("model.dropout.p=[0.1,"), 2, ["[0.1,"]),
-    Case("missing data folder", train("data.dir={tmp}/nowhere"), 1,
-         ["data folder", "nowhere", "does not exist"]),
-    Case("truncated .gz", train("data.dir={tmp}/data", "data.cache_dir={tmp}/cache"), 1,
-         ["train-images-idx3-ubyte.gz", "corrupt or truncated"]),
+    # --- train: keys and types the schema refuses ------------------------------------------
+    config_case("unknown key", "model.hiden=[64]", ["model.hiden"]),
+    config_case("unknown nested key", "model.dropout.foo=1", ["model.dropout.foo"]),
+    config_case("unknown top-level key", "nosuchkey=1", ["nosuchkey"]),
+    config_case("appended unknown key", "+foo=1", ["foo"]),
+    config_case("appended unknown nested key", "+model.foo=1", ["model.foo"]),  # "+" appends
+    config_case("string for an int", "trainer.epochs=abc", ["trainer.epochs", "abc"]),
+    config_case("float for an int", "trainer.epochs=1.5", ["trainer.epochs", "1.5"]),
+    config_case("float seed", "seed=1.5", ["seed", "1.5"]),
+    config_case("string for a float", "optim.lr=fast", ["optim.lr", "fast"]),
+    config_case("string for a list", "model.hidden=abc", ["model.hidden"]),
+    config_case("override syntax error", "model.dropout.p=[0.1,", ["[0.1,"]),
+    # --- train: values out of range --------------------------------------------------------
+    config_case("p = -0.1", "model.dropout.p=-0.1", ["model.dropout.p", "-0.1"]),
+    config_case("p = 1.5", "model.dropout.p=1.5", ["model.dropout.p", "1.5"]),
+    config_case("p = nan", "model.dropout.p=nan", ["model.dropout.p", "nan"]),
+    config_case("p = abc", "model.dropout.p=abc", ["model.dropout.p", "abc"]),
+    config_case("one p of a list bad", "model.dropout.p=[0.2,1.5]",
+                ["model.dropout.p", "hidden layer 2", "1.5"]),
+    config_case("p list too long", "model.dropout.p=[0.1,0.2,0.3]",
+                ["model.dropout.p", "3 values", "2 layers"]),
+    config_case("kind list too short", "model.dropout.kind=[custom]",
+                ["model.dropout.kind", "1 values"]),
+    config_case("kind list too long", "model.dropout.kind=[custom,none,none]",
+                ["model.dropout.kind", "3 values"]),
+    config_case("unknown dropout kind", "model.dropout.kind=magic",
+                ["model.dropout.kind", "magic", "custom"]),
+    config_case("unknown kind in a list", "model.dropout.kind=[custom,magic]",
+                ["model.dropout.kind", "magic"]),
+    config_case("unknown optimizer", "optim=rmsprop", ["optim/rmsprop", "sgd"]),
+    config_case("no hidden layer", "model.hidden=[]", ["model.hidden"]),
+    config_case("zero-width layer", "model.hidden=[256,0]", ["model.hidden", "0"]),
+    config_case("zero epochs", "trainer.epochs=0", ["trainer.epochs", "0"]),
+    config_case("negative epochs", "trainer.epochs=-3", ["trainer.epochs", "-3"]),
+    config_case("zero batch size", "trainer.batch_size=0", ["trainer.batch_size", "0"]),
+    config_case("negative batch size", "trainer.batch_size=-5", ["trainer.batch_size", "-5"]),
+    config_case("zero learning rate", "optim.lr=0", ["optim.lr", "0"]),
+    config_case("negative learning rate", "optim.lr=-0.5", ["optim.lr", "-0.5"]),
+    # --- train: the data and the run folder ------------------------------------------------
+    # An empty cache folder: a cache decoded earlier would serve the run without the source.
+    Case("missing data folder", train("data.dir={tmp}/nowhere", "data.cache_dir={tmp}/cache"), 1,
+         ["data folder {tmp}/nowhere does not exist; ", "data.dir"]),
+    Case("run folder under a regular file", ["train", *TINY, "hydra.run.dir={tmp}/file/run"], 1,
+         line="error: cannot write into {tmp}/file/run: Not a directory", setup=a_regular_file),
     Case("resume a folder that is not a run", ["train", "--resume", "{tmp}"], 2,
-         ["not a dropout-lab run"]),
+         ["--resume {tmp}", "not a dropout-lab run"]),
     Case("resume a folder that does not exist", ["train", "--resume", "{tmp}/nowhere"], 2,
          ["nowhere", "not a dropout-lab run"]),
+    # --- sweep ---------------------------------------------------------------------------------
+    sweep_case("unknown launcher", ["--launcher", "mpi", "seed=0,1"], ["unknown launcher 'mpi'"]),
+    sweep_case("sweep of an unknown key", ["model.dropot.p=0.1,0.2"], ["dropot"]),
+    sweep_case("sweep trailing comma", ["seed=0,1,"], ["bad config"]),
+    sweep_case("sweep override syntax error", ["seed=range(3"], ["range(3"]),
+    sweep_case("zero jobs", ["--jobs", "0", "seed=0,1"], ["--jobs", "0"]),
+    # --- evaluate, tensorboard, report, exercise -----------------------------------------------
+    Case("evaluate a folder that is not a run", ["evaluate", "{tmp}", "--mc-samples", "3"], 1,
+         line="error: {tmp} is not a dropout-lab run (no summary.json)"),
+    Case("evaluate with K = 0", ["evaluate", "{tmp}", "--mc-samples", "0"], 2,
+         line="error: --mc-samples has to be > 0, but got 0"),
+    Case("tensorboard on a missing folder", ["tensorboard", "{tmp}/nowhere"], 2,
+         line="error: {tmp}/nowhere is not a directory; give a run or sweep folder"),
+    Case("report on a folder without jobs", ["report", "{tmp}"], 1,
+         line="error: {tmp} has no job folders with a summary.json to report on"),
+    Case("unknown exercise", ["exercise", "9"], 2, ["1 to 8", "'9'"]),
+    Case("exercise with a bad override",
+         ["exercise", "1", "--quick", "model.bogus=1", "--out", "{tmp}/out"], 2, ["model.bogus"],
+         untouched="{tmp}/out/exercise_1/runs"),
 ]
-if HAS_SWEEP:
-    CASES += [
-        Case("unknown launcher", ["sweep", "--launcher", "nosuch", "--sweep-dir", "{tmp}/sweep",
-                                  *TINY, "seed=0,1"], 2, ["launcher", "nosuch"]),
-        Case("sweep override syntax error", ["sweep", "--sweep-dir", "{tmp}/sweep", *TINY,
-                                             "seed=range(3"], 2, ["range(3"]),
-    ]
-# A few cases again, asking for the traceback: a config, a data and a resume error.
+BY_NAME = {case.name: case for case in CASES}
+
+# Asking for the traceback: a config, a data and a resume error, with -v or HYDRA_FULL_ERROR=1.
 TRACEBACK_CASES = [("p = 1.5", "-v"), ("missing data folder", "-v"),
                    ("resume a folder that is not a run", "-v"), ("p = 1.5", "HYDRA_FULL_ERROR=1")]
 
-
-def scratch_folder(root: Path, case: Case, how: str) -> Path:
-    """The case's own folder; the truncated-.gz case gets a copy of the data, cut short."""
-    folder = root / f"{case.name}{how}".replace(" ", "_").replace(".", "").replace("=", "")
-    folder.mkdir()
-    if case.name == "truncated .gz":
-        (folder / "data").mkdir()
-        for name in FILES:
-            shutil.copy(DEBIAN_DIR / name, folder / "data" / name)
-        images = folder / "data" / "train-images-idx3-ubyte.gz"
-        images.write_bytes(images.read_bytes()[:100_000])
-    return folder
+# End to end, in a real process: one case per error family (the console script's exit path).
+END_TO_END = ["p = 1.5", "missing data folder", "run folder under a regular file",
+              "unknown launcher"]
 
 
-def run_case(folder: Path, case: Case, how: str = ""):
-    """The case's command in ``folder`` (also its cwd: no outputs/ in the repo); ``how`` asks
-    for the traceback with -v or HYDRA_FULL_ERROR=1."""
-    args = [arg.replace("{tmp}", str(folder)) for arg in case.args]
-    verbose = ["-v"] if how == "-v" else []
-    env = {"HYDRA_FULL_ERROR": "1"} if how == "HYDRA_FULL_ERROR=1" else None
-    return run_cli(args[0], *verbose, *args[1:], cwd=folder, env=env)
+def fill(text: str, folder: Path) -> str:
+    return text.replace("{tmp}", str(folder))
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    """Every case's result, keyed by (name, how); run two at a time."""
-    if not DEBIAN_DIR.is_dir():
-        pytest.skip(f"the truncated-.gz case copies {DEBIAN_DIR}")
-    root = tmp_path_factory.mktemp("bad-input")
-    runs = [(case, "") for case in CASES]
-    runs += [(next(c for c in CASES if c.name == name), how) for name, how in TRACEBACK_CASES]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {(case.name, how): pool.submit(run_case, scratch_folder(root, case, how),
-                                                 case, how)
-                   for case, how in runs}
-    return {key: future.result() for key, future in futures.items()}
+def prepared(case: Case, tmp_path: Path) -> List[str]:
+    """The case's arguments for its scratch folder, set up."""
+    if case.setup:
+        case.setup(tmp_path)
+    return [fill(arg, tmp_path) for arg in case.args]
+
+
+def check_refusal(case: Case, folder: Path, exit_code: int, stdout: str, stderr: str):
+    line = one_error_line(stderr)  # one line, "error: ...", no traceback
+    for word in case.words:
+        assert fill(word, folder) in line, (word, line)
+    if case.line:
+        assert line == fill(case.line, folder)
+    assert len(line.replace(str(folder), "{tmp}")) < 300, line  # a line a user reads, not a dump
+    assert stdout == ""
+    assert exit_code == case.exit_code, stderr
+    if case.untouched:
+        assert not Path(fill(case.untouched, folder)).exists()  # refused before writing
+
+
+def test_the_table_has_no_duplicate_names():
+    assert len(BY_NAME) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_bad_input_is_one_clear_line(outcomes, case):
-    result = outcomes[case.name, ""]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for word in case.words:
-        assert word in lines[0], (word, lines[0])
-    assert result.returncode == case.exit_code, result.stderr
+def test_bad_input_is_one_clear_line(case, tmp_path):
+    result = invoke(*prepared(case, tmp_path))
+    assert isinstance(result.exception, SystemExit), result.exception  # nothing else escaped
+    check_refusal(case, tmp_path, result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.mark.parametrize("name, how", TRACEBACK_CASES)
-def test_traceback_on_request(outcomes, name, how):
-    result = outcomes[name, how]
-    assert result.returncode != 0
+def test_the_error_escapes_on_request(tmp_path, name, how):
+    """With -v or HYDRA_FULL_ERROR=1 the error is raised, not turned into a line (the
+    interpreter then prints its traceback: test_traceback_end_to_end)."""
+    command, *rest = prepared(BY_NAME[name], tmp_path)
+    verbose = ["-v"] if how == "-v" else []
+    env = {"HYDRA_FULL_ERROR": "1"} if how == "HYDRA_FULL_ERROR=1" else None
+    result = invoke(command, *verbose, *rest, env=env)
+    assert isinstance(result.exception, DropoutLabError), result.exception
+    assert "error: " not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", END_TO_END)
+def test_bad_input_end_to_end(name, tmp_path):
+    case = BY_NAME[name]
+    result = run_cli(*prepared(case, tmp_path), cwd=tmp_path)  # cwd: no outputs/ in the repo
+    check_refusal(case, tmp_path, result.returncode, result.stdout, result.stderr)
+
+
+@pytest.mark.slow
+def test_traceback_end_to_end(tmp_path):
+    command, *rest = prepared(BY_NAME["p = 1.5"], tmp_path)
+    result = run_cli(command, "-v", *rest, cwd=tmp_path)
+    assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr
-    assert "Error" in result.stderr.strip().splitlines()[-1]  # ends with the exception
+    assert "ConfigError" in result.stderr.strip().splitlines()[-1]  # ends with the exception

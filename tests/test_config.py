@@ -1,4 +1,6 @@
-"""The config: every YAML composes and validates; each bad value is one clear ConfigError."""
+"""The config: every YAML composes and validates, overrides reach the typed config, a typo in
+a YAML file is refused. Bad overrides, each one clear line and exit 2, are the table of
+tests/test_bad_input.py."""
 
 import shutil
 
@@ -46,49 +48,12 @@ def test_group_files_were_found():
      lambda c: c.model.dropout.per_layer(2) == [("builtin", 0.2), ("none", 0.5)]),
     (["model.hidden=[64,32,16]", "model.dropout.p=0.1"], lambda c: c.model.hidden == [64, 32, 16]),
     (["optim=adam"], lambda c: c.optim.name == "adam" and c.optim.lr == 0.001),
-    (["model.dropout.p=0", "model.dropout.kind=none"], lambda c: True),
+    (["model.dropout.p=0", "model.dropout.kind=none"],
+     lambda c: c.model.dropout.per_layer(2) == [("none", 0.0)] * 2),
     (["model.dropout.p=1"], lambda c: c.model.dropout.per_layer(2)[0] == ("custom", 1.0)),
 ])
 def test_good_overrides(overrides, expected):
     assert expected(typed_config(compose(overrides)))
-
-
-# Each bad override, and words its one-line message must contain (the key and the value).
-BAD = [
-    ("model.dropout.foo=1", ["model.dropout.foo"]),
-    ("nosuchkey=1", ["nosuchkey"]),
-    ("+model.foo=1", ["model.foo"]),  # "+" appends past the schema: still refused
-    ("trainer.epochs=abc", ["trainer.epochs", "abc"]),
-    ("trainer.epochs=1.5", ["trainer.epochs", "1.5"]),
-    ("optim.lr=fast", ["optim.lr", "fast"]),
-    ("model.dropout.p=-0.1", ["model.dropout.p", "-0.1"]),
-    ("model.dropout.p=1.5", ["model.dropout.p", "1.5"]),
-    ("model.dropout.p=nan", ["model.dropout.p", "nan"]),
-    ("model.dropout.p=abc", ["model.dropout.p", "abc"]),
-    ("model.dropout.p=[0.2,1.5]", ["model.dropout.p", "hidden layer 2", "1.5"]),
-    ("model.dropout.p=[0.1,0.2,0.3]", ["model.dropout.p", "3 values", "2 layers"]),
-    ("model.dropout.kind=[custom,none,none]", ["model.dropout.kind", "3 values"]),
-    ("trainer.epochs=0", ["trainer.epochs", "0"]),
-    ("trainer.epochs=-3", ["trainer.epochs", "-3"]),
-    ("trainer.batch_size=0", ["trainer.batch_size", "0"]),
-    ("optim.lr=0", ["optim.lr", "0"]),
-    ("optim.lr=-0.5", ["optim.lr", "-0.5"]),
-    ("model.dropout.kind=magic", ["model.dropout.kind", "magic", "custom"]),
-    ("model.dropout.kind=[custom,magic]", ["model.dropout.kind", "magic"]),
-    ("optim=sgdx", ["optim/sgdx", "sgd"]),
-    ("model.hidden=[256,0]", ["model.hidden", "0"]),
-]
-
-
-@pytest.mark.parametrize("override, words", BAD, ids=[b[0] for b in BAD])
-def test_bad_override_is_one_clear_line(override, words):
-    with pytest.raises(ConfigError) as caught:
-        typed_config(compose([override]))
-    message = str(caught.value)
-    assert "\n" not in message
-    assert len(message) < 300, message  # a line a user reads, not a dump
-    for word in words:
-        assert word in message, message
 
 
 def test_typo_inside_a_yaml_file_is_refused(tmp_path, monkeypatch):

@@ -3,9 +3,14 @@
 Statistical tests draw with a fixed seed, so they are deterministic; their tolerances are
 nevertheless chosen so that they would hold for almost any seed: 5 standard errors, a
 two-sided normal tail of 5.7e-7 per compared number (the central limit theorem holds well at
-the 10^3 to 10^6 samples used), so even the ~150 numbers compared in this file fail together
-with probability about 1e-4 under a correct layer, while a wrong mean, variance or drop rate is
+the 10^3 to 10^6 samples used), so even the ~350 numbers compared in this file fail together
+with probability about 2e-4 under a correct layer, while a wrong mean, variance or drop rate is
 off by hundreds of standard errors.
+
+The distribution tests run on float64 and on bfloat16 inputs (what the layers get under
+``trainer.precision=bf16``). bf16 rounds each output to 8 significant bits, a relative error of
+at most 2^-9 (nn.Dropout's bf16 scale 1/(1-p) adds 0.08% at p = 0.3), far below 5 standard
+errors here (1% of the mean); a keep probability drawn from bf16 noise is caught at small p.
 """
 
 import math
@@ -20,6 +25,7 @@ from dropout_lab.errors import ConfigError
 from dropout_lab.model import build_model
 
 P = 0.3
+DTYPES = [torch.float64, torch.bfloat16]
 N_SAMPLES = 100_000  # samples per element of H
 H = torch.tensor([0.5, -1.0, 2.0, 3.0], dtype=torch.float64)  # the activations being dropped
 Z = 5.0  # tolerance in standard errors (see the module docstring)
@@ -30,27 +36,29 @@ def three_valued_variance(q1, q2, gamma=2.0):
     return gamma ** 2 * (q1 / 4 + q2) - 1
 
 
-# kind -> (module factory, E[y]/h in training, Var[y]/h^2 in training, P(y = 0), eval y/h).
+# kind -> (module factory taking p, E[y]/h in training, Var[y]/h^2 in training, P(y = 0), eval y/h).
 # None for P(y = 0): the noise has no atom at 0 (Gaussian). The theory is written out here,
 # not read from the module under test.
 BERNOULLI_VARIANCE = P / (1 - P)
 KINDS = {
-    "custom": (lambda: D.InvertedDropout(P), 1.0, BERNOULLI_VARIANCE, P, 1.0),
-    "custom_inplace": (lambda: D.InvertedDropout(P, inplace=True), 1.0, BERNOULLI_VARIANCE, P, 1.0),
-    "builtin": (lambda: nn.Dropout(P), 1.0, BERNOULLI_VARIANCE, P, 1.0),
-    "functional": (lambda: D.FunctionalDropout(P), 1.0, BERNOULLI_VARIANCE, P, 1.0),
+    "custom": (D.InvertedDropout, 1.0, BERNOULLI_VARIANCE, P, 1.0),
+    "custom_inplace": (lambda p: D.InvertedDropout(p, inplace=True), 1.0, BERNOULLI_VARIANCE, P,
+                       1.0),
+    "builtin": (nn.Dropout, 1.0, BERNOULLI_VARIANCE, P, 1.0),
+    "functional": (D.FunctionalDropout, 1.0, BERNOULLI_VARIANCE, P, 1.0),
     # Non-inverted: mean (1-p) h, Var = p (1-p) h^2; eval scales by (1-p), matching the mean.
-    "vanilla": (lambda: D.VanillaDropout(P), 1 - P, P * (1 - P), P, 1 - P),
+    "vanilla": (D.VanillaDropout, 1 - P, P * (1 - P), P, 1 - P),
     # Deliberately wrong: training mean (1-p) h, eval h (the mismatch the kind is there to show).
-    "unscaled": (lambda: D.UnscaledDropout(P), 1 - P, P * (1 - P), P, 1.0),
-    "gaussian": (lambda: D.GaussianDropout(P), 1.0, BERNOULLI_VARIANCE, None, 1.0),
+    "unscaled": (D.UnscaledDropout, 1 - P, P * (1 - P), P, 1.0),
+    "gaussian": (D.GaussianDropout, 1.0, BERNOULLI_VARIANCE, None, 1.0),
     # Uniform: each value 1/3, variance 4 (1/12 + 1/3) - 1 = 2/3.
-    "three_valued_uniform": (lambda: D.ThreeValuedNoise(P, "uniform"), 1.0,
+    "three_valued_uniform": (lambda p: D.ThreeValuedNoise(p, "uniform"), 1.0,
                              three_valued_variance(1 / 3, 1 / 3), 1 / 3, 1.0),
     # Variance-matched: Bernoulli's variance p/(1-p), reached with P(0) = P(2) = v/2, v = p/(1-p).
-    "three_valued_matched": (lambda: D.ThreeValuedNoise(P, "variance_matched"), 1.0,
+    "three_valued_matched": (lambda p: D.ThreeValuedNoise(p, "variance_matched"), 1.0,
                              BERNOULLI_VARIANCE, BERNOULLI_VARIANCE / 2, 1.0),
 }
+ZERO_RATE_IS_P = [kind for kind in KINDS if KINDS[kind][3] == P]  # the Bernoulli kinds
 FUNCTIONS = {  # the functional form of each activation kind, for validation and p = 1
     "inverted_dropout": D.inverted_dropout,
     "vanilla_dropout": D.vanilla_dropout,
@@ -66,14 +74,17 @@ MODULES = {
 }
 
 
-@pytest.fixture(scope="module")
-def samples():
-    """Each kind's training output for N_SAMPLES copies of H: (N_SAMPLES, len(H)), float64."""
+@pytest.fixture(scope="module", params=DTYPES, ids=str)
+def samples(request):
+    """Each kind's training output for N_SAMPLES copies of H in the param's dtype (H is exact
+    in bf16 too): (N_SAMPLES, len(H)), as float64."""
     out = {}
     for kind, (factory, *_theory) in KINDS.items():
         torch.manual_seed(0)
-        x = H.repeat(N_SAMPLES, 1)
-        out[kind] = factory().train()(x)
+        x = H.to(request.param).repeat(N_SAMPLES, 1)
+        y = factory(P).train()(x)
+        assert y.dtype == request.param, kind
+        out[kind] = y.double()
     return out
 
 
@@ -119,11 +130,13 @@ def test_three_valued_takes_only_its_values(samples):
         assert set(ratios.tolist()) <= {0.0, 1.0, 2.0}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("kind", KINDS)
-def test_eval_is_identity_or_scaling(kind):
+def test_eval_is_identity_or_scaling(kind, dtype):
     factory, _, _, _, eval_factor = KINDS[kind]
-    x = torch.randn(64, 8)
-    y = factory().eval()(x.clone())
+    x = torch.randn(64, 8, dtype=dtype)
+    y = factory(P).eval()(x.clone())
+    assert y.dtype == dtype
     assert torch.equal(y, x) if eval_factor == 1.0 else torch.allclose(y, x * eval_factor)
 
 
@@ -139,7 +152,7 @@ def test_unscaled_shows_the_train_test_mismatch(samples):
 @pytest.mark.parametrize("kind", KINDS)
 def test_gradients_match_finite_differences(kind):
     factory = KINDS[kind][0]
-    layer = factory().train()
+    layer = factory(P).train()
 
     def seeded(x):  # the same noise in every call gradcheck makes
         torch.manual_seed(1)
@@ -171,7 +184,7 @@ def test_dropconnect_gradients_match_finite_differences():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_same_seed_same_noise(kind):
-    layer = KINDS[kind][0]().train()
+    layer = KINDS[kind][0](P).train()
     x = torch.randn(32, 16)
     outputs = []
     for seed in (7, 7, 8):
@@ -246,9 +259,15 @@ def test_variance_matched_three_valued_needs_p_at_most_half():
     assert math.isclose(three_valued_variance(q1, q2), BERNOULLI_VARIANCE)
 
 
-def test_custom_and_builtin_agree_in_distribution():
+# Survivors are x / (1 - p): exactly for ours in float32, up to rounding for PyTorch's
+# x * (m / (1-p)); in bf16 up to one step of 8 significant bits (2^-7 relative) for both.
+SURVIVOR_RTOL = {torch.float32: 1e-6, torch.bfloat16: 2 ** -7}
+
+
+@pytest.mark.parametrize("dtype", SURVIVOR_RTOL, ids=str)
+def test_custom_and_builtin_agree_in_distribution(dtype):
     """Zero fraction and survivor scale of the custom layer and nn.Dropout."""
-    x = torch.rand(400, 500) + 0.5  # no zeros of its own
+    x = (torch.rand(400, 500) + 0.5).to(dtype)  # no zeros of its own
     n = x.numel()
     fractions = {}
     for name, layer in {"custom": D.InvertedDropout(P), "builtin": nn.Dropout(P)}.items():
@@ -257,14 +276,16 @@ def test_custom_and_builtin_agree_in_distribution():
         kept = y != 0
         fractions[name] = 1 - kept.double().mean().item()
         assert abs(fractions[name] - P) <= Z * math.sqrt(P * (1 - P) / n), name
-        # Survivors are x / (1 - p): exactly for ours, up to rounding for PyTorch's x * (m / (1-p)).
-        assert torch.allclose(y[kept], x[kept] / (1 - P), rtol=1e-6, atol=0), name
+        assert y.dtype == dtype
+        assert torch.allclose(y[kept].float(), x[kept].float() / (1 - P),
+                              rtol=SURVIVOR_RTOL[dtype], atol=0), name
     # The two fractions differ by 5 SE of a difference of two independent binomial fractions.
     assert abs(fractions["custom"] - fractions["builtin"]) <= Z * math.sqrt(2 * P * (1 - P) / n)
 
 
-def test_custom_saves_a_bool_mask_for_backward():
-    x = torch.randn(64, 32, requires_grad=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_custom_saves_a_bool_mask_for_backward(dtype):
+    x = torch.randn(64, 32, dtype=dtype, requires_grad=True)
     saved = []
 
     def pack(tensor):
@@ -275,7 +296,7 @@ def test_custom_saves_a_bool_mask_for_backward():
         y = D.InvertedDropout(P)(x)
     assert [(t.dtype, t.element_size(), t.shape) for t in saved] == [(torch.bool, 1, x.shape)]
     y.sum().backward()  # and backward works from it
-    assert torch.equal(x.grad != 0, y != 0)
+    assert x.grad.dtype == dtype and torch.equal(x.grad != 0, y != 0)
 
 
 def test_inplace_overwrites_the_input_and_matches_the_copy():
@@ -296,13 +317,17 @@ def test_inplace_on_a_leaf_that_requires_grad_is_refused_like_pytorch():
             layer(leaf)
 
 
-def test_low_precision_keeps_dtype_and_rate():
-    x = torch.ones(200_000, dtype=torch.bfloat16)
+@pytest.mark.parametrize("p", [0.001, 0.999])
+@pytest.mark.parametrize("kind", ZERO_RATE_IS_P)
+def test_bf16_input_keeps_the_exact_drop_rate(kind, p):
+    """The drop rate is p on bf16 inputs too, at the p where a bf16 uniform is furthest off:
+    drawn in bf16 it drops 0.29% at p = 0.001 (60 SE off here) and 100% at p = 0.999 (30 SE)."""
+    x = torch.ones(1_000_000, dtype=torch.bfloat16)
     torch.manual_seed(0)
-    y = D.InvertedDropout(P)(x)
+    y = KINDS[kind][0](p).train()(x)
     assert y.dtype == torch.bfloat16
     zeros = (y == 0).double().mean().item()
-    assert abs(zeros - P) <= Z * math.sqrt(P * (1 - P) / x.numel())
+    assert abs(zeros - p) <= Z * math.sqrt(p * (1 - p) / x.numel())
 
 
 def test_dropconnect_expected_output_is_the_linear_layer():
@@ -399,9 +424,11 @@ def test_custom_and_builtin_train_the_default_model_equally_well(tmp_path):
 
 
 def test_unscaled_says_plainly_that_it_is_wrong():
-    from conftest import run_cli
+    from conftest import invoke
 
     for documented in (D.unscaled_dropout, D.UnscaledDropout):
         assert "DELIBERATELY WRONG" in documented.__doc__
-    help_text = " ".join(run_cli("train", "--help", check=True).stdout.split())  # unwrap lines
+    result = invoke("train", "--help")
+    assert result.exit_code == 0, result.stderr
+    help_text = " ".join(result.stdout.split())  # unwrap lines
     assert "unscaled is DELIBERATELY WRONG: it drops units and never compensates" in help_text

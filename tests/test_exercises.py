@@ -1,16 +1,20 @@
 """The exercises: `dropout-lab exercise all --quick` end to end (real runs, real files), the
 variance check of exercise 3 against theory, and conclusions that follow the data."""
 
+import dataclasses
 import json
 import re
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import read_events, run_cli
 from dropout_lab.exercises import ex1_probabilities, ex3_variance, ex5_width, ex6_weight_decay, ex8_three_valued
-from dropout_lab.exercises.stats import Estimate, contrast, difference, estimate
+from dropout_lab.exercises.stats import Estimate, contrast, difference, estimate, seeds_to_detect
+from dropout_lab.exercises.types import NO_COMPLETED_RUN
 
 SECTIONS = ("## Question", "## Setup", "## Results", "## Conclusion")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -125,34 +129,75 @@ def test_variance_check_fails_for_noise_with_another_variance():
 
 def fake_run(seed, test, gap=0.05, hidden=(256, 256), kind="custom", p=(0.2, 0.5), wd=0.0,
              three_valued="uniform", seconds=1.0):
-    """A completed run record as report.load_runs gives it, with made-up final metrics."""
+    """A completed run record as report.load_runs gives it, with made-up metrics: three epochs
+    at the same values, so the steady, final and best test accuracy are all ``test``."""
     config = {"seed": seed, "data": {"subset": None, "test_subset": None},
               "model": {"hidden": list(hidden), "dropout": {"kind": kind, "p": list(p) if
                         isinstance(p, tuple) else p, "three_valued": three_valued}},
               "optim": {"name": "sgd", "lr": 0.5, "weight_decay": wd},
-              "trainer": {"epochs": 10, "batch_size": 256}}
-    history = [{"epoch": 10, "test_accuracy": test, "train_accuracy": test + gap, "gap": gap}]
+              "trainer": {"epochs": 3, "batch_size": 256}}
+    row = {"test_accuracy": test, "train_eval_accuracy": test + gap, "gap": gap,
+           "train_accuracy": test + gap - 0.03, "gap_dropout_on": gap - 0.03}
+    history = [{"epoch": epoch, **row} for epoch in (1, 2, 3)]
     return {"job": f"{seed}_{kind}_{p}", "num": seed, "status": "completed", "config": config,
-            "test_accuracy": test, "train_accuracy": test + gap, "gap": gap, "history": history,
-            "epochs": 10, "train_seconds": 10 * seconds, "run_dir": Path("/nonexistent")}
+            **row, "history": history, "epochs": 3, "train_seconds": 3 * seconds,
+            "run_dir": Path("/nonexistent")}
+
+
+# Runs with the same seed share their batch order, so their accuracies move together: a seed
+# effect shared by every setting (std ~0.003) plus a run's own noise (std 0.001). A paired
+# comparison cancels the first; Welch's test does not.
+SEED_EFFECT = (-0.003, 0.0, 0.004, 0.001, -0.002)
+RUN_NOISE = 0.001
 
 
 def seeds_around(center, **setting):
-    """Three seeds at center - 0.002, center, center + 0.002 (std 0.002)."""
-    return [fake_run(seed, center + delta, **setting) for seed, delta in enumerate((-0.002, 0.0, 0.002))]
+    """Five seeds of one setting: center + the seed's shared effect + the run's own noise
+    (deterministic per setting and center)."""
+    rng = np.random.default_rng(zlib.crc32(repr((center, sorted(setting.items()))).encode()))
+    noise = rng.normal(0.0, RUN_NOISE, len(SEED_EFFECT))
+    return [fake_run(seed, center + shared + own, **setting)
+            for seed, (shared, own) in enumerate(zip(SEED_EFFECT, noise))]
+
+
+def swap_findings(tmp_path, textbook, swapped):
+    runs = (seeds_around(textbook, p=(0.2, 0.5)) + seeds_around(swapped, p=(0.5, 0.2))
+            + seeds_around(0.84, kind="none", p=(0.0, 0.0)))
+    return ex1_probabilities.analyze(runs, {}, tmp_path)
 
 
 def swap_conclusion(tmp_path, textbook, swapped):
-    runs = (seeds_around(textbook, p=(0.2, 0.5)) + seeds_around(swapped, p=(0.5, 0.2))
-            + seeds_around(0.84, kind="none", p=(0.0, 0.0)))
-    return ex1_probabilities.analyze(runs, {}, tmp_path).conclusion[0]
+    return swap_findings(tmp_path, textbook, swapped).conclusion[0]
 
 
 def test_exercise_1_swap_verdict_follows_the_data(tmp_path):
     assert "(0.2, 0.5) is significantly higher, so (0.2, 0.5) is better" in swap_conclusion(tmp_path, 0.86, 0.85)
     assert "(0.2, 0.5) is significantly lower, so (0.5, 0.2) is better" in swap_conclusion(tmp_path, 0.85, 0.86)
-    # 0.001 apart with std 0.002 over 3 seeds: 2·SE = 0.0033, so no winner.
-    assert "within the spread over seeds" in swap_conclusion(tmp_path, 0.851, 0.850)
+    # 0.0005 apart, per-seed differences with std ~0.0014: no winner, and the detectable effect.
+    tie = swap_conclusion(tmp_path, 0.8505, 0.850)
+    assert "no significant difference" in tie and "could detect |Δ| ≥" in tie
+    assert "2·SE" not in tie
+
+
+def test_exercise_1_pairs_runs_by_seed(tmp_path):
+    """0.003 apart: hidden by the seed effect shared by both settings (Welch's test of the
+    same runs does not find it), found by the paired test, which the exercise uses."""
+    findings = swap_findings(tmp_path, 0.853, 0.850)
+    swap = findings.comparisons["test acc: (0.2, 0.5) − (0.5, 0.2)"]
+    assert swap.method.startswith("paired t-test over 5 seeds") and swap.significant
+    runs = seeds_around(0.853, p=(0.2, 0.5)), seeds_around(0.850, p=(0.5, 0.2))
+    welch = difference(estimate(r["test_accuracy"] for r in runs[0]),
+                       estimate(r["test_accuracy"] for r in runs[1]))
+    assert welch.method.startswith("Welch") and not welch.significant
+    # Holm over the tested comparisons: the swap and best vs none (the fake gaps have no spread).
+    assert swap.family_size == 2
+
+
+def test_exercise_1_without_completed_runs_concludes_nothing(tmp_path):
+    failed = dict(fake_run(0, 0.85), status="failed")
+    for runs in ([], [failed]):
+        findings = ex1_probabilities.analyze(runs, {}, tmp_path)
+        assert findings.conclusion == [NO_COMPLETED_RUN] and not findings.tables
 
 
 def weight_decay_verdict(tmp_path, neither, dropout, decay, both):
@@ -194,7 +239,54 @@ def test_exercise_8_answer_follows_the_data(tmp_path):
     assert "Not measurably" in three_valued_answer(tmp_path, 0.85, 0.8505)
 
 
-# --- the significance rule ------------------------------------------------------------------------
+# --- the report's statistics ----------------------------------------------------------------------
+
+def test_report_states_test_adjusted_p_and_detectable_effect(tmp_path):
+    """Every report explains significance once (writing.SIGNIFICANCE) and tabulates the family:
+    the test and why, the Holm-adjusted p, the CI, the detectable effect, seeds needed."""
+    from dropout_lab.exercises.writing import METRIC, SIGNIFICANCE, report_markdown, results_json
+
+    findings = swap_findings(tmp_path, 0.851, 0.850)
+    runs = (seeds_around(0.851, p=(0.2, 0.5)) + seeds_around(0.850, p=(0.5, 0.2)))
+    context = {"runs": runs, "overrides": [], "user_overrides": [], "quick": False,
+               "sweep_dir": tmp_path / "runs", "seconds": 1.0}
+    text = report_markdown(ex1_probabilities.EXERCISE, findings, context)
+    assert SIGNIFICANCE in text and METRIC in text and "2·SE" not in text
+    row = next(line for line in text.splitlines()
+               if line.startswith("| test acc: (0.2, 0.5) − (0.5, 0.2)"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    swap = findings.comparisons["test acc: (0.2, 0.5) − (0.5, 0.2)"]
+    assert cells[3].startswith("paired t-test") and cells[6] == "2" and cells[7] == "no"
+    assert float(cells[8]) == pytest.approx(swap.detectable, abs=1e-4)
+    needed = seeds_to_detect(swap)
+    assert 5 < needed <= 1000 and cells[9] == f"{needed} paired seeds"
+    # That many seeds would indeed give the observed Δ 80% power at Holm's first level.
+    design = dataclasses.replace(swap.design, sizes=(needed,))
+    assert design.power(swap.delta, 0.05 / 2) >= 0.8 > dataclasses.replace(
+        swap.design, sizes=(needed - 1,)).power(swap.delta, 0.05 / 2)
+    saved = results_json(ex1_probabilities.EXERCISE, findings, context)["comparisons"]
+    assert saved["test acc: (0.2, 0.5) − (0.5, 0.2)"]["adjusted_p"] == swap.adjusted_p
+
+
+def test_seeds_option_replaces_the_exercises_seeds():
+    from dropout_lab.errors import ConfigError
+    from dropout_lab.exercises.runner import seed_overrides
+
+    assert seed_overrides(None, ["seed=0,1"]) == []
+    assert seed_overrides(7, ["optim.lr=0.1"]) == ["seed=range(7)"]
+    with pytest.raises(ConfigError, match="--seeds and a seed= override"):
+        seed_overrides(7, ["seed=0,1"])
+
+
+def test_seeds_option_reaches_the_sweep(tmp_path):
+    """seed=range(2), what --seeds 2 adds, replaces the YAML's seeds: the jobs carry 0 and 1 only."""
+    from dropout_lab.sweep.run import run_sweep
+
+    result = run_sweep(["experiment=exercise_4", "seed=range(2)"], sweep_dir=tmp_path / "s",
+                       dry_run=True)
+    seeds_planned = sorted(o for job in result.jobs for o in job if o.startswith("seed="))
+    assert seeds_planned == ["seed=0", "seed=1"]
+
 
 def test_contrast_combines_standard_errors():
     a, b = estimate([1.0, 2.0, 3.0]), estimate([2.0, 2.0, 2.0, 2.0])

@@ -1,5 +1,6 @@
 """Monte Carlo dropout at inference: `dropout-lab evaluate RUN_DIR --mc-samples K` end to end on
-a tiny real run, the uncertainty formulas on hand-made numbers, and the error paths."""
+the session's tiny real run, the uncertainty formulas on hand-made numbers, and a run without a
+checkpoint (the other error paths are in tests/test_bad_input.py's table)."""
 
 import json
 import math
@@ -9,34 +10,29 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, run_cli
+from conftest import invoke, one_error_line, run_cli
 from dropout_lab.config import DropoutConfig, ModelConfig
 from dropout_lab.data import Split
 from dropout_lab.mc_dropout import mc_evaluate, mc_metrics, mc_statistics, stochastic_layers_on
 from dropout_lab.model import build_model
 
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A real training run (1000 images, 2 epochs, default model: custom dropout [0.2, 0.5])."""
-    run_dir = tmp_path_factory.mktemp("mc") / "run"
-    run_cli("train", *TINY, f"hydra.run.dir={run_dir}", check=True)
-    return run_dir
+# tiny_cli_run_copy (conftest): a copy of a real run of 1000 images, 2 epochs, the default model
+# with custom dropout p = [0.3, 0.4].
 
 
 @pytest.mark.slow
-def test_evaluate_prints_and_writes_the_table(trained_run):
-    result = run_cli("evaluate", trained_run, "--mc-samples", "8", check=True)
-    report = json.loads((trained_run / "mc_eval.json").read_text())
+def test_evaluate_prints_and_writes_the_table(tiny_cli_run_copy):
+    result = run_cli("evaluate", tiny_cli_run_copy, "--mc-samples", "8", check=True)
+    report = json.loads((tiny_cli_run_copy / "mc_eval.json").read_text())
     metrics = report["metrics"]
-    table = (trained_run / "mc_eval.md").read_text()
+    table = (tiny_cli_run_copy / "mc_eval.md").read_text()
     assert table.strip() in result.stdout
     assert "| accuracy |" in table and "mutual information, BALD (nats)" in table
-    assert report["stochastic_layers"] == ["net.3=InvertedDropout(p=0.2)",
-                                           "net.6=InvertedDropout(p=0.5)"]
+    assert report["stochastic_layers"] == ["net.3=InvertedDropout(p=0.3)",
+                                           "net.6=InvertedDropout(p=0.4)"]
     assert metrics["mc_samples"] == 8 and metrics["test_images"] == 500
     # The deterministic pass is training's own evaluation: the same number, exactly.
-    summary = json.loads((trained_run / "summary.json").read_text())
+    summary = json.loads((tiny_cli_run_copy / "summary.json").read_text())
     assert metrics["test_accuracy"] == summary["final"]["test_accuracy"]
     assert metrics["test_loss"] == pytest.approx(summary["final"]["test_loss"], rel=1e-6)
     assert 0.1 < metrics["mc_accuracy"] <= 1.0
@@ -48,10 +44,10 @@ def test_evaluate_prints_and_writes_the_table(trained_run):
 
 
 @pytest.mark.slow
-def test_evaluate_is_seeded_and_differs_from_the_eval_pass(trained_run):
-    first = mc_evaluate(trained_run, 4, seed=1).metrics
-    again = mc_evaluate(trained_run, 4, seed=1).metrics
-    other = mc_evaluate(trained_run, 4, seed=2).metrics
+def test_evaluate_is_seeded_and_differs_from_the_eval_pass(tiny_cli_run_copy):
+    first = mc_evaluate(tiny_cli_run_copy, 4, seed=1).metrics
+    again = mc_evaluate(tiny_cli_run_copy, 4, seed=1).metrics
+    other = mc_evaluate(tiny_cli_run_copy, 4, seed=2).metrics
     assert first == again
     assert first["mutual_information"] != other["mutual_information"]
     assert first["test_accuracy"] == other["test_accuracy"]  # the deterministic pass
@@ -102,25 +98,12 @@ def test_no_wrong_predictions_give_an_empty_group_not_nan():
     assert metrics["predictive_entropy_wrong"] is None and metrics["mc_accuracy"] == 1.0
 
 
-def test_a_folder_that_is_not_a_run_is_one_line_and_non_zero(tmp_path):
-    result = run_cli("evaluate", tmp_path, "--mc-samples", "3")
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {tmp_path} is not a dropout-lab run (no summary.json)"
-    assert result.stdout == ""
-
-
 @pytest.mark.slow
-def test_a_run_without_checkpoint_is_refused(tmp_path, trained_run):
+def test_a_run_without_checkpoint_is_refused(tmp_path, tiny_cli_run):
     run_dir = tmp_path / "no-checkpoint"  # as a run trained with logging.checkpoint=false
     run_dir.mkdir()
-    shutil.copy(trained_run / "summary.json", run_dir)
-    result = run_cli("evaluate", run_dir)
-    assert result.returncode == 1
-    assert result.stderr.startswith(f"error: {run_dir} has no checkpoint.pt to evaluate")
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_a_bad_k_is_a_usage_error(tmp_path):
-    result = run_cli("evaluate", tmp_path, "--mc-samples", "0")
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: --mc-samples has to be > 0, but got 0"
+    shutil.copy(tiny_cli_run[1] / "summary.json", run_dir)
+    result = invoke("evaluate", run_dir)
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr).startswith(
+        f"error: {run_dir} has no checkpoint.pt to evaluate")

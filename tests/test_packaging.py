@@ -10,6 +10,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # builds a wheel with pip and runs the installed package
+
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:

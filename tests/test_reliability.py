@@ -1,5 +1,6 @@
 """Interrupted and failing runs, with real processes: killed and resumed training, refused
-resumes, unwritable folders, a full disk, and the dataset cache under concurrent and corrupt use.
+resumes (of conftest's reference run, checked in-process), unwritable folders, a full disk, and
+the dataset cache under concurrent and corrupt use.
 """
 
 import hashlib
@@ -16,47 +17,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, read_events, read_hparams, run_cli
+from conftest import (BUDGET, EPOCHS, REPO, can_mount_tmpfs, cli_env, invoke, logged_tags,
+                      one_error_line, read_events, read_hparams, results, run_cli,
+                      skip_or_fail_in_ci, start_cli, wait_for_epoch)
 from dropout_lab.config import DataConfig
 from dropout_lab.data import _checksum, cache_path, load_raw, read_cache
-from dropout_lab.errors import RunError
 from dropout_lab.run_folder import read_summary
 from dropout_lab.run_log import EPOCH_TAGS, load_checkpoint
 
-EPOCHS = 5
-# Long enough epochs (10,000 images, ~0.25 s each on one core) that a signal sent after epoch 2
-# lands while epochs 3-5 are still to run; Adam, so that the optimiser has state to restore.
-BUDGET = ["data.subset=10000", "data.test_subset=1000", f"trainer.epochs={EPOCHS}",
-          "trainer.progress=false", "trainer.num_threads=1", "optim=adam"]
+# Every test here starts real processes or trains (the reference run is conftest's BUDGET run).
+pytestmark = pytest.mark.slow
+
 SMALL = ["data.subset=1000", "data.test_subset=500", "trainer.progress=false",
          "trainer.num_threads=1"]
-
-
-def start_cli(*args, **popen_args) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.Popen([sys.executable, "-m", "dropout_lab", *map(str, args)], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **popen_args)
-
-
-def wait_for_epoch(process: subprocess.Popen, run_dir: Path, epoch: int, timeout: float = 300):
-    """Poll summary.json (written right after each epoch's checkpoint) until ``epoch`` is done."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"training ended early:\n{process.communicate()[1]}"
-        try:
-            if read_summary(run_dir)["epochs_done"] >= epoch:
-                return
-        except RunError:  # not written yet
-            pass
-        time.sleep(0.02)
-    process.kill()
-    raise AssertionError(f"epoch {epoch} not done within {timeout} s")
-
-
-def results(history: list) -> list:
-    """A history without the wall times, which differ from run to run."""
-    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
 
 
 def snapshot(folder: Path) -> dict:
@@ -69,30 +42,8 @@ def temp_files(folder: Path) -> list:
     return sorted(p.name for p in folder.rglob("*.tmp"))
 
 
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
-
-
-@pytest.fixture(scope="module")
-def left_alone(tmp_path_factory) -> Path:
-    """The reference: the same run as the killed ones, never interrupted."""
-    run_dir = tmp_path_factory.mktemp("alone") / "run"
-    run_cli("train", *BUDGET, f"hydra.run.dir={run_dir}", check=True)
-    return run_dir
-
-
-@pytest.fixture
-def completed_copy(left_alone, tmp_path) -> Path:
-    """A copy of the completed reference run to tamper with."""
-    return Path(shutil.copytree(left_alone, tmp_path / "run"))
-
-
 # --- killed and resumed --------------------------------------------------------------------------
 
-@pytest.mark.slow
 def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     # Many epochs: it has to outlast the second process below; Ctrl-C ends it.
@@ -105,7 +56,7 @@ def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
     stdout, stderr = process.communicate(timeout=120)
 
     assert second.returncode == 1
-    assert "is in use by another dropout-lab process" in one_error_line(second)
+    assert "is in use by another dropout-lab process" in one_error_line(second.stderr)
     assert snapshot(run_dir / ".hydra") == hydra_files  # refused before Hydra wrote there
     assert process.returncode == 130 and "Traceback" not in stderr
     assert stdout.startswith("interrupted: ") and "stopped by SIGINT" in stdout
@@ -115,9 +66,8 @@ def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
     # Resuming from here is the SIGTERM case below: the same handler, the same checkpoint.
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGKILL, -signal.SIGKILL)])
-def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, tmp_path, sig,
+def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(reference_run, tmp_path, sig,
                                                                      code):
     run_dir = tmp_path / "run"
     process = start_cli("train", *BUDGET, f"hydra.run.dir={run_dir}")
@@ -137,15 +87,15 @@ def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(left_alone, 
 
     resumed = run_cli("train", "--resume", run_dir, check=True)
     assert resumed.stdout.startswith("completed:")
-    summary, reference = read_summary(run_dir), read_summary(left_alone)
+    summary, reference = read_summary(run_dir), read_summary(reference_run)
     assert summary["status"] == "completed" and summary["epochs_done"] == EPOCHS
     assert results(summary["history"]) == results(reference["history"])  # exactly equal
-    mine, theirs = load_checkpoint(run_dir), load_checkpoint(left_alone)
+    mine, theirs = load_checkpoint(run_dir), load_checkpoint(reference_run)
     for part in ("model", "optimizer"):
         assert_same_tensors(mine[part], theirs[part])
     assert torch.equal(mine["rng"]["torch"], theirs["rng"]["torch"])
 
-    events, reference_events = read_events(run_dir), read_events(left_alone)
+    events, reference_events = read_events(run_dir), read_events(reference_run)
     for tag in logged_tags(reference):  # every epoch once, in order, after the resume
         assert [point.step for point in events.Scalars(tag)] == list(range(1, EPOCHS + 1)), tag
     for tag in ("loss/train", "loss/test", "accuracy/train", "accuracy/test", "accuracy/gap"):
@@ -163,7 +113,6 @@ SCHEDULED = ["data.subset=10000", "data.test_subset=1000", "data.validation=1000
              "optim.schedule.warmup_epochs=1.5"]
 
 
-@pytest.mark.slow
 def test_interrupted_scheduled_run_resumes_to_exactly_the_same_schedule_and_weights(tmp_path):
     left_alone, run_dir = tmp_path / "alone", tmp_path / "run"
     run_cli("train", *SCHEDULED, f"hydra.run.dir={left_alone}", check=True)
@@ -185,11 +134,6 @@ def test_interrupted_scheduled_run_resumes_to_exactly_the_same_schedule_and_weig
     events = read_events(run_dir)
     assert [p.value for p in events.Scalars("optim/lr")] == \
         [p.value for p in read_events(left_alone).Scalars("optim/lr")]
-
-
-def logged_tags(summary: dict) -> list:
-    """The EPOCH_TAGS of the metrics a run's history holds (val_*: only with data.validation)."""
-    return [tag for key, tag in EPOCH_TAGS.items() if key in summary["history"][0]]
 
 
 def add_orphan_epoch(run_dir: Path, epoch: int):
@@ -221,14 +165,13 @@ def assert_same_tensors(mine, theirs):
 
 # --- resumes that are refused --------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_resume_with_other_hidden_sizes_is_refused_before_touching_the_run(completed_copy):
-    before = snapshot(completed_copy)
-    result = run_cli("train", "--resume", completed_copy, "model.hidden=[64,64]")
-    assert result.returncode == 2
-    line = one_error_line(result)
+def test_resume_with_other_hidden_sizes_is_refused_before_touching_the_run(reference_copy):
+    before = snapshot(reference_copy)
+    result = invoke("train", "--resume", reference_copy, "model.hidden=[64,64]")
+    assert result.exit_code == 2
+    line = one_error_line(result.stderr)
     assert "model.hidden=[64, 64]" in line and "[256, 256]" in line
-    assert snapshot(completed_copy) == before  # not even .hydra/ was rewritten
+    assert snapshot(reference_copy) == before  # not even .hydra/ was rewritten
 
 
 class RunsCode:
@@ -241,35 +184,32 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.slow
-def test_checkpoint_that_would_run_code_is_refused_not_executed(completed_copy, tmp_path):
+def test_checkpoint_that_would_run_code_is_refused_not_executed(reference_copy, tmp_path):
     marker = tmp_path / "code-ran"
-    checkpoint = torch.load(completed_copy / "checkpoint.pt", weights_only=True)
+    checkpoint = torch.load(reference_copy / "checkpoint.pt", weights_only=True)
     checkpoint["model"] = RunsCode(marker)
-    torch.save(checkpoint, completed_copy / "checkpoint.pt")
+    torch.save(checkpoint, reference_copy / "checkpoint.pt")
     with pytest.raises(pickle.UnpicklingError):  # sanity: weights_only refuses it in-process too
-        torch.load(completed_copy / "checkpoint.pt", weights_only=True)
+        torch.load(reference_copy / "checkpoint.pt", weights_only=True)
     assert not marker.exists()
 
-    result = run_cli("train", "--resume", completed_copy)
-    assert result.returncode == 1
-    assert "checkpoint.pt cannot be read" in one_error_line(result)
+    # In this process: a payload that ran would touch the marker here just as in a subprocess.
+    result = invoke("train", "--resume", reference_copy)
+    assert result.exit_code == 1
+    assert "checkpoint.pt cannot be read" in one_error_line(result.stderr)
     assert not marker.exists()
 
 
 # --- unwritable folders and a full disk ----------------------------------------------------------
 
-def can_mount_tmpfs() -> bool:
-    """Root with CAP_SYS_ADMIN in a private mount namespace (so nothing leaks out of the test)."""
-    if not shutil.which("unshare") or os.geteuid() != 0:
-        return False
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                           capture_output=True)
-    return probe.returncode == 0
-
-
 TMPFS_WORKS = can_mount_tmpfs()
-TMPFS = pytest.mark.skipif(not TMPFS_WORKS, reason="needs root and unshare -m to mount tmpfs")
+
+
+@pytest.fixture
+def tmpfs():
+    """These tests mount a tmpfs of their own: root and unshare -m (CI has both)."""
+    if not TMPFS_WORKS:
+        skip_or_fail_in_ci("mounting a tmpfs needs root and unshare -m")
 
 
 def run_on_tmpfs(mount: Path, options: str, copy_to: Path, *args) -> subprocess.CompletedProcess:
@@ -279,37 +219,25 @@ def run_on_tmpfs(mount: Path, options: str, copy_to: Path, *args) -> subprocess.
     command = " ".join(map(str, [sys.executable, "-m", "dropout_lab", *args]))
     script = (f"mount -t tmpfs -o {options} tmpfs {mount} || exit 99; {command}; code=$?; "
               f"cp -a {mount} {copy_to}; exit $code")
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, env=env,
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, env=cli_env(),
                           capture_output=True, text=True, timeout=600)
 
 
-def test_run_folder_under_a_regular_file_is_one_line(tmp_path):
-    (tmp_path / "file").write_text("not a folder")
-    result = run_cli("train", *SMALL, f"hydra.run.dir={tmp_path / 'file' / 'run'}")
-    assert result.returncode == 1
-    expected = f"error: cannot write into {tmp_path}/file/run: Not a directory"
-    assert one_error_line(result) == expected
-
-
-@TMPFS
-def test_read_only_run_folder_is_one_line(tmp_path):
+def test_read_only_run_folder_is_one_line(tmpfs, tmp_path):
     result = run_on_tmpfs(tmp_path / "ro", "ro,size=1m", tmp_path / "after", "train", *SMALL,
                           f"hydra.run.dir={tmp_path / 'ro' / 'run'}")
     assert result.returncode == 1
-    assert "Read-only file system" in one_error_line(result)
+    assert "Read-only file system" in one_error_line(result.stderr)
 
 
-@pytest.mark.slow
-@TMPFS
-def test_disk_full_during_training_keeps_the_last_whole_checkpoint(tmp_path):
+def test_disk_full_during_training_keeps_the_last_whole_checkpoint(tmpfs, tmp_path):
     # 1.5 MB holds one checkpoint (0.95 MB) and the small files, not a second one beside it:
     # the atomic write of epoch 2's checkpoint runs out of space.
     run_dir = tmp_path / "disk" / "run"
     result = run_on_tmpfs(tmp_path / "disk", "size=1500k", tmp_path / "after", "train", *SMALL,
                           "trainer.epochs=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 1
-    assert "checkpoint.pt: No space left on device" in one_error_line(result)
+    assert "checkpoint.pt: No space left on device" in one_error_line(result.stderr)
     kept = tmp_path / "after" / "run"
     assert load_checkpoint(kept)["epoch"] == 1  # the previous checkpoint, whole
     summary = read_summary(kept)
@@ -322,13 +250,11 @@ def test_disk_full_during_training_keeps_the_last_whole_checkpoint(tmp_path):
     assert [row["epoch"] for row in read_summary(kept)["history"]] == [1, 2, 3]
 
 
-@pytest.mark.slow
-@TMPFS
-def test_disk_full_before_training_is_one_line(tmp_path):
+def test_disk_full_before_training_is_one_line(tmpfs, tmp_path):
     result = run_on_tmpfs(tmp_path / "disk", "size=16k", tmp_path / "after", "train", *SMALL,
                           f"hydra.run.dir={tmp_path / 'disk' / 'run'}")
     assert result.returncode == 1
-    assert "No space left on device" in one_error_line(result)
+    assert "No space left on device" in one_error_line(result.stderr)
 
 
 def limit_file_size(limit: int):
@@ -338,7 +264,6 @@ def limit_file_size(limit: int):
     return apply
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(TMPFS_WORKS, reason="the tmpfs test above runs out of space for real")
 def test_file_size_limit_while_saving_keeps_the_last_whole_checkpoint(tmp_path):
     """The same fault without privileges: RLIMIT_FSIZE makes writes past 512 KB fail (EFBIG)."""
@@ -377,7 +302,6 @@ print(_checksum(load_raw(DataConfig(cache_dir=sys.argv[1]))))
 """
 
 
-@pytest.mark.slow
 def test_parallel_first_loads_make_exactly_one_valid_cache(tmp_path):
     cache_dir, sync = tmp_path / "cache", tmp_path / "sync"
     sync.mkdir()
@@ -419,7 +343,6 @@ def flip_a_pixel_byte(path: Path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("damage", [truncate, flip_a_pixel_byte])
 def test_corrupt_cache_is_detected_and_rebuilt(built_cache, tmp_path, damage):
     good = read_cache(built_cache)

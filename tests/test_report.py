@@ -78,7 +78,12 @@ def test_write_report_tables_and_plot(sweep_dir):
     with open(paths["csv"], newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 7
-    assert [float(r["test acc"]) for r in rows[:6]] == sorted(ACCURACY.values(), reverse=True)
+    assert list(rows[0])[4:9] == ["steady test acc", "final test acc", "best test acc",
+                                  "train acc (eval)", "gap"]
+    assert [float(r["final test acc"]) for r in rows[:6]] == sorted(ACCURACY.values(), reverse=True)
+    # No steady block in these summaries: the mean of the last 3 epochs, from the history.
+    assert [float(r["steady test acc"]) for r in rows[:6]] == pytest.approx(
+        [a - 0.1 for a in sorted(ACCURACY.values(), reverse=True)])
     assert rows[0]["model.dropout.p"] == "[0.2,0.5]" and rows[0]["seed"] == "2"
     assert rows[-1]["status"] == "failed" and "1.5" in rows[-1]["error"]
 
@@ -92,6 +97,25 @@ def test_write_report_tables_and_plot(sweep_dir):
 
     image = matplotlib.image.imread(paths["plot"])  # a real PNG, decodable
     assert image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_report_sorts_by_the_steady_test_accuracy(tmp_path):
+    """A run whose last epoch is best but whose steady accuracy is not comes second, in the
+    job table and in the mean over seeds."""
+    sweep_dir = tmp_path / "sweep"
+    lucky = write_job(sweep_dir, 0, ["optim.lr=0.5", "seed=0"], final_test=0.85)
+    steady = write_job(sweep_dir, 1, ["optim.lr=0.1", "seed=0"], final_test=0.84)
+    for run_dir, value in ((lucky, 0.70), (steady, 0.83)):
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["steady"] = {"test_accuracy": value, "epochs": 3}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    runs = report.load_runs(sweep_dir)
+    assert [run["steady_test_accuracy"] for run in runs] == [0.70, 0.83]
+    assert [run["num"] for run in report.sorted_runs(runs)] == [1, 0]
+    rows = report.aggregate_over_seeds(runs)
+    assert [row["label"] for row in rows] == ["optim.lr=0.1", "optim.lr=0.5"]
+    markdown = report.write_report(sweep_dir)["markdown"].read_text()
+    assert "Sorted by the steady test accuracy" in markdown and "clean measure" in markdown
 
 
 def test_report_command(sweep_dir, tmp_path):

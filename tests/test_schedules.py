@@ -156,6 +156,7 @@ SCHEDULED = [*TINY, "trainer.epochs=3", "optim.schedule.name=cosine",
              "optim.schedule.warmup_epochs=1", "optim.lr=0.2"]
 
 
+@pytest.mark.slow
 def test_scheduled_run_logs_each_epochs_rate_and_checkpoints_the_schedule(tmp_path):
     result = train(typed_config(compose(SCHEDULED)), tmp_path)
     assert result.status == "completed"
@@ -168,18 +169,21 @@ def test_scheduled_run_logs_each_epochs_rate_and_checkpoints_the_schedule(tmp_pa
     assert read_summary(tmp_path)["config"]["optim"]["schedule"]["name"] == "cosine"
 
 
+@pytest.mark.slow
 def test_default_run_logs_the_constant_rate_and_no_scheduler(tmp_path):
     result = train(typed_config(compose(TINY)), tmp_path)
     assert [row["lr"] for row in result.history] == [0.5, 0.5]
     assert "scheduler" not in load_checkpoint(tmp_path)
 
 
+@pytest.mark.slow
 def test_resume_that_would_stretch_a_cosine_schedule_is_refused(tmp_path):
     train(typed_config(compose(SCHEDULED)), tmp_path)
     with pytest.raises(ConfigError, match=r"trainer.epochs=5 \(the run has 3\)"):
         resumable_checkpoint(typed_config(compose([*SCHEDULED, "trainer.epochs=5"])), tmp_path)
 
 
+@pytest.mark.slow
 def test_resume_may_train_a_step_schedule_longer(tmp_path):
     step = [*TINY, "optim.schedule.name=step", "optim.schedule.step_size=1"]
     train(typed_config(compose(step)), tmp_path)
@@ -189,6 +193,7 @@ def test_resume_may_train_a_step_schedule_longer(tmp_path):
     assert [row["lr"] for row in result.history] == pytest.approx([0.5, 0.05, 0.005])
 
 
+@pytest.mark.slow
 def test_train_accepts_the_strong_recipe(tmp_path):
     """``dropout-lab train experiment=strong`` is one run (here with a tiny budget on top)."""
     run_dir = tmp_path / "run"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, read_events, read_hparams, run_cli
+from conftest import REPO, TINY, read_events, read_hparams, run_cli, skip_or_fail_in_ci
 
 # Both jobs of a sweep on the node at once (2 cores here), each small.
 SLURM = ["--launcher", "slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
@@ -59,9 +59,7 @@ def slurm_cluster():
             sys.stderr.write(up.stderr)
         started_here = up.returncode == 0
     if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the Slurm tests must run in CI, but: {reason}")
-        pytest.skip(reason)
+        skip_or_fail_in_ci(f"the Slurm tests need a local cluster: {reason}")
     yield
     if started_here:
         subprocess.run(["bash", str(REPO / "scripts" / "slurm_down.sh")],
@@ -100,7 +98,7 @@ def wait_for(condition, what: str, sweep=None, timeout: float = 180.0):
 
 def run_folder(sweep_dir: Path, num: int):
     """The job's run folder once it has written its first epoch checkpoint, else None."""
-    return next((p.parent for p in sweep_dir.glob(f"{num}_*/checkpoint.pt")), None)
+    return next((p.parent for p in sweep_dir.glob(f"{num:03d}_*/checkpoint.pt")), None)
 
 
 def start_sweep(sweep_dir: Path, *overrides) -> subprocess.Popen:
@@ -157,7 +155,7 @@ def test_grid_sweep_runs_as_slurm_jobs(slurm_cluster, tmp_path):
     assert sorted(row["seed"] for row in report.values()) == ["0", "1"]
     assert {row["status"] for row in report.values()} == {"completed"}
     for num in (0, 1):  # each job's TensorBoard run, with its swept seed among the hparams
-        (run_dir,) = sweep_dir.glob(f"{num}_*")
+        (run_dir,) = sweep_dir.glob(f"{num:03d}_*")
         events = read_events(run_dir)
         assert [s.step for s in events.Scalars("accuracy/test")] == [1, 2]
         assert read_hparams(events)["seed"] == num

@@ -1,4 +1,5 @@
-"""The training core ``train(cfg, run_dir)`` on the real data with a tiny budget."""
+"""The training core ``train(cfg, run_dir)`` on the real data with a tiny budget (slow), and
+single steps of the epoch loop and of the benchmark's hand-written floor (fast)."""
 
 import math
 import subprocess
@@ -7,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY, read_events, read_hparams
+from conftest import REPO, TINY, read_events, read_hparams, results
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.messages import run_exit_code
 from dropout_lab.run_folder import read_summary
@@ -21,11 +22,6 @@ def tiny_config(*overrides):
     return typed_config(compose([*TINY, *overrides]))
 
 
-def results_of(history: list) -> list:
-    """The history without the wall times, which differ from run to run."""
-    return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One tiny run (2 epochs on 1000 images), started from an empty working directory."""
@@ -36,6 +32,7 @@ def tiny_run(tmp_path_factory):
     return result, cwd
 
 
+@pytest.mark.slow
 def test_tiny_run_completes_with_finite_metrics(tiny_run):
     result, _ = tiny_run
     assert result.status == "completed" and result.error is None
@@ -51,6 +48,7 @@ def test_tiny_run_completes_with_finite_metrics(tiny_run):
     assert run_exit_code(result) == 0
 
 
+@pytest.mark.slow
 def test_steady_metric_is_the_mean_of_the_last_epochs(tiny_run):
     result, _ = tiny_run
     steady = read_summary(result.run_dir)["steady"]
@@ -60,6 +58,7 @@ def test_steady_metric_is_the_mean_of_the_last_epochs(tiny_run):
     assert steady["gap"] == pytest.approx(sum(row["gap"] for row in result.history) / 2)
 
 
+@pytest.mark.slow
 def test_clean_gap_measurement_leaves_training_unchanged(tiny_run, tmp_path):
     """The eval-mode pass over the training subset draws no random numbers: with it off, the
     run's dropout masks and shuffles, hence its numbers, are the same to the last bit."""
@@ -71,6 +70,7 @@ def test_clean_gap_measurement_leaves_training_unchanged(tiny_run, tmp_path):
         [[row[k] for k in keys] for row in result.history]
 
 
+@pytest.mark.slow
 def test_run_folder_holds_summary_checkpoint_and_events(tiny_run):
     result, cwd = tiny_run
     names = sorted(p.name for p in result.run_dir.iterdir())
@@ -86,23 +86,26 @@ def test_run_folder_holds_summary_checkpoint_and_events(tiny_run):
     assert list(cwd.iterdir()) == []  # train() writes into run_dir only, never the cwd
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_numbers_and_weights(tiny_run, tmp_path):
     first, _ = tiny_run
     again = train(tiny_config(), tmp_path)
-    assert results_of(again.history) == results_of(first.history)
+    assert results(again.history) == results(first.history)
     first_weights = load_checkpoint(first.run_dir)["model"]
     again_weights = load_checkpoint(again.run_dir)["model"]
     assert first_weights.keys() == again_weights.keys()
     assert all(torch.equal(first_weights[k], again_weights[k]) for k in first_weights)
 
 
+@pytest.mark.slow
 def test_another_seed_gives_other_numbers(tiny_run, tmp_path):
     first, _ = tiny_run
     other = train(tiny_config("seed=1"), tmp_path)
     assert other.status == "completed"
-    assert results_of(other.history) != results_of(first.history)
+    assert results(other.history) != results(first.history)
 
 
+@pytest.mark.slow
 def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     # lr = 1e6 overflows the weights within the first steps: the loss becomes NaN in epoch 1.
     result = train(tiny_config("optim.lr=1e6", "trainer.epochs=3"), tmp_path)
@@ -146,6 +149,7 @@ def test_divergence_is_caught_within_the_check_interval():
     assert counter.steps == DIVERGENCE_CHECK_STEPS < len(data.train) // 16
 
 
+@pytest.mark.slow
 def test_benchmark_script_runs(tmp_path):
     """scripts/bench_train.py on a tiny budget runs and prints its ratio (no timing asserted)."""
     result = subprocess.run(

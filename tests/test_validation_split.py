@@ -68,6 +68,7 @@ def test_bad_validation_size_is_one_line(value):
         typed_config(compose([f"data.validation={value}"]))
 
 
+@pytest.mark.slow
 def test_run_with_validation_logs_it_each_epoch_and_in_the_steady_metrics(tmp_path):
     result = train(typed_config(compose([*TINY, "data.validation=2000"])), tmp_path)
     assert result.status == "completed"

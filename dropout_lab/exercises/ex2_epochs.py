@@ -3,77 +3,107 @@
 from pathlib import Path
 from typing import Dict, List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, at_epoch, dropout_name, final,
-                                        group_by, new_figure, probabilities, save_figure)
-from dropout_lab.exercises.stats import Estimate, change, verdict
+from dropout_lab.exercises.figures import save_panels
+from dropout_lab.exercises.runs import (at_epoch, dropout_name, group_by, peak, probabilities,
+                                        steady_epochs, steady_metric, window_mean)
+from dropout_lab.exercises.stats import Family, change, difference, verdict
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.exercises.writing import endpoints_table
+from dropout_lab.plots import new_figure, std_band
 from dropout_lab.report import curve
+from dropout_lab.run_folder import Status
 
-METRICS = {"train_accuracy": "train accuracy (dropout on)", "test_accuracy": "test accuracy",
-           "gap": "gap (train − test)"}
+METRICS = {"train_accuracy": "train accuracy (dropout on, the textbook's)",
+           "train_eval_accuracy": "train accuracy (eval mode)", "test_accuracy": "test accuracy",
+           "gap": "gap (train in eval mode − test)"}
 TEXTBOOK_EPOCHS = 10
-
-
-def epoch_value(run: dict, epoch: int, metric: str):
-    rows = [row for row in run["history"] if row["epoch"] == epoch]
-    return rows[0].get(metric) if rows else None
 
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
     if not groups:
-        return Findings([], [], ["No run completed: nothing to conclude."])
+        return Findings.nothing()
     last = min(max(row["epoch"] for row in run["history"]) for g in groups.values() for run in g)
     reference = min(TEXTBOOK_EPOCHS, max(1, last // 2))  # the textbook's budget, or halfway
-    checkpoints = sorted({reference, last, *range(10, last + 1, 10)} - {0})
+    window = steady_epochs(next(iter(groups.values()))[0])
     names = {key: dropout_name(key) for key in groups}
+    comparisons = family(groups, names, reference, last, window)
+    tables = [over_training_table(groups, names, reference, last),
+              change_table(groups, names, comparisons, reference, last, window),
+              endpoints_table(groups, names)]
+    plots = [("Train accuracy (dropout on and eval mode), test accuracy and gap per epoch "
+              "(mean ± std over seeds)", plot_curves(groups, names, out_dir / "curves.png"))]
+    lines = conclusion(groups, names, comparisons, reference, last) + [stability(runs)]
+    numbers = {names[k]: {m: [steady_metric(g, m).mean, steady_metric(g, m).std,
+                              steady_metric(g, m).n] for m in METRICS}
+               for k, g in groups.items()}
+    return Findings(tables, plots, lines, numbers=numbers, comparisons=comparisons)
 
-    rows = []
-    for epoch in checkpoints:
-        for key, group in groups.items():
-            rows.append([epoch, names[key], *(at_epoch(group, epoch, m).text() for m in METRICS)])
-    tables = [Table("Accuracy and gap over training (mean ± std over seeds)",
-                    ["epoch", "setting", *METRICS.values()], rows)]
 
-    changes = {key: {m: change(epoch_value(run, last, m) - epoch_value(run, reference, m)
-                               for run in group) for m in ("test_accuracy", "gap")}
-               for key, group in groups.items()}
+def change_name(key, metric: str, names) -> str:
+    return f"{names[key]}: change of {metric} over training"
+
+
+def family(groups, names, reference: int, last: int, window: int) -> dict:
+    """Dropout against none at the end (steady gap and test accuracy), and each setting's change
+    from the reference window to the last (each run against itself), Holm-adjusted together."""
+    comparisons = Family()
+    plain = [key for key in groups if not any(key)]
+    noisy = [key for key in groups if any(key)]
+    if plain and noisy:
+        none, drop = plain[0], noisy[0]
+        for metric in ("gap", "test_accuracy"):
+            comparisons.add(f"end, {metric}: {names[drop]} − {names[none]}", difference(
+                steady_metric(groups[drop], metric), steady_metric(groups[none], metric)))
+    for key, group in groups.items():
+        for metric in ("test_accuracy", "gap"):
+            comparisons.add(change_name(key, metric, names), change(
+                window_mean(run, last, metric, window) - window_mean(run, reference, metric, window)
+                for run in group))
+    return comparisons.adjust()
+
+
+def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], reference: int,
+                        last: int) -> Table:
+    """The metrics at the reference epoch, every 10th epoch and the last."""
+    checkpoints = sorted({reference, last, *range(10, last + 1, 10)} - {0})
+    rows = [[epoch, names[key], *(at_epoch(group, epoch, m).text() for m in METRICS)]
+            for epoch in checkpoints for key, group in groups.items()]
+    return Table("Accuracy and gap over training (mean ± std over seeds)",
+                 ["epoch", "setting", *METRICS.values()], rows)
+
+
+def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], comparisons: dict,
+                 reference: int, last: int, window: int) -> Table:
+    """Each run's change from the reference epoch to the last, and its peak."""
     peaks = {key: peak(group) for key, group in groups.items()}
-    tables.append(Table(
+    return Table(
         f"From epoch {reference} to epoch {last} (each run against itself)",
         ["setting", "Δ test acc", "Δ gap", "peak test acc", "epoch of the peak"],
-        [[names[key], changes[key]["test_accuracy"].text(), changes[key]["gap"].text(),
+        [[names[key], comparisons[change_name(key, "test_accuracy", names)].text(),
+          comparisons[change_name(key, "gap", names)].text(),
           peaks[key][0].text(), peaks[key][1].text(1)] for key in groups],
-        "The peak is each run's best epoch: an optimistic number (the maximum of a noisy curve)."))
-
-    plots = [(f"Train accuracy, test accuracy and gap per epoch (mean ± std over seeds)",
-              plot_curves(groups, names, out_dir / "curves.png"))]
-    lines = conclusion(groups, names, changes, reference, last) + [stability(runs)]
-    numbers = {names[k]: {m: [final(g, m).mean, final(g, m).std, final(g, m).n] for m in METRICS}
-               for k, g in groups.items()}
-    return Findings(tables, plots, lines, numbers=numbers)
+        f"Each end is the mean over {window} epochs (up to epoch {reference}, up to epoch "
+        f"{last}). The peak is each run's best epoch: an optimistic number (the maximum of a "
+        f"noisy curve).")
 
 
-def peak(runs: List[dict]):
-    """(best test accuracy, its epoch) of each run, as estimates over the runs."""
-    bests = [max(run["history"], key=lambda row: row["test_accuracy"]) for run in runs]
-    return (Estimate(tuple(row["test_accuracy"] for row in bests)),
-            Estimate(tuple(float(row["epoch"]) for row in bests)))
-
-
-def conclusion(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+def conclusion(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], comparisons: dict,
                reference: int, last: int) -> List[str]:
     lines = []
     plain = [key for key in groups if not any(key)]
     noisy = [key for key in groups if any(key)]
     if plain and noisy:
         none, drop = plain[0], noisy[0]
-        lines.append(f"After {last} epochs, " + verdict(names[drop], final(groups[drop], "gap"),
-                                                        names[none], final(groups[none], "gap"),
-                                                        metric="gap", higher_is_better=None))
-        lines.append(f"After {last} epochs, " + verdict(names[drop], final(groups[drop]),
-                                                        names[none], final(groups[none])))
+        for metric, words in (("gap", {"metric": "steady gap", "higher_is_better": None}),
+                              ("test_accuracy", {"metric": "steady test accuracy"})):
+            lines.append(f"After {last} epochs, " + verdict(
+                names[drop], steady_metric(groups[drop], metric), names[none],
+                steady_metric(groups[none], metric),
+                comparison=comparisons[f"end, {metric}: {names[drop]} − {names[none]}"], **words))
     for key in groups:
-        gap, test = changes[key]["gap"], changes[key]["test_accuracy"]
+        gap = comparisons[change_name(key, "gap", names)]
+        test = comparisons[change_name(key, "test_accuracy", names)]
         lines.append(f"{names[key]}: from epoch {reference} to {last} the gap changes by "
                      f"{gap.text()} and test accuracy by {test.text()}"
                      + growth_words(gap, test))
@@ -85,7 +115,7 @@ def stability(runs: List[dict]) -> str:
     parts = []
     for key in sorted({probabilities(run) for run in runs if run["config"]}):
         mine = [run for run in runs if run["config"] and probabilities(run) == key]
-        bad = [run for run in mine if run["status"] != "completed"]
+        bad = [run for run in mine if run["status"] != Status.COMPLETED]
         part = f"{dropout_name(key)}: {len(mine) - len(bad)} of {len(mine)} runs completed"
         if bad:
             part += " (" + "; ".join(f"seed {run['config']['seed']} {run['status']}: {run['error']}"
@@ -104,7 +134,8 @@ def growth_words(gap, test) -> str:
         return words + "."
     if gap.significant:
         return "; the gap narrows."
-    return "; the gap does not change significantly."
+    return (f"; the gap does not change significantly (a change of {gap.detectable:.4f} would "
+            f"have been detected with 80% power).")
 
 
 def plot_curves(groups, names, path: Path) -> str:
@@ -113,12 +144,10 @@ def plot_curves(groups, names, path: Path) -> str:
         for key, group in groups.items():
             epochs, means, stds = curve(group, metric)
             ax.plot(epochs, means, label=names[key])
-            ax.fill_between(epochs, [m - s for m, s in zip(means, stds)],
-                            [m + s for m, s in zip(means, stds)], alpha=0.2)
+            std_band(ax, epochs, means, stds, alpha=0.2)
         ax.set(xlabel="epoch", title=title)
-        ax.grid(alpha=0.3)
     axes[0].legend()
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path, legend=False)
 
 
 EXERCISE = Exercise(
@@ -127,9 +156,11 @@ EXERCISE = Exercise(
     question=("Increase the number of epochs and compare the results obtained when using "
               "dropout with those when not using it."),
     design=("The textbook model and optimiser trained for 50 epochs (instead of 10) without "
-            "dropout and with the textbook dropout (0.2, 0.5), 3 seeds each (6 runs). Each "
-            "epoch logs train accuracy (during the epoch, dropout on), test accuracy and their "
-            "gap; the comparison is at the last epoch, and each run's change since epoch 10."),
+            "dropout and with the textbook dropout (0.2, 0.5), 4 seeds each (8 runs). Each "
+            "epoch logs train accuracy (during the epoch, dropout on: the textbook's figure), "
+            "train accuracy in eval mode, test accuracy and the gap (eval-mode train − test); "
+            "the comparison is of the steady values at the end (paired by seed), and each run's "
+            "change from epochs 8-10 to the last three."),
     analyze=analyze,
     quick=("trainer.epochs=4", "seed=0,1"),
 )

@@ -26,9 +26,12 @@ import math
 from pathlib import Path
 from typing import Dict, List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, completed, dropout_name,
-                                        final, group_by, new_figure, probabilities, save_figure)
-from dropout_lab.exercises.stats import estimate, verdict
+from dropout_lab.exercises.figures import save_panels
+from dropout_lab.exercises.runs import (completed, dropout_name, dropout_of, final, group_by,
+                                        last_epoch, probabilities)
+from dropout_lab.exercises.stats import Family, difference, estimate, verdict
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure
 from dropout_lab.report import curve
 
 Z_LIMIT = 6.0
@@ -126,7 +129,7 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
     draws, batch = (400, 512) if quick else (4000, 512)
     checks = []
     for run in runs:
-        if run["config"]["model"]["dropout"]["kind"] != "custom" or not any(probabilities(run)):
+        if dropout_of(run)["kind"] != "custom" or not any(probabilities(run)):
             continue
         model = trained_model(run)
         images = test_images(run, batch)
@@ -146,28 +149,15 @@ LAYER_STATS = ("var_before_noise", "var_after_noise", "mean_square_before_noise"
 
 
 def layer_count(runs: List[dict]) -> int:
-    keys = {key for run in runs for key in (run["history"] or [{}])[-1]}
+    keys = {key for run in runs for key in last_epoch(run)}
     return sum(f"layer{k}_var_before_noise" in keys for k in range(1, 100))
 
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
-    tables, plots, lines = [], [], []
+    tables, plots, lines, comparisons = [], [], [], {}
     checks = measurements.get("checks", [])
     if checks:
-        tables.append(Table(
-            "Monte Carlo check of Var[h'|h] = p/(1−p)·h² on trained networks (per unit)",
-            ["seed", "layer", "p", "units checked", "draws", "median |rel. err.|",
-             "max |rel. err.|", "max tolerance", "max |z|", "passed",
-             "whole layer rel. err. (SE)"],
-            [[c["seed"], c["layer"], f"{c['p']:g}", f"{c['checked_units']}/{c['units']}", c["draws"],
-              f"{c['median_abs_relative_error']:.2%}", f"{c['max_abs_relative_error']:.2%}",
-              f"{c['max_relative_tolerance']:.2%}", f"{c['max_abs_z']:.2f}",
-              "yes" if c["passed"] else "NO",
-              f"{c['layer_relative_error']:+.3%} ({c['layer_relative_se']:.3%})"] for c in checks],
-            f"h fixed on {measurements['examples']} test images; per unit, the relative error is "
-            f"the mean over its examples of s²/(p/(1−p)·h²) − 1 (units active on at least "
-            f"{MIN_EXAMPLES} images); tolerance {Z_LIMIT:g}·SE, SE = √(c_M/n) from the number of "
-            f"draws M and examples n (see dropout_lab/exercises/ex3_variance.py); z = error/SE."))
+        tables.append(mc_table(checks, measurements["examples"]))
         plots.append(("Per-unit variance of h' given h: Monte Carlo against p/(1−p)·h²",
                       plot_scatter(checks, out_dir / "variance_check.png")))
         lines.append(mc_conclusion(checks))
@@ -182,11 +172,48 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
         plots.append(("Each hidden layer's activation variance per epoch (mean over units and "
                       "seeds): before the noise (ReLU output) and after it",
                       plot_variance(groups, n_layers, out_dir / "variance_over_training.png")))
-        lines += training_conclusion(groups, n_layers)
+        comparisons = variance_family(groups, n_layers)
+        lines += training_conclusion(groups, n_layers, comparisons)
     else:
         lines.append("The runs logged no activation statistics (logging.activation_stats=false).")
     return Findings(tables, plots, lines, numbers={"mc_checks": [
-        {k: v for k, v in c.items() if not k.endswith("per_unit")} for c in checks]})
+        {k: v for k, v in c.items() if not k.endswith("per_unit")} for c in checks]},
+        comparisons=comparisons)
+
+
+def variance_name(key, plain, k: int) -> str:
+    return f"layer {k} Var[h], last epoch: {dropout_name(key)} − {dropout_name(plain)}"
+
+
+def variance_family(groups: Dict[tuple, List[dict]], n_layers: int) -> dict:
+    """Each layer's activation variance before the noise, dropout against none (paired by
+    seed), Holm-adjusted together."""
+    comparisons = Family()
+    plain = [key for key in groups if not any(key)]
+    for key in [key for key in groups if any(key)]:
+        for k in range(1, n_layers + 1):
+            if plain:
+                metric = f"layer{k}_var_before_noise"
+                comparisons.add(variance_name(key, plain[0], k), difference(
+                    final(groups[key], metric), final(groups[plain[0]], metric)))
+    return comparisons.adjust()
+
+
+def mc_table(checks: List[dict], examples: int) -> Table:
+    return Table(
+        "Monte Carlo check of Var[h'|h] = p/(1−p)·h² on trained networks (per unit)",
+        ["seed", "layer", "p", "units checked", "draws", "median |rel. err.|",
+         "max |rel. err.|", "max tolerance", "max |z|", "passed",
+         "whole layer rel. err. (SE)"],
+        [[c["seed"], c["layer"], f"{c['p']:g}", f"{c['checked_units']}/{c['units']}", c["draws"],
+          f"{c['median_abs_relative_error']:.2%}", f"{c['max_abs_relative_error']:.2%}",
+          f"{c['max_relative_tolerance']:.2%}", f"{c['max_abs_z']:.2f}",
+          "yes" if c["passed"] else "NO",
+          f"{c['layer_relative_error']:+.3%} ({c['layer_relative_se']:.3%})"] for c in checks],
+        f"h fixed on {examples} test images; per unit, the relative error is "
+        f"the mean over its examples of s²/(p/(1−p)·h²) − 1 (units active on at least "
+        f"{MIN_EXAMPLES} images); tolerance {Z_LIMIT:g}·SE, SE = √(c_M/n) from the number of "
+        f"draws M and examples n (see dropout_lab/exercises/ex3_variance.py); z = error/SE.")
 
 
 def mc_conclusion(checks: List[dict]) -> str:
@@ -204,21 +231,17 @@ def mc_conclusion(checks: List[dict]) -> str:
             f"{max(c['median_abs_relative_error'] for c in checks):.2%} or less).")
 
 
-def last_row(run: dict) -> dict:
-    return run["history"][-1]
-
-
 def identity_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
     rows = []
     for key, group in groups.items():
         for k in range(1, n_layers + 1):
             p = key[k - 1]
-            measured = estimate(last_row(r)[f"layer{k}_var_after_noise"] for r in group)
-            predicted = estimate(last_row(r)[f"layer{k}_var_before_noise"]
-                                 + p / (1 - p) * last_row(r)[f"layer{k}_mean_square_before_noise"]
+            measured = estimate(last_epoch(r)[f"layer{k}_var_after_noise"] for r in group)
+            predicted = estimate(last_epoch(r)[f"layer{k}_var_before_noise"]
+                                 + p / (1 - p) * last_epoch(r)[f"layer{k}_mean_square_before_noise"]
                                  for r in group)
             rows.append([dropout_name(key), k, f"{p:g}",
-                         estimate(last_row(r)[f"layer{k}_var_before_noise"] for r in group).text(),
+                         estimate(last_epoch(r)[f"layer{k}_var_before_noise"] for r in group).text(),
                          predicted.text(), measured.text(),
                          f"{measured.mean / predicted.mean - 1:+.3%}"])
     return Table("Over the data, last epoch: Var[h'] = Var[h] + p/(1−p)·E[h²]",
@@ -240,7 +263,8 @@ def variance_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
                  rows)
 
 
-def training_conclusion(groups: Dict[tuple, List[dict]], n_layers: int) -> List[str]:
+def training_conclusion(groups: Dict[tuple, List[dict]], n_layers: int,
+                        comparisons: dict) -> List[str]:
     lines = []
     plain = [key for key in groups if not any(key)]
     noisy = [key for key in groups if any(key)]
@@ -258,7 +282,8 @@ def training_conclusion(groups: Dict[tuple, List[dict]], n_layers: int) -> List[
                 metric = f"layer{k}_var_before_noise"
                 lines.append(f"Layer {k} before the noise, last epoch, " + verdict(
                     dropout_name(key), final(group, metric), dropout_name(plain[0]),
-                    final(groups[plain[0]], metric), metric="Var[h]", higher_is_better=None))
+                    final(groups[plain[0]], metric), metric="Var[h]", higher_is_better=None,
+                    comparison=comparisons[variance_name(key, plain[0], k)]))
     return lines
 
 
@@ -276,9 +301,7 @@ def plot_scatter(checks: List[dict], path: Path) -> str:
     ax.plot(line, line, "k--", linewidth=1, label="y = x")
     ax.set(xscale="log", yscale="log", xlabel="p/(1−p)·h², averaged over the batch",
            ylabel="Monte Carlo variance of h'", title="Var[h'|h] per unit")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path)
 
 
 def plot_variance(groups, n_layers: int, path: Path) -> str:
@@ -291,9 +314,7 @@ def plot_variance(groups, n_layers: int, path: Path) -> str:
                 epochs, means, _ = curve(group, f"layer{k}_var_after_noise")
                 ax.plot(epochs, means, "--", label=f"{dropout_name(key)}: after noise")
         ax.set(xlabel="epoch", ylabel="mean over units of Var[activation]", title=f"hidden layer {k}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path, legend_size="small")
 
 
 EXERCISE = Exercise(
@@ -303,7 +324,7 @@ EXERCISE = Exercise(
               "check p/(1−p)·h² against Monte Carlo on a trained network, and follow each hidden "
               "layer's activation variance over training, with and without dropout."),
     design=("The textbook model trained for 20 epochs without dropout and with dropout "
-            "(0.2, 0.5), 2 seeds each (4 runs), with logging.activation_stats=true: every epoch "
+            "(0.2, 0.5), 3 seeds each (6 runs), with logging.activation_stats=true: every epoch "
             "logs, per hidden layer, the per-unit variance over the epoch's training examples of "
             "the ReLU output h (before the noise) and of h' (after it), averaged over units, and "
             "E[h²] (TensorBoard tags activations/layer{k}_...). Each trained network with "

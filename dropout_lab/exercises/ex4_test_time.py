@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 from typing import List
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, new_figure, save_figure)
-from dropout_lab.exercises.stats import Estimate, change, estimate
+from dropout_lab.exercises.figures import errorbar, log_x_ticks, save_panels
+from dropout_lab.exercises.stats import Estimate, Family, change, estimate
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.plots import new_figure
 
 FULL_KS, QUICK_KS = (1, 2, 4, 8, 16, 32, 64), (1, 2, 4, 8)
 REPEATS = 8  # draws of K passes for K < REPEATS: REPEATS // K of them, for the spread over masks
@@ -115,60 +117,99 @@ def fastest(results: List[dict], k=None) -> float:
     return min(t for r in results for t in r["mc"][str(k)]["seconds"])
 
 
+def mask_mean(result: dict, k: int, field: str = "accuracies") -> float:
+    """One network's K-pass ``field`` averaged over its mask draws."""
+    values = result["mc"][str(k)][field]
+    return sum(values) / len(values)
+
+
 def per_seed(results: List[dict], k: int, field: str = "accuracies") -> Estimate:
     """The seed-level mean of K-pass accuracies (averaged over the mask draws of each seed)."""
-    return estimate(sum(r["mc"][str(k)][field]) / len(r["mc"][str(k)][field]) for r in results)
+    return estimate(mask_mean(r, k, field) for r in results)
 
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     results = measurements.get("runs", [])
     if not results:
-        return Findings([], [], ["No trained network to evaluate: nothing to conclude."])
+        return Findings.nothing("No trained network to evaluate: nothing to conclude.")
     ks = measurements["ks"]
     deterministic = estimate(r["deterministic"]["accuracy"] for r in results)
-    det_seconds = fastest(results)
-    deltas = {k: change(sum(r["mc"][str(k)]["accuracies"]) / len(r["mc"][str(k)]["accuracies"])
-                        - r["deterministic"]["accuracy"] for r in results) for k in ks}
-    spread = {k: estimate(a for r in results for a in r["mc"][str(k)]["accuracies"]) for k in ks}
-    rows = [["deterministic (eval mode)", deterministic.text(), "", "", f"{det_seconds:.3f}", "1.0"]]
-    for k in ks:
-        rows.append([f"MC, K = {k}", per_seed(results, k).text(), spread[k].text(),
-                     deltas[k].text(), f"{fastest(results, k):.3f}",
-                     f"{fastest(results, k) / det_seconds:.1f}"])
-    tables = [Table(
-        "Test accuracy: deterministic pass against K stochastic passes averaged",
-        ["prediction", "test acc (mean ± std over seeds)", "spread over mask draws",
-         "Δ vs deterministic (paired by seed)", "seconds (fastest)", "cost × deterministic"], rows,
-        f"{len(results)} trained networks, {results[0]['test_images']} test images. K = 1 is a "
-        f"single stochastic pass. The mask-draw spread pools {measurements['repeats']}//K draws "
-        f"per network; Δ pairs each network with its own deterministic pass.")]
-
+    comparisons = family(results, ks)
+    deltas = {k: comparisons[k_name(k)] for k in ks}
     top = str(ks[-1])
-    entropy_rows = [
-        ["deterministic", estimate(r["deterministic"]["entropy_right"] for r in results).text(),
-         estimate(r["deterministic"]["entropy_wrong"] for r in results).text(),
-         estimate(r["deterministic"]["auroc"] for r in results).text(3), "", ""],
-        [f"MC, K = {top}", estimate(r["mc"][top]["predictive_entropy_right"] for r in results).text(),
-         estimate(r["mc"][top]["predictive_entropy_wrong"] for r in results).text(),
-         estimate(r["mc"][top]["auroc"] for r in results).text(3),
-         estimate(r["mc"][top]["mutual_information_right"] for r in results).text(),
-         estimate(r["mc"][top]["mutual_information_wrong"] for r in results).text()]]
-    tables.append(Table(
-        "Predictive entropy (nats) of right and wrong predictions",
-        ["prediction", "entropy, right", "entropy, wrong", "AUROC (entropy flags wrong)",
-         "mutual information, right", "mutual information, wrong"], entropy_rows,
-        "AUROC: the probability that a random wrong prediction has a higher entropy than a random "
-        "right one (0.5: no signal)."))
+    tables = [accuracy_table(results, ks, deterministic, deltas, measurements["repeats"]),
+              entropy_table(results, top)]
     plots = [("Test accuracy and cost against the number of stochastic passes K",
               plot_k(results, ks, deterministic, out_dir / "mc_accuracy.png")),
              (f"Predictive entropy of right and wrong predictions, K = {top} (seed "
               f"{results[0]['seed']})", plot_entropy(results[0], out_dir / "entropy.png"))]
-    return Findings(tables, plots, conclusion(results, ks, deterministic, deltas, det_seconds),
+    return Findings(tables, plots, conclusion(results, ks, deterministic, deltas, fastest(results),
+                                              comparisons[AUROC]),
                     numbers={"deterministic": [deterministic.mean, deterministic.std],
-                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}})
+                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}},
+                    comparisons=comparisons)
 
 
-def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
+AUROC = "AUROC of entropy (flags wrong), MC at the largest K − deterministic"
+
+
+def k_name(k: int) -> str:
+    return f"test acc: MC average of K = {k} − deterministic"
+
+
+def family(results: List[dict], ks) -> dict:
+    """Each K's accuracy against the deterministic pass and the AUROC change at the largest K,
+    each network against itself, Holm-adjusted together."""
+    comparisons = Family()
+    for k in ks:
+        comparisons.add(k_name(k), change(mask_mean(r, k) - r["deterministic"]["accuracy"]
+                                          for r in results))
+    top = str(ks[-1])
+    comparisons.add(AUROC, change(r["mc"][top]["auroc"] - r["deterministic"]["auroc"]
+                                  for r in results))
+    return comparisons.adjust()
+
+
+def accuracy_table(results: List[dict], ks, deterministic: Estimate, deltas: dict,
+                   repeats: int) -> Table:
+    det_seconds = fastest(results)
+    rows = [["deterministic (eval mode)", deterministic.text(), "", "", f"{det_seconds:.3f}", "1.0"]]
+    for k in ks:
+        spread = estimate(a for r in results for a in r["mc"][str(k)]["accuracies"])
+        rows.append([f"MC, K = {k}", per_seed(results, k).text(), spread.text(),
+                     deltas[k].text(), f"{fastest(results, k):.3f}",
+                     f"{fastest(results, k) / det_seconds:.1f}"])
+    return Table(
+        "Test accuracy: deterministic pass against K stochastic passes averaged",
+        ["prediction", "test acc (mean ± std over seeds)", "spread over mask draws",
+         "Δ vs deterministic (paired by seed)", "seconds (fastest)", "cost × deterministic"], rows,
+        f"{len(results)} trained networks, {results[0]['test_images']} test images. K = 1 is a "
+        f"single stochastic pass. The mask-draw spread pools {repeats}//K draws "
+        f"per network; Δ pairs each network with its own deterministic pass (a paired t-test "
+        f"over the networks, Holm-adjusted with the exercise's family).")
+
+
+def entropy_table(results: List[dict], top: str) -> Table:
+    """Entropy and mutual information of right and wrong predictions, at the largest K."""
+    def deterministic(key: str, digits: int = 4) -> str:
+        return estimate(r["deterministic"][key] for r in results).text(digits)
+
+    def mc(key: str, digits: int = 4) -> str:
+        return estimate(r["mc"][top][key] for r in results).text(digits)
+
+    rows = [["deterministic", deterministic("entropy_right"), deterministic("entropy_wrong"),
+             deterministic("auroc", 3), "", ""],
+            [f"MC, K = {top}", mc("predictive_entropy_right"), mc("predictive_entropy_wrong"),
+             mc("auroc", 3), mc("mutual_information_right"), mc("mutual_information_wrong")]]
+    return Table(
+        "Predictive entropy (nats) of right and wrong predictions",
+        ["prediction", "entropy, right", "entropy, wrong", "AUROC (entropy flags wrong)",
+         "mutual information, right", "mutual information, wrong"], rows,
+        "AUROC: the probability that a random wrong prediction has a higher entropy than a random "
+        "right one (0.5: no signal).")
+
+
+def conclusion(results, ks, deterministic, deltas, det_seconds, gain) -> List[str]:
     lines = []
     single = deltas[ks[0]]
     lines.append(f"One stochastic pass against the deterministic pass: {single.text()} in test "
@@ -181,10 +222,10 @@ def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
                      f"the deterministic pass.")
     elif below[-1] != ks[-1]:
         k = ks[ks.index(below[-1]) + 1]
-        lines.append(f"The MC average stays within the spread of the deterministic pass or above "
-                     f"it from K = {k} on, at {fastest(results, k) / det_seconds:.0f}× its time.")
+        lines.append(f"The MC average is not significantly below the deterministic pass "
+                     f"from K = {k} on, at {fastest(results, k) / det_seconds:.0f}× its time.")
     else:
-        lines.append(f"Up to K = {ks[-1]} the MC average does not settle within the spread of the "
+        lines.append(f"Up to K = {ks[-1]} the MC average stays significantly below the "
                      f"deterministic pass: its deficit shrinks to {deltas[ks[-1]].text()}, "
                      f"small but consistent over the networks.")
     top = deltas[ks[-1]]
@@ -194,25 +235,24 @@ def conclusion(results, ks, deterministic, deltas, det_seconds) -> List[str]:
                      f"{top.text()} at {cost:.0f}× its time: a trade of compute for accuracy; the "
                      f"deterministic pass is the one-pass approximation of that average.")
     else:
-        where = ("below" if top.significant else "within the spread of" if top.known
-                 else "(no verdict) next to")
+        where = ("significantly below" if top.significant else
+                 "not significantly different from" if top.known else "(no verdict) next to")
         lines.append(f"At K = {ks[-1]} the MC average is {where} the deterministic pass "
                      f"({top.text()}) and costs {cost:.0f}× its time: one deterministic pass "
                      f"(the expected value of the noise) gives at least the accuracy of averaging "
                      f"many masks, which is why dropout is switched off at test time.")
-    lines.append(entropy_line(results, str(ks[-1])))
+    lines.append(entropy_line(results, str(ks[-1]), gain))
     return lines
 
 
-def entropy_line(results, k: str) -> str:
+def entropy_line(results, k: str, gain) -> str:
     """Do the MC passes flag the mistakes? Entropy of wrong vs right, and AUROC vs deterministic."""
     right = estimate(r["mc"][k]["predictive_entropy_right"] for r in results)
     wrong = estimate(r["mc"][k]["predictive_entropy_wrong"] for r in results)
     area = estimate(r["mc"][k]["auroc"] for r in results)
-    gain = change(r["mc"][k]["auroc"] - r["deterministic"]["auroc"] for r in results)
     higher = "higher" if wrong.mean > right.mean else "lower"
     versus = ("better than" if gain.significant and gain.delta > 0 else
-              "worse than" if gain.significant else "within the spread of")
+              "worse than" if gain.significant else "not significantly different from")
     return (f"Uncertainty: wrong predictions have a {higher} predictive entropy than right ones "
             f"(K = {k}: {wrong.text(3)} against {right.text(3)} nats); entropy ranks a wrong "
             f"prediction above a right one with probability {area.text(3)}, {versus} the "
@@ -221,24 +261,19 @@ def entropy_line(results, k: str) -> str:
 
 def plot_k(results, ks, deterministic: Estimate, path: Path) -> str:
     figure, axes = new_figure(2, width=5.0)
-    means = [per_seed(results, k) for k in ks]
-    axes[0].errorbar(ks, [m.mean for m in means], yerr=[m.std or 0.0 for m in means], marker="o",
-                     capsize=3, label="MC average of K passes")
+    errorbar(axes[0], ks, [per_seed(results, k) for k in ks], "MC average of K passes")
     axes[0].axhline(deterministic.mean, color="k", linestyle="--", label="deterministic (eval)")
-    axes[0].set(xscale="log", xlabel="K stochastic passes", ylabel="test accuracy",
+    axes[0].set(xlabel="K stochastic passes", ylabel="test accuracy",
                 title="accuracy (mean ± std over seeds)")
     seconds = [fastest(results, k) for k in ks]
     det = fastest(results)
     axes[1].plot(ks, seconds, marker="o", label="MC, K passes")
     axes[1].axhline(det, color="k", linestyle="--", label="deterministic")
-    axes[1].set(xscale="log", yscale="log", xlabel="K stochastic passes", ylabel="seconds",
+    axes[1].set(yscale="log", xlabel="K stochastic passes", ylabel="seconds",
                 title="time for the test set (fastest)")
     for ax in axes:
-        ax.minorticks_off()  # log axes: only the K ticks, no 3×10⁰ labels
-        ax.set_xticks(ks, [str(k) for k in ks])
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return save_figure(figure, path)
+        log_x_ticks(ax, ks)
+    return save_panels(figure, axes, path)
 
 
 def plot_entropy(result: dict, path: Path) -> str:
@@ -251,9 +286,7 @@ def plot_entropy(result: dict, path: Path) -> str:
         axes[0].stairs([c / total for c in counts], bins, label=f"{label} ({sum(counts)})")
     axes[0].set(xlabel="predictive entropy (nats)", ylabel="fraction of predictions",
                 title="entropy of the MC prediction")
-    axes[0].grid(alpha=0.3)
-    axes[0].legend()
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path)
 
 
 EXERCISE = Exercise(
@@ -262,7 +295,7 @@ EXERCISE = Exercise(
     question=("Why is dropout typically not used at test time? Compare the deterministic "
               "evaluation with single stochastic passes and with the Monte Carlo average of K "
               "passes, its cost, and what the passes' disagreement tells about the mistakes."),
-    design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 3 seeds (3 runs). Each "
+    design=("The textbook model with dropout (0.2, 0.5), 10 epochs, 5 seeds (5 runs). Each "
             "trained network is evaluated on the full test set in eval mode and with its dropout "
             "layers on (mc_dropout.mc_statistics): K = 1, 2, 4, ..., 64 passes averaged in softmax "
             "space, each timed (one torch thread); for K < 8, 8/K independent draws give the "

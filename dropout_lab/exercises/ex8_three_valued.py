@@ -7,12 +7,17 @@ or 1/3 each (uniform, v = 2/3, which is the variance of Bernoulli dropout at p =
 """
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
-from dropout_lab.exercises.base import (Exercise, Findings, Table, dropout_of, final, group_by,
-                                        instability, new_figure, probabilities, save_figure,
-                                        seconds_per_epoch)
-from dropout_lab.exercises.stats import difference, verdict
+from dropout_lab.exercises.figures import errorbar, save_panels
+from dropout_lab.exercises.runs import (dropout_of, group_by, instability, noise_kind,
+                                        probabilities, seconds_per_epoch, steady_metric)
+from dropout_lab.exercises.stats import Family, difference, verdict
+from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.exercises.writing import endpoints_table
+
+final = steady_metric  # the exercise's metric: the steady value of each run
+from dropout_lab.plots import new_figure
 
 KIND_NAMES = {"none": "no noise", "custom": "Bernoulli", "gaussian": "Gaussian",
               "three_valued": "three-valued"}
@@ -20,11 +25,11 @@ KIND_NAMES = {"none": "no noise", "custom": "Bernoulli", "gaussian": "Gaussian",
 
 def setting(run: dict):
     """(kind, p, three-valued mode) with one p for all layers; kind none when there is no noise."""
-    dropout, probs = dropout_of(run), probabilities(run)
-    if dropout["kind"] == "none" or not any(probs):
+    kind = noise_kind(run)
+    if kind == "none":
         return ("none", 0.0, "")
-    mode = dropout["three_valued"] if dropout["kind"] == "three_valued" else ""
-    return (dropout["kind"], probs[0], mode)
+    mode = dropout_of(run)["three_valued"] if kind == "three_valued" else ""
+    return (kind, probabilities(run)[0], mode)
 
 
 def noise_moments(key) -> Dict[str, float]:
@@ -51,54 +56,98 @@ def name(key) -> str:
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, setting)
     if not groups:
-        return Findings([], [], ["No run completed: nothing to conclude."])
+        return Findings.nothing()
     moments = {key: noise_moments(key) for key in groups}
     order = sorted(groups, key=lambda key: (round(moments[key]["variance"], 6), key[0]))
-    tables = [Table(
-        "Final metrics per noise (mean ± std over seeds); every noise has E[ξ] = 1",
-        ["noise", "Var[ξ]", "P(ξ = 0)", "test acc", "gap", "s/epoch"],
-        [[name(key), f"{moments[key]['variance']:.3f}", f"{moments[key]['zeros']:.3f}",
-          final(groups[key]).text(), final(groups[key], "gap").text(),
-          seconds_per_epoch(groups[key]).text(2)] for key in order])]
+    pairs = matched_pairs(order, moments)
+    comparisons = family(groups, order, pairs)
+    tables = [noise_table(groups, order, moments), matched_table(groups, pairs, comparisons),
+              endpoints_table({key: groups[key] for key in order}, {key: name(key) for key in order})]
+    lines = ([answer(pairs, comparisons)]
+             + [f"At matched variance {variance:.3f}, steady " + verdict(
+                 name(three), final(groups[three]), name(other), final(groups[other]),
+                 comparison=comparisons[matched_name(three, other)])
+                for variance, three, other in pairs]
+             + cost_lines(groups, order, comparisons)
+             + instability({name(key): final(groups[key]) for key in order}))
+    plots = [("Final test accuracy per noise, by the noise variance (mean ± std over seeds)",
+              plot_noises(groups, order, moments, out_dir / "noises.png"))]
+    return Findings(tables, plots, lines, comparisons=comparisons)
 
+
+def matched_name(three, other, metric: str = "test_accuracy") -> str:
+    return f"{metric}: {name(three)} − {name(other)}"
+
+
+def cost_name(three, partner) -> str:
+    return f"seconds per epoch: {name(three)} − {name(partner)}"
+
+
+def cost_partners(order):
+    """(three-valued setting, Bernoulli setting at the same variance)."""
+    bernoulli = [k for k in order if k[0] == "custom"]
+    return [(three, partner) for three in order if three[0] == "three_valued"
+            for partner in bernoulli
+            if abs(noise_moments(partner)["variance"] - noise_moments(three)["variance"]) < 1e-6]
+
+
+def family(groups, order, pairs) -> dict:
+    """Three families, each Holm-adjusted: the matched comparisons in test accuracy (the
+    question), the same in the gap, and training time against Bernoulli dropout."""
+    adjusted = {}
+    for metric in ("test_accuracy", "gap"):
+        matched = Family()
+        for _, three, other in pairs:
+            matched.add(matched_name(three, other, metric), difference(
+                final(groups[three], metric), final(groups[other], metric)))
+        adjusted.update(matched.adjust())
+    costs = Family()
+    for three, partner in cost_partners(order):
+        costs.add(cost_name(three, partner), difference(seconds_per_epoch(groups[three]),
+                                                        seconds_per_epoch(groups[partner])))
+    return {**adjusted, **costs.adjust()}
+
+
+def matched_pairs(order: List[tuple], moments: Dict[tuple, dict]) -> List[Tuple[float, tuple, tuple]]:
+    """(variance, three-valued setting, another noise at that variance), by variance."""
     levels: Dict[float, List[tuple]] = {}
     for key in order:
         if key[0] != "none":
             levels.setdefault(round(moments[key]["variance"], 6), []).append(key)
-    rows, lines = [], []
-    for variance, keys in levels.items():
-        threes = [k for k in keys if k[0] == "three_valued"]
-        others = [k for k in keys if k[0] != "three_valued"]
-        for three in threes:
-            for other in others:
-                test = difference(final(groups[three]), final(groups[other]))
-                gap = difference(final(groups[three], "gap"), final(groups[other], "gap"))
-                rows.append([f"{variance:.3f}", name(three), name(other), test.text(), gap.text()])
-                lines.append(f"At matched variance {variance:.3f}, " + verdict(
-                    name(three), final(groups[three]), name(other), final(groups[other])))
-    tables.append(Table("Three-valued noise against the others at the same variance",
-                        ["Var[ξ]", "three-valued", "against", "Δ test acc", "Δ gap"], rows,
-                        "Δ = three-valued − the other; matched mean (1) and variance, so only "
-                        "the shape of the noise differs."))
-    lines = [answer(groups, levels)] + lines + cost_lines(groups, order) + instability(
-        {name(key): final(groups[key]) for key in order})
-    plots = [("Final test accuracy per noise, by the noise variance (mean ± std over seeds)",
-              plot_noises(groups, order, moments, out_dir / "noises.png"))]
-    return Findings(tables, plots, lines)
+    return [(variance, three, other) for variance, keys in levels.items()
+            for three in keys if three[0] == "three_valued"
+            for other in keys if other[0] != "three_valued"]
 
 
-def answer(groups, levels) -> str:
+def noise_table(groups, order, moments) -> Table:
+    return Table(
+        "Steady metrics per noise (mean ± std over seeds); every noise has E[ξ] = 1",
+        ["noise", "Var[ξ]", "P(ξ = 0)", "steady test acc", "gap", "s/epoch"],
+        [[name(key), f"{moments[key]['variance']:.3f}", f"{moments[key]['zeros']:.3f}",
+          final(groups[key]).text(), final(groups[key], "gap").text(),
+          seconds_per_epoch(groups[key]).text(2)] for key in order])
+
+
+def matched_table(groups, pairs, comparisons) -> Table:
+    rows = [[f"{variance:.3f}", name(three), name(other),
+             comparisons[matched_name(three, other)].text(),
+             comparisons[matched_name(three, other, "gap")].text()]
+            for variance, three, other in pairs]
+    return Table("Three-valued noise against the others at the same variance",
+                 ["Var[ξ]", "three-valued", "against", "Δ test acc", "Δ gap"], rows,
+                 "Δ = three-valued − the other; matched mean (1) and variance, so only "
+                 "the shape of the noise differs.")
+
+
+def answer(pairs, comparisons) -> str:
     """'Can it work better?' from the matched-variance comparisons."""
-    better, worse, unknown, total = [], [], 0, 0
-    for keys in levels.values():
-        for three in (k for k in keys if k[0] == "three_valued"):
-            for other in (k for k in keys if k[0] != "three_valued"):
-                total += 1
-                diff = difference(final(groups[three]), final(groups[other]))
-                if not diff.known:
-                    unknown += 1
-                elif diff.significant:
-                    (better if diff.delta > 0 else worse).append(f"{name(three)} vs {name(other)}")
+    better, worse, unknown, total = [], [], 0, len(pairs)
+    for _, three, other in pairs:
+        diff = comparisons[matched_name(three, other)]
+        if not diff.known:
+            unknown += 1
+        elif diff.significant:
+            (better if diff.delta > 0 else worse).append(f"{name(three)} vs {name(other)}")
     if not total:
         return "No three-valued run with a matched-variance partner: no answer."
     if unknown == total:
@@ -110,28 +159,25 @@ def answer(groups, levels) -> str:
     if worse:
         return (f"Can three-valued noise work better? Not here: it is significantly worse in "
                 f"{len(worse)} of {total} matched comparisons ({'; '.join(worse)}) and tied in the rest.")
+    detectable = max(comparisons[matched_name(three, other)].detectable for _, three, other in pairs
+                     if comparisons[matched_name(three, other)].known)
     return (f"Can three-valued noise work better? Not measurably: in all {total} comparisons at "
-            f"matched mean and variance the difference in test accuracy is within the spread "
-            f"over seeds: at a given mean and variance, no effect of the noise's shape shows "
-            f"at this budget.")
+            f"matched mean and variance the difference in steady test accuracy is not "
+            f"significant (each could detect |Δ| ≥ {detectable:.4f} with 80% power or better): "
+            f"at a given mean and variance, no effect of the noise's shape shows at this budget.")
 
 
-def cost_lines(groups, order) -> List[str]:
+def cost_lines(groups, order, comparisons) -> List[str]:
     """Why one might use it or not: what the measured numbers say beyond accuracy."""
-    bernoulli = [k for k in order if k[0] == "custom"]
-    threes = [k for k in order if k[0] == "three_valued"]
     lines = []
-    for three in threes:
-        partners = [b for b in bernoulli
-                    if abs(noise_moments(b)["variance"] - noise_moments(three)["variance"]) < 1e-6]
-        for partner in partners:
-            lines.append(
-                f"{name(three)} zeroes {noise_moments(three)['zeros']:.0%} of the units where "
-                f"{name(partner)} zeroes {noise_moments(partner)['zeros']:.0%} for the same "
-                f"variance; training time per epoch, " + verdict(
-                    name(three), seconds_per_epoch(groups[three]), name(partner),
-                    seconds_per_epoch(groups[partner]), metric="seconds per epoch",
-                    higher_is_better=False))
+    for three, partner in cost_partners(order):
+        lines.append(
+            f"{name(three)} zeroes {noise_moments(three)['zeros']:.0%} of the units where "
+            f"{name(partner)} zeroes {noise_moments(partner)['zeros']:.0%} for the same "
+            f"variance; training time per epoch, " + verdict(
+                name(three), seconds_per_epoch(groups[three]), name(partner),
+                seconds_per_epoch(groups[partner]), metric="seconds per epoch",
+                higher_is_better=False, comparison=comparisons[cost_name(three, partner)]))
     return lines
 
 
@@ -140,14 +186,11 @@ def plot_noises(groups, order, moments, path: Path) -> str:
     ax = axes[0]
     markers = {"none": "s", "custom": "o", "gaussian": "^", "three_valued": "D"}
     for key in order:
-        est = final(groups[key])
-        ax.errorbar([moments[key]["variance"]], [est.mean], yerr=[est.std or 0.0], capsize=3,
-                    marker=markers.get(key[0], "x"), linestyle="none", label=name(key))
-    ax.set(xlabel="noise variance Var[ξ]", ylabel="final test accuracy",
+        errorbar(ax, [moments[key]["variance"]], [final(groups[key])], name(key),
+                 marker=markers.get(key[0], "x"), linestyle="none")
+    ax.set(xlabel="noise variance Var[ξ]", ylabel="steady test accuracy",
            title="test accuracy by noise and variance")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    return save_figure(figure, path)
+    return save_panels(figure, axes, path, legend_size="small")
 
 
 EXERCISE = Exercise(
@@ -160,8 +203,9 @@ EXERCISE = Exercise(
             "hidden layers, all with mean 1: at variance 1/4 (Bernoulli p = 0.2), Bernoulli, "
             "Gaussian and variance-matched three-valued noise; at variance 2/3 (Bernoulli "
             "p = 0.4), Bernoulli, Gaussian and the uniform three-valued noise {0, 1, 2} (γ = 2, "
-            "each value 1/3); and no noise; 3 seeds each (21 runs). Matching mean and variance "
-            "leaves only the shape of the noise to differ."),
+            "each value 1/3); and no noise; 8 seeds each (56 runs): the matched comparisons are "
+            "close, so the exercise gets more seeds. Matching mean and variance leaves only the "
+            "shape of the noise to differ."),
     analyze=analyze,
     quick=("model.dropout={kind:none},{kind:custom,p:0.4},{kind:three_valued,p:0.4,three_valued:uniform}",),
 )

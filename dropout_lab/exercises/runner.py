@@ -23,7 +23,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from dropout_lab.errors import ConfigError
-from dropout_lab.exercises.base import RUNS, Exercise, completed, save_measurements, write_index, write_report
+from dropout_lab.exercises.runs import completed
+from dropout_lab.exercises.types import Exercise
+from dropout_lab.exercises.writing import RUNS, save_measurements, write_index, write_report
+from dropout_lab.run_folder import Status
 
 OUT_ROOT = Path("outputs/exercises")
 # --quick: a small data subset, 2 epochs, one seed, one thread; exercises shrink their grids too.
@@ -74,20 +77,35 @@ class ExercisesResult:
     outcomes: List[ExerciseOutcome]
 
 
+def seed_overrides(seeds: Optional[int], overrides: List[str]) -> List[str]:
+    """``--seeds K`` as the override seed=range(K), which replaces the seeds each exercise's
+    YAML sweeps (hydra.sweeper.params.seed); ConfigError with a seed= override as well."""
+    if seeds is None:
+        return []
+    if seeds < 2:
+        raise ConfigError(f"--seeds has to be at least 2 (a test needs two seeds), not {seeds}")
+    if any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides):
+        raise ConfigError("--seeds and a seed= override both set the seeds: give one of them")
+    return [f"seed=range({seeds})"]
+
+
 def run_exercises(which: str, overrides: Optional[List[str]] = None, *, quick: bool = False,
-                  jobs: int = 1, out: Optional[Path] = None) -> ExercisesResult:
-    """Run the chosen exercises into ``out`` (default outputs/exercises/DATE/TIME_ID)."""
+                  jobs: int = 1, out: Optional[Path] = None, seeds: Optional[int] = None,
+                  launcher: Optional[str] = None) -> ExercisesResult:
+    """Run the chosen exercises into ``out`` (default outputs/exercises/DATE/TIME_ID).
+    ``seeds``: seed=range(seeds) for every exercise; ``launcher``: as ``run_sweep``'s."""
     from dropout_lab.sweep.plan import new_sweep_dir
 
     chosen = select(which)
-    user_overrides = list(overrides or [])
+    user_overrides = [*seed_overrides(seeds, list(overrides or [])), *(overrides or [])]
     out_dir = Path(out) if out else new_sweep_dir(OUT_ROOT)
-    outcomes = [run_one(exercise, out_dir, user_overrides, quick, jobs) for exercise in chosen]
+    outcomes = [run_one(exercise, out_dir, user_overrides, quick, jobs, launcher)
+                for exercise in chosen]
     return ExercisesResult(out_dir, write_index(out_dir), outcomes)
 
 
 def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick: bool,
-            jobs: int) -> ExerciseOutcome:
+            jobs: int, launcher: Optional[str] = None) -> ExerciseOutcome:
     """Sweep, measure, analyse and report one exercise."""
     from dropout_lab.sweep.run import SweepInterrupted, run_sweep
 
@@ -96,7 +114,7 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     overrides = [*(QUICK + exercise.quick if quick else ()), *user_overrides]
     try:
         result = run_sweep([f"experiment={exercise.experiment}", *overrides],
-                           sweep_dir=exercise_dir / RUNS, jobs=jobs)
+                           sweep_dir=exercise_dir / RUNS, jobs=jobs, launcher=launcher)
     except SweepInterrupted:
         raise SweepInterrupted(f"exercise {exercise.number} interrupted; run the same command "
                                f"with --out {out_dir} to resume it") from None
@@ -110,8 +128,8 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     context = {"runs": runs, "overrides": overrides, "user_overrides": user_overrides,
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds}
     report = write_report(exercise, findings, exercise_dir, context)
-    diverged = sum(run["status"] == "diverged" for run in runs)
-    failed = sum(run["status"] not in ("completed", "diverged") for run in runs)
+    diverged = sum(run["status"] == Status.DIVERGED for run in runs)
+    failed = sum(run["status"] not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
     return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
 
 

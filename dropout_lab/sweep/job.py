@@ -6,13 +6,14 @@ and the sweep goes on."""
 import logging
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
-from dropout_lab.errors import DropoutLabError, one_line
+from dropout_lab.errors import DropoutLabError, RunError, one_line
 from dropout_lab.hydra_runner import typed_config
-from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, read_status, read_summary,
-                                    record_failure)
+from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, has_summary, read_status,
+                                    read_summary, record_failure, rerun_resumes)
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +43,33 @@ def sweep_task(cfg) -> float:
 def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
     """Train one job, or skip/resume/rerun it after an earlier attempt into the same folder.
 
-    completed: skipped; interrupted or running (killed): resumed from its checkpoint;
-    failed or diverged: started anew.
+    completed: skipped; interrupted, running (its process killed) or failed from outside (its
+    worker lost, out of memory): resumed from its checkpoint; failed or diverged: started anew.
     """
     try:
         status = read_status(run_dir)  # torch-free: a resumed sweep skips its completed jobs fast
         if status == Status.COMPLETED:
             log.info("%s: completed before, skipped", run_dir.name)
             return objective(read_summary(run_dir).get("steady"))
-        if status in (Status.FAILED, Status.DIVERGED):
+        resume = rerun_resumes(run_dir)
+        if status in (Status.FAILED, Status.DIVERGED) and not resume:
             clear_attempt(run_dir)
         from dropout_lab.train import train
 
         config = typed_config(cfg)
-        result = train(config, run_dir, resume=status is not None and status.resumable,
-                       data=shared_data(config))
+        data = shared_data(config)
+        with memory_limit_for_tests():
+            result = train(config, run_dir, resume=resume, data=data)
     except Exception as error:  # recorded, not swallowed: the summary and the job's log say it
-        if isinstance(error, DropoutLabError):  # the user's to fix: one line, as the CLI does
-            log.error("%s failed: %s", run_dir.name, one_line(error))
+        memory = out_of_memory(error)
+        if isinstance(error, DropoutLabError) or memory:  # not a bug: one line, as the CLI does
+            what = f"ran out of memory {where_it_was(run_dir)}" if memory else "failed"
+            log.error("%s %s: %s", run_dir.name, what, one_line(error))
         else:  # a bug: the traceback, in the job's train.log too
             log.exception("%s failed", run_dir.name)
-        record_failure(run_dir, one_line(error), overrides)
+        # Out of memory is the machine's limit, not the config's fault: a rerun (with more
+        # memory, or fewer jobs at once) continues from the last checkpoint.
+        record_failure(run_dir, one_line(error), overrides, resumable=memory)
         return objective(None)
     if result.status == Status.INTERRUPTED:
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # Slurm requeues or cancels the job:
@@ -70,6 +77,66 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
         raise KeyboardInterrupt  # the user stopped the sweep, not just this job
     completed = result.status == Status.COMPLETED
     return objective(read_summary(run_dir).get("steady") if completed else None)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure: Python's MemoryError, CUDA's
+    OutOfMemoryError, or torch's CPU allocator failing, which raises a plain RuntimeError (its
+    message is all that tells it apart; torch has no type for it)."""
+    if isinstance(error, MemoryError):
+        return True
+    import torch
+
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
+
+
+def where_it_was(run_dir: Path) -> str:
+    """How far a job had got, from its summary: ``in epoch 3 of 4`` or ``before its first epoch``."""
+    try:
+        summary = read_summary(run_dir) if has_summary(run_dir) else {}
+    except RunError:
+        summary = {}
+    if "epochs_done" not in summary:  # none, or one record_failure made: training never began
+        return "before its first epoch"
+    done, total = summary["epochs_done"], summary.get("config", {}).get("trainer", {}).get("epochs")
+    if total and done >= total:
+        return "after its last epoch"
+    return f"in epoch {done + 1}" + (f" of {total}" if total else "")
+
+
+def job_run_dir(hydra_context, config, overrides: List[str], index: int) -> Path:
+    """Job ``index``'s run folder, composed in the sweep's process as the job composes it."""
+    from omegaconf import open_dict
+
+    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    with open_dict(sweep_config.hydra.job):
+        sweep_config.hydra.job.num = index
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+# Test-only (tests/test_worker_loss.py), not a user setting: DROPOUT_LAB_TEST_MEMORY_LIMIT_MB=N
+# lets a job's process grow its address space by at most N MiB while it trains (RLIMIT_AS), so
+# that a job that needs more really runs out of memory.
+TEST_MEMORY_LIMIT_ENV = "DROPOUT_LAB_TEST_MEMORY_LIMIT_MB"
+
+
+@contextmanager
+def memory_limit_for_tests() -> Iterator[None]:
+    extra_mb = os.environ.get(TEST_MEMORY_LIMIT_ENV)
+    if not extra_mb:
+        yield
+        return
+    import resource
+
+    with open("/proc/self/statm") as statm:  # its first field: the address space, in pages
+        address_space = int(statm.read().split()[0]) * resource.getpagesize()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (address_space + (int(extra_mb) << 20), hard))
+    try:
+        yield
+    finally:  # a worker runs other jobs after this one
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def clear_attempt(run_dir: Path) -> None:

@@ -1,15 +1,17 @@
 """Where a sweep's jobs run: the ``--launcher`` names, the overrides that size jobs for them,
-and joblib's worker processes (started early, stopped at the end)."""
+and the local worker processes (workers.py: started early, stopped at the end)."""
 
 import os
-import threading
 from typing import List, Optional
 
 from dropout_lab.errors import ConfigError
 from dropout_lab.sweep.plan import SweepPlan
 
-# --launcher NAME -> the hydra/launcher config it selects (configs/hydra/launcher/ or a plugin's)
-LAUNCHERS = {"basic": "basic", "joblib": "joblib", "local": "submitit_local", "slurm": "slurm"}
+# --launcher NAME -> the hydra/launcher config it selects (configs/hydra/launcher/ or a plugin's).
+# "joblib" keeps its name (N local processes) but runs on dropout-lab's own worker processes:
+# joblib's pool dies whole when one worker is killed (sweep/workers.py).
+LAUNCHERS = {"basic": "basic", "joblib": "workers", "local": "local", "slurm": "slurm"}
+RETRYING = ("joblib", "local")  # the launchers that run a lost job again (--retries)
 
 
 def usable_cores() -> int:
@@ -20,12 +22,14 @@ def usable_cores() -> int:
 
 
 def launcher_overrides(launcher: Optional[str], jobs: int, plan: SweepPlan,
-                       user_overrides: List[str]) -> List[str]:
+                       user_overrides: List[str], retries: int = 0) -> List[str]:
     """Hydra overrides that select the launcher and size the jobs for it.
 
     Parallel jobs get ``cores // parallel`` torch threads each (at least 1), so jobs x threads
     does not exceed the cores, and no progress bars (they would interleave). Slurm jobs keep
-    torch's default: it follows the CPUs Slurm binds the job to.
+    torch's default: it follows the CPUs Slurm binds the job to. ``retries``: how many times a
+    job whose process died runs again (local processes only: in the basic launcher a job's
+    death is the sweep's; Slurm requeues with ``hydra.launcher.max_num_timeout``).
     """
     if jobs < 1:
         raise ConfigError(f"--jobs has to be at least 1, not {jobs}")
@@ -33,9 +37,16 @@ def launcher_overrides(launcher: Optional[str], jobs: int, plan: SweepPlan,
         launcher = "joblib" if jobs > 1 else None
     elif launcher not in LAUNCHERS:
         raise ConfigError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+    if retries < 0:
+        raise ConfigError(f"--retries has to be 0 or more, not {retries}")
+    if retries and launcher not in RETRYING:
+        raise ConfigError(f"--retries needs jobs in local processes (--jobs N, or --launcher "
+                          f"{' or '.join(RETRYING)}), not --launcher {launcher or 'basic'}")
     extra = [] if launcher is None else [f"hydra/launcher={LAUNCHERS[launcher]}"]
     if launcher == "joblib":
         extra.append(f"hydra.launcher.n_jobs={jobs}")
+    if retries:
+        extra.append(f"hydra.launcher.retries={retries}")
     if launcher == "slurm" and jobs > 1:
         extra.append(f"hydra.launcher.array_parallelism={jobs}")
     if plan.sweeper == "optuna" and jobs > 1:
@@ -53,39 +64,18 @@ def launcher_overrides(launcher: Optional[str], jobs: int, plan: SweepPlan,
     return extra
 
 
-def prestart_workers(jobs: int) -> threading.Thread:
-    """Start joblib's ``jobs`` worker processes now, in the background, and import torch and the
-    training code in them (about 3.5 s a process), while this process plans the sweep and starts
-    Hydra. Hydra's joblib launcher then asks joblib for an executor with the same arguments
-    (its defaults, as below) and joblib hands it these warm workers. If the arguments differ
-    (``hydra.launcher.*`` overrides), joblib starts new workers: slower, not wrong."""
-    from joblib import Parallel, delayed
+def prestart_workers(jobs: int) -> None:
+    """Start the ``jobs`` worker processes now: each imports torch and the training code (the
+    bulk of a short job's time) while this process plans the sweep and starts Hydra. The launcher
+    (``hydra.launcher.n_jobs``, the same number) then finds them ready."""
+    from dropout_lab.sweep.workers import worker_pool
 
-    def warm_up() -> None:
-        Parallel(n_jobs=jobs, backend="loky", prefer="processes", max_nbytes=None,
-                 mmap_mode="r", temp_folder=None)(delayed(import_training)() for _ in range(jobs))
-
-    thread = threading.Thread(target=warm_up, name="prestart-workers", daemon=True)
-    thread.start()
-    return thread
+    worker_pool(jobs)
 
 
 def stop_workers() -> None:
-    """Stop joblib's idle workers now. Left to this interpreter's exit, winding them down (each
-    holding torch) takes seconds; killing them takes 0.2 s, and their jobs are all done."""
-    from joblib.externals.loky import get_reusable_executor
+    """Stop the idle workers now. Left to this interpreter's exit, winding them down (each
+    holding torch) is slow; killing them is quick, and their jobs are all done."""
+    from dropout_lab.sweep.workers import stop_pool
 
-    get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
-
-
-def import_training() -> int:
-    """Run in a worker: import what every job needs (torch, the training core, TensorBoard)."""
-    import torch
-    import torch.utils.tensorboard  # noqa: F401  (RunLog's SummaryWriter)
-
-    import dropout_lab.train  # noqa: F401
-
-    # A process's first torch optimizer imports torch._dynamo (about 1.7 s, 900 modules).
-    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    return os.getpid()
-
+    stop_pool()

@@ -13,6 +13,7 @@ from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_runner import PROG, config_error, typed_config
 from dropout_lab.config import config_dir, register_schema
+from dropout_lab.hydra_resolvers import register_resolvers
 from dropout_lab.run_folder import has_summary, read_summary, run_folders
 
 SWEEP_ROOT = Path("outputs/sweeps")
@@ -37,10 +38,10 @@ def plan_sweep(overrides: List[str], validate: Optional[int] = None) -> SweepPla
     when None) are composed as Hydra composes them: a composition error (unknown key, bad
     syntax, missing config) would make Hydra refuse the whole sweep, so it raises ConfigError;
     a range error is a problem of that job alone: a dry run names it, a real sweep runs the
-    other jobs and records it as failed. Composing costs about 0.1 s a job.
+    other jobs and records it as failed. Composing costs time for every job,
+    hence ``validate``.
     """
     from hydra import initialize_config_dir
-    from hydra._internal.config_loader_impl import get_overrides_dirname
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -50,6 +51,7 @@ def plan_sweep(overrides: List[str], validate: Optional[int] = None) -> SweepPla
     from omegaconf.errors import OmegaConfBaseException
 
     register_schema()
+    register_resolvers()
     try:
         with initialize_config_dir(str(config_dir()), version_base="1.3", job_name=PROG):
             hydra = GlobalHydra.instance().hydra
@@ -64,13 +66,11 @@ def plan_sweep(overrides: List[str], validate: Optional[int] = None) -> SweepPla
             parser = OverridesParser.create(config_loader=hydra.config_loader)
             arguments = parser.parse_overrides([*params, *sweep_cfg.hydra.overrides.task])
             (plan.jobs,) = BasicSweeper.split_arguments(arguments, None)
-            naming = sweep_cfg.hydra.job.config.override_dirname
             for num, job in enumerate(plan.jobs):
-                with open_dict(sweep_cfg.hydra.job):  # what Hydra sets for the job's folder name
+                with open_dict(sweep_cfg.hydra):  # what Hydra sets for the job's folder name
                     sweep_cfg.hydra.job.num = num
-                    sweep_cfg.hydra.job.override_dirname = get_overrides_dirname(
-                        parser.parse_overrides(job), list(naming.exclude_keys),
-                        naming.item_sep, naming.kv_sep)
+                    sweep_cfg.hydra.overrides.task = list(job)
+                # hydra.sweep.subdir: the job_names resolver, as Hydra resolves it for the job
                 plan.subdirs.append(checked_dirname(str(sweep_cfg.hydra.sweep.subdir)))
                 if validate is None or num < validate:
                     try:

@@ -16,6 +16,7 @@ and the list of failed jobs are read back from the jobs' summaries.
 import logging
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class SweepResult:
     jobs: List[List[str]]  # the overrides of each job, in job order
     problems: Dict[int, str] = field(default_factory=dict)  # job -> config error, found up front
     sweeper: str = "basic"  # basic (a grid) or optuna (a search)
+    nothing_to_run: bool = False  # a resumed sweep whose jobs had all completed
 
 
 class SweepInterrupted(RunError):
@@ -49,26 +51,28 @@ class SweepInterrupted(RunError):
 
 
 def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: int = 1,
-              launcher: Optional[str] = None, dry_run: bool = False) -> SweepResult:
+              launcher: Optional[str] = None, dry_run: bool = False,
+              retries: int = 0) -> SweepResult:
     """Run (or with ``dry_run`` only plan) a Hydra multirun of the training core.
 
     ``sweep_dir`` names the sweep directory: an existing one resumes that sweep (completed jobs
-    are skipped; when all are, nothing starts but the report). Raises ConfigError before
-    running anything when the sweep cannot start.
+    are skipped; when all are, nothing starts but the report). ``retries``: how many times a
+    job whose process died runs again from its checkpoint (local parallel launchers). Raises
+    ConfigError before running anything when the sweep cannot start.
     """
-    overrides, workers = list(overrides), None
+    overrides = list(overrides)
     for given in [o for o in overrides if o.startswith("hydra.sweep.dir=")]:
         overrides.remove(given)  # the same as --sweep-dir
         sweep_dir = sweep_dir or Path(given.split("=", 1)[1].strip("'\""))
     resuming = sweep_dir is not None and Path(sweep_dir).is_dir()
     joblib_workers = jobs > 1 and launcher in (None, "joblib")
     if joblib_workers and not (dry_run or resuming):  # warm up while the sweep is planned
-        workers = prestart_workers(jobs)
+        prestart_workers(jobs)
     selected = [f"hydra/launcher={LAUNCHERS[launcher]}"] if launcher in LAUNCHERS else []
     # A dry run checks every job; a new sweep the first (the rest fail alone, recorded);
     # a resumed one every job, to compare with the runs already there.
     plan = plan_sweep([*overrides, *selected], validate=None if dry_run or resuming else 1)
-    extra = launcher_overrides(launcher, jobs, plan, overrides)
+    extra = launcher_overrides(launcher, jobs, plan, overrides, retries)
     plan.jobs = [[*job, *(o for o in extra if not o.startswith("hydra"))] for job in plan.jobs]
     overrides += extra
     if dry_run:
@@ -78,9 +82,11 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
         check_resumable(Path(sweep_dir), plan)
         if plan.subdirs and all(read_status(Path(sweep_dir) / subdir) == Status.COMPLETED
                                 for subdir in plan.subdirs):
-            return finish_sweep(Path(sweep_dir), plan, interrupted=False)
+            result = finish_sweep(Path(sweep_dir), plan, interrupted=False)
+            result.nothing_to_run = True
+            return result
         if joblib_workers:
-            workers = prestart_workers(jobs)
+            prestart_workers(jobs)
     if sweep_dir:
         check_writable_dir(Path(sweep_dir))
     sweep_dir = Path(sweep_dir) if sweep_dir else new_sweep_dir()
@@ -89,8 +95,6 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     logging.getLogger("alembic").setLevel(logging.WARNING)
     interrupted = False
     try:
-        if workers is not None:
-            workers.join()  # one joblib call at a time
         # Jobs in other processes show no bar of their own: count them here instead.
         with job_progress(sweep_dir, plan, enabled=joblib_workers or launcher in ("local", "slurm")):
             run_hydra(sweep_task, ["--multirun", *overrides])
@@ -101,30 +105,31 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     return finish_sweep(sweep_dir, plan, interrupted)
 
 
-def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> int:
-    """How many of the sweep's jobs have ended, from their summary.json files."""
+def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> Counter:
+    """How many of the sweep's jobs have ended, by status, from their summary.json files."""
     folders = ([sweep_dir / subdir for subdir in plan.subdirs] if plan.subdirs
                else run_folders(sweep_dir))  # a search: the trials made so far
-    ended = 0
+    ended = Counter()
     for folder in folders:
         with suppress(RunError):  # unreadable for a moment: counted at the next update
             status = read_status(folder)
-            ended += status is not None and status.ended
+            if status is not None and status.ended:
+                ended[status.value] += 1
     return ended
 
 
 @contextmanager
 def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
-    """A progress bar of the jobs that have ended, updated every second from their summaries:
-    the jobs run in other processes (joblib workers, Slurm nodes), where only their files say
-    how far they are. It appears once a job has started, so after Hydra's launch lines rather
-    than among them."""
+    """The jobs that have ended, read every second from their summaries: the jobs run in other
+    processes (joblib workers, Slurm nodes), where only their files say how far they are. A bar
+    on a terminal, else a line when a job ends and every QUIET_SECONDS (see progress.py). It
+    appears once a job has started, so after Hydra's launch lines rather than among them."""
     if not enabled:
         yield
         return
-    from tqdm.auto import tqdm
+    from dropout_lab.progress import QUIET_SECONDS, Progress, describe_jobs
 
-    started, stop, bars = time.time(), threading.Event(), []
+    started, stop, shown = time.time(), threading.Event(), []
 
     def launched() -> bool:
         for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
@@ -134,13 +139,17 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
         return False
 
     def update(final: bool = False) -> None:
-        if not bars:
+        if not shown:
             if not (final or launched()):  # final: a file server's clock may lag this one's
                 return
-            bars.append(tqdm(total=len(plan.jobs) or None, unit="job", desc="sweep",
-                             dynamic_ncols=True))
-        bars[0].n = ended_jobs(sweep_dir, plan)
-        bars[0].refresh()
+            shown.append(Progress(len(plan.jobs) or None, unit="job", desc="sweep"))
+        progress, ended = shown[0], ended_jobs(sweep_dir, plan)
+        count = sum(ended.values())
+        changed = count != progress.n
+        progress.set_count(count)
+        not_completed = {status: n for status, n in ended.items() if status != Status.COMPLETED}
+        progress.tell(describe_jobs(count, len(plan.jobs), not_completed, time.time() - started),
+                      every=0.0 if changed else QUIET_SECONDS)
 
     def watch() -> None:
         while not stop.wait(1.0):
@@ -154,11 +163,12 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
         stop.set()
         watcher.join()
         update(final=True)
-        bars[0].close()
+        shown[0].close()
 
 
 def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepResult:
     """Record the jobs that ended without a summary, write the report, list the failures."""
+    from dropout_lab.hparams import write_sweep_experiment
     from dropout_lab.report import load_runs, write_report
 
     if not interrupted:  # every job has ended: one still "running" was killed
@@ -167,6 +177,7 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
     runs = load_runs(sweep_dir)
     if runs:
         write_report(sweep_dir, runs)  # over every run in the folder, earlier sweeps' too
+        write_sweep_experiment(sweep_dir)  # the HParams dashboard's columns (hparams.py)
     if plan.subdirs:  # the result is about this sweep's jobs
         runs = [run for run in runs if run["job"] in set(plan.subdirs)]
     failed = [run["job"] for run in runs if run["status"] != Status.COMPLETED]
@@ -178,7 +189,8 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
 
 
 def record_lost_job(run_dir: Path, overrides: List[str]) -> None:
-    """A job that ended without closing its run (killed, cancelled, lost) is a failed job."""
+    """A job that ended without closing its run (killed, cancelled, lost) is a failed job;
+    its last checkpoint is whole, so a rerun continues from it."""
     if read_status(run_dir) in (None, Status.RUNNING):
         record_failure(run_dir, "the job ended without finishing its run (killed or cancelled?)",
-                       overrides)
+                       overrides, resumable=True)

@@ -27,10 +27,11 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurm
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
+from dropout_lab.errors import one_line
 from dropout_lab.run_folder import Status, read_status, read_summary, record_failure
-from dropout_lab.sweep.job import objective
+from dropout_lab.sweep.job import job_run_dir, objective
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,7 @@ class SlurmLauncher(SubmititSlurm):
         return job_return
 
     def run_dir(self, overrides: List[str], index: int) -> Path:
-        """The job's run folder, composed as the job itself composes it."""
-        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        with open_dict(sweep_config.hydra.job):
-            sweep_config.hydra.job.num = index
-        return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+        return job_run_dir(self.hydra_context, self.config, overrides, index)
 
 
 def last_line(error: BaseException) -> str:

@@ -1,0 +1,294 @@
+"""What TensorBoard's HParams dashboard shows of dropout-lab runs: the experiment, declared.
+
+A run's config is not dumped as it is: the hparams are the settings a reader of a dropout
+experiment looks for, each with its type, in ``SETTINGS`` order: the dropout probability of each
+hidden layer as its own number (``model.dropout.p1``, ``p2``, ...: numeric axes in the parallel
+coordinates view), the dropout kind(s), weight decay, learning rate, optimizer, hidden sizes,
+epochs, batch size, seed, then the rest that can change the results. Paths, the cache, the
+download switch, threads, the progress bar and the logging switches cannot, and are left out.
+Hparam names are the config keys; the dashboard shows the short ``display`` names.
+
+The experiment (hparams with their domains, and the metrics) is declared once: by a single run
+in its own TensorBoard run; for a sweep, at the sweep folder's root (``write_sweep_experiment``,
+at the end of the sweep), and each job writes only its session start and end.
+
+Which columns are shown by default. The dashboard (TensorBoard 2.x, plugins/hparams) lists the
+experiment's hparams ordered by ``differs`` (true first), then by name, and checks the first
+five; metrics are checked in the order declared, the first five. So ``differs`` is set for the
+columns to show: the swept settings (whose values differ between the sweep's runs), then, up to
+five, the first ``HEADLINE`` settings. A sweep of more than five keys shows five of them.
+
+No torch import; TensorBoard's protobufs are imported when a summary is made.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from dropout_lab.config import flatten_config, per_layer_values
+from dropout_lab.errors import RunError
+from dropout_lab.run_folder import EVENTS_GLOB, Status, read_summary, run_folders
+
+SHOWN_BY_DEFAULT = 5  # hparams and metrics the dashboard checks at first (see above)
+MAX_DISCRETE = 10  # more distinct numbers: an interval (the dashboard lists <= 10 as checkboxes)
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # the config key, and the hparam's name
+    display: str  # what the dashboard shows
+    description: str
+
+
+PER_LAYER_P = Setting("model.dropout.p", "p", "dropout probability of hidden layer {k}")
+SETTINGS = [  # reading order; per-layer probabilities model.dropout.p1, p2, ... come first
+    PER_LAYER_P,
+    Setting("model.dropout.kind", "dropout kind", "the hidden layers' noise (per layer when they differ)"),
+    Setting("optim.weight_decay", "weight decay", "L2 penalty of the optimiser"),
+    Setting("optim.lr", "lr", "learning rate"),
+    Setting("optim.name", "optimizer", "sgd, adam or adamw"),
+    Setting("model.hidden", "hidden", "hidden layer sizes"),
+    Setting("trainer.epochs", "epochs", "epochs trained"),
+    Setting("trainer.batch_size", "batch size", "training batch size"),
+    Setting("seed", "seed", "seeds the weights, the dropout masks and the shuffle order"),
+    Setting("optim.momentum", "momentum", "SGD momentum"),
+    Setting("model.dropout.three_valued", "three-valued noise", "uniform or variance_matched"),
+    Setting("model.init", "init", "weight initialisation"),
+    Setting("model.init_std", "init std", "std of the normal initialisation"),
+    Setting("data.subset", "train images", "the first N training images (all when absent)"),
+    Setting("data.test_subset", "test images", "the first N test images (all when absent)"),
+    Setting("data.standardize", "standardize", "zero mean, unit std inputs"),
+    Setting("trainer.eval_train_subset", "train eval images", "training images evaluated, dropout off"),
+    Setting("trainer.steady_epochs", "steady epochs", "epochs averaged by the steady metric"),
+    Setting("trainer.device", "device", "where it trained"),
+]
+HEADLINE = ["model.dropout.p", "model.dropout.kind", "optim.weight_decay", "optim.lr",
+            "optim.name", "model.hidden", "trainer.epochs", "trainer.batch_size", "seed"]
+STATUS = Setting("status", "status", "completed or diverged")
+# Settings that cannot change the results: not hparams.
+LEFT_OUT = {"data.dir", "data.cache_dir", "data.download", "trainer.progress",
+            "trainer.num_threads", "trainer.eval_batch_size", "logging.tensorboard",
+            "logging.checkpoint", "logging.activation_stats"}
+# (scalar tag, display name, description): the first five are shown by default.
+METRICS = [
+    ("steady/accuracy_test", "test acc (steady)", "mean test accuracy, last trainer.steady_epochs epochs"),
+    ("best/accuracy_test", "test acc (best)", "highest test accuracy of any epoch"),
+    ("accuracy/test", "test acc (final)", "test accuracy after the last epoch"),
+    ("accuracy/train_eval", "train acc (eval)", "accuracy on a training subset, dropout off"),
+    ("accuracy/gap", "gap (train - test)", "train acc (eval) minus test acc, last epoch"),
+    ("loss/test", "test loss", "test cross-entropy, last epoch"),
+]
+
+_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+# --- a run's hparams, from its config -------------------------------------------------------
+
+def compact(value: Any) -> Any:
+    """An hparam value: bool, number or text; lists as ``[256,256]``; None stays None."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(compact(item)) for item in value) + "]"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def hparam_values(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The run's hparams, name -> bool, number or text, in reading order (unset ones left out).
+
+    Keys the schema gains later appear after the known ones, until SETTINGS names them."""
+    flat = flatten_config(config)
+    layers = len(flat.get("model.hidden") or [0])
+    values: Dict[str, Any] = {}
+    for setting in SETTINGS:
+        if setting is PER_LAYER_P:
+            if "model.dropout.p" in flat:
+                for k, p in enumerate(per_layer_values(flat["model.dropout.p"], layers), start=1):
+                    values[f"{setting.key}{k}"] = p
+        elif setting.key == "model.dropout.kind" and setting.key in flat:
+            kinds = per_layer_values(flat[setting.key], layers)
+            values[setting.key] = kinds[0] if len(set(kinds)) == 1 else ",".join(kinds)
+        elif setting.key in flat:
+            values[setting.key] = compact(flat[setting.key])
+    for key, value in flat.items():
+        if key not in _BY_KEY and key not in LEFT_OUT:
+            values[key] = compact(value)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def layer_of(name: str) -> Optional[int]:
+    """The hidden layer of a per-layer probability's name (``model.dropout.p2`` -> 2), else None."""
+    layer = name[len(PER_LAYER_P.key):]
+    return int(layer) if name.startswith(PER_LAYER_P.key) and layer.isdigit() else None
+
+
+def setting_of(name: str) -> Setting:
+    """The Setting of an hparam name."""
+    layer = layer_of(name)
+    if layer is not None:
+        return Setting(name, f"{PER_LAYER_P.display}{layer}", PER_LAYER_P.description.format(k=layer))
+    return _BY_KEY.get(name) or (STATUS if name == STATUS.key else Setting(name, name, ""))
+
+
+def headline_rank(name: str) -> int:
+    """Where an hparam stands in HEADLINE (per-layer probabilities share the first place)."""
+    base = PER_LAYER_P.key if layer_of(name) is not None else name
+    return HEADLINE.index(base) if base in HEADLINE else len(HEADLINE)
+
+
+def swept_names(runs: Sequence[Dict[str, Any]]) -> List[str]:
+    """The hparams whose values differ between ``runs`` (dicts of hparam_values)."""
+    names = list(dict.fromkeys(name for values in runs for name in values))
+    return [name for name in names
+            if len({repr(values.get(name)) for values in runs}) > 1]
+
+
+def shown_by_default(names: Sequence[str], swept: Sequence[str]) -> List[str]:
+    """The columns to show at first: every swept one, then HEADLINE ones up to five."""
+    shown = [name for name in names if name in swept]
+    for name in sorted(names, key=headline_rank):
+        if len(shown) >= SHOWN_BY_DEFAULT or headline_rank(name) == len(HEADLINE):
+            break
+        if name not in shown:
+            shown.append(name)
+    return shown
+
+
+# --- TensorBoard summaries ------------------------------------------------------------------
+
+def experiment_summary(runs: Sequence[Dict[str, Any]], statuses: Iterable[str] = ()):
+    """The experiment config (hparams, their domains and the metrics) over ``runs``, each a
+    dict of hparam_values; a ``Summary`` protobuf for the ``_hparams_/experiment`` tag."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    names = list(dict.fromkeys(name for values in runs for name in values))
+    shown = set(shown_by_default(names, swept_names(runs)))
+    infos = []
+    for name in names:
+        setting = setting_of(name)
+        info = api_pb2.HParamInfo(name=name, display_name=setting.display,
+                                  description=setting.description, differs=name in shown)
+        domain(hp, [values[name] for values in runs if name in values]).update_hparam_info(info)
+        infos.append(info)
+    status_values = sorted(set(statuses)) or [Status.COMPLETED.value]
+    status = api_pb2.HParamInfo(name=STATUS.key, display_name=STATUS.display,
+                                description=STATUS.description)
+    hp.Discrete(status_values).update_hparam_info(status)
+    infos.append(status)
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos, time_created_secs=time.time(),
+        metric_infos=[hp.Metric(tag, display_name=display, description=description).as_proto()
+                      for tag, display, description in METRICS])
+    return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def domain(hp, values: List[Any]):
+    """Booleans and text: the values seen; numbers: those values, or their range if many."""
+    distinct = sorted(set(values), key=lambda v: (str(type(v)), v))
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct):
+        numbers = sorted({float(v) for v in distinct if math.isfinite(v)})
+        if len(numbers) > MAX_DISCRETE:
+            return hp.RealInterval(numbers[0], numbers[-1])
+        return hp.Discrete(numbers)
+    if all(isinstance(v, bool) for v in distinct):
+        return hp.Discrete(distinct)
+    return hp.Discrete(sorted({str(v) for v in distinct}))
+
+
+def session_start_summary(values: Dict[str, Any], status: str, start_time: float):
+    """A run's hparam values (and its status), for the ``_hparams_/session_start_info`` tag.
+
+    No group name: each run is its own session group, named after its TensorBoard run (the
+    job folder, e.g. ``007_p=[0.2,0.5],wd=1e-4``: the trial ID)."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    info = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
+    for name, value in {**values, STATUS.key: str(status)}.items():
+        if isinstance(value, bool):  # before int: a bool is an int to Python
+            info.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            info.hparams[name].number_value = value
+        else:
+            info.hparams[name].string_value = str(value)
+    return _summary(metadata.SESSION_START_INFO_TAG,
+                    plugin_data_pb2.HParamsPluginData(session_start_info=info))
+
+
+def session_end_summary(status: str, end_time: float):
+    """The session's end: success for a completed run, failure for any other."""
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    outcome = api_pb2.STATUS_SUCCESS if status == Status.COMPLETED else api_pb2.STATUS_FAILURE
+    info = plugin_data_pb2.SessionEndInfo(status=outcome, end_time_secs=end_time)
+    return _summary(metadata.SESSION_END_INFO_TAG,
+                    plugin_data_pb2.HParamsPluginData(session_end_info=info))
+
+
+def run_summaries(config: Dict[str, Any], status: str, start_time: float,
+                  with_experiment: bool) -> list:
+    """What a run that has ended writes for the dashboard: its experiment (a single run;
+    a sweep's jobs leave it to the sweep), its session start and end."""
+    values = hparam_values(config)
+    summaries = [experiment_summary([values], [str(status)])] if with_experiment else []
+    return [*summaries, session_start_summary(values, status, start_time),
+            session_end_summary(status, time.time())]
+
+
+def in_sweep_job() -> bool:
+    """Whether this process runs a job of a Hydra multirun (its experiment is the sweep's).
+
+    Hydra is not imported for the question: a process that has not imported it runs no job."""
+    import sys
+
+    hydra_config = sys.modules.get("hydra.core.hydra_config")
+    if hydra_config is None or not hydra_config.HydraConfig.initialized():
+        return False
+    from hydra.types import RunMode
+
+    return hydra_config.HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _summary(tag: str, plugin_data):
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata
+
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(plugin_data),
+                      tensor=metadata.NULL_TENSOR)
+    return summary
+
+
+# --- a sweep's experiment ---------------------------------------------------------------------
+
+def write_sweep_experiment(sweep_dir: Path) -> Optional[Path]:
+    """Declare the experiment of the runs under ``sweep_dir`` in an event file at its root
+    (replacing an earlier one: a resumed sweep may hold more runs). The swept settings are those
+    whose values differ between the runs' configs (summary.json): the grid's overrides, an
+    Optuna search's trials and a group override's consequences (``optim=adam``) alike.
+    None when no run has a config yet."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    sweep_dir = Path(sweep_dir)
+    runs, statuses = [], []
+    for run_dir in run_folders(sweep_dir):
+        try:
+            summary = read_summary(run_dir)
+        except RunError:
+            continue  # unreadable: the report names it
+        if summary.get("config"):
+            runs.append(hparam_values(summary["config"]))
+            if Status(summary.get("status", "running")).final:
+                statuses.append(summary["status"])
+    if not runs:
+        return None
+    for old in sweep_dir.glob(EVENTS_GLOB):
+        old.unlink()
+    writer = EventFileWriter(str(sweep_dir), filename_suffix=".experiment")
+    writer.add_event(event_pb2.Event(wall_time=time.time(), step=0,
+                                     summary=experiment_summary(runs, statuses)))
+    writer.close()
+    return next(sweep_dir.glob(EVENTS_GLOB))

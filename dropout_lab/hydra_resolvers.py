@@ -1,0 +1,22 @@
+"""dropout-lab's OmegaConf resolvers.
+
+``${dropout_lab.job_folder:NUM,OVERRIDES,EXCLUDE_KEYS}`` is job_names.job_folder: configs/
+config.yaml's ``hydra.sweep.subdir``, resolved by Hydra when it starts a job and by the sweep
+planner (sweep/plan.py) before anything runs. The planner registers it in the sweep's process
+before Hydra starts; Hydra's launchers hand the registered resolvers to the processes that
+start jobs (joblib workers, submitit on Slurm nodes) with the rest of Hydra's state
+(``hydra.core.singleton.Singleton.get_state``).
+"""
+
+from dropout_lab.job_names import job_folder
+
+JOB_FOLDER = "dropout_lab.job_folder"
+
+
+def register_resolvers() -> None:
+    """Register the resolvers (idempotent)."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(JOB_FOLDER):
+        OmegaConf.register_new_resolver(
+            JOB_FOLDER, lambda num, overrides, exclude: job_folder(num, list(overrides), list(exclude)))

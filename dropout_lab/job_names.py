@@ -1,0 +1,141 @@
+"""Job folder names, computed here and only here: Hydra names each sweep job's folder with this
+module's resolver (configs/config.yaml, ``hydra.sweep.subdir``) and the sweep planner resolves
+the same setting to know the folders before anything runs.
+
+    007_p=[0.2,0.5],wd=1e-4
+
+The job number is zero-padded (folders, TensorBoard runs and trial IDs sort in job order); the
+overrides follow, the usually swept keys first, with short aliases (``SHORT_KEYS``), numbers
+written compactly (0.0001 -> 1e-4) and no spaces. Keys that do not change the results (paths,
+threads, the progress bar; ``hydra.job.config.override_dirname.exclude_keys``) are left out. The
+full overrides stay in the job's ``.hydra/overrides.yaml`` and its config in summary.json and
+the TensorBoard hparams. No torch, no Hydra import: ``dropout-lab runs`` uses the aliases too
+(hydra_resolvers.py makes ``job_folder`` a resolver).
+"""
+
+import re
+from typing import Iterable, List, Sequence, Tuple
+
+NUM_WIDTH = 3  # 000-999 sort as text; a sweep of 1,000 jobs or more gets longer numbers
+MAX_SETTINGS_CHARS = 80  # the part after the number; longer is cut (the number keeps it unique)
+
+# Config key -> the short name used in job folder names and the runs table. A name lists its
+# settings in this order (what sweeps usually vary first, budgets last), then other keys by name.
+SHORT_KEYS = {
+    "model.dropout.p": "p",
+    "model.dropout.kind": "kind",
+    "model.dropout.three_valued": "noise",
+    "optim.weight_decay": "wd",
+    "optim.lr": "lr",
+    "optim": "optim",
+    "optim.name": "optim",
+    "optim.momentum": "momentum",
+    "model.hidden": "hidden",
+    "model.init": "init",
+    "model.init_std": "init_std",
+    "seed": "seed",
+    "trainer.epochs": "epochs",
+    "trainer.batch_size": "batch",
+    "data.subset": "subset",
+    "data.test_subset": "test_subset",
+    "data.standardize": "standardize",
+    "trainer.eval_train_subset": "eval_subset",
+    "trainer.steady_epochs": "steady_epochs",
+}
+_ORDER = {key: rank for rank, key in enumerate(SHORT_KEYS)}
+# A float as Hydra writes one (0.0001, 1e-05, 0.5), not a part of a word or of another number.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])")
+
+
+def short_key(key: str) -> str:
+    """``optim.weight_decay`` -> ``wd``; a list item ``model.dropout.p.0`` -> ``p1`` (layers
+    count from 1, as the hparams do); keys without an alias: their last part."""
+    key = key.lstrip("+~")
+    parent, _, last = key.rpartition(".")
+    if parent and last.isdigit():
+        return f"{short_key(parent)}{int(last) + 1}"
+    return SHORT_KEYS.get(key, last)
+
+
+def name_order(key: str) -> tuple:
+    """Where a key stands in a name: SHORT_KEYS order (list items ``p.0``, ``p.1`` at their
+    list's place), then the other keys by name."""
+    parent, _, last = key.rpartition(".")
+    if parent and last.isdigit():
+        return (*name_order(parent)[:2], int(last))
+    return (_ORDER.get(key, len(_ORDER)), key, -1)
+
+
+def short_number(text: str) -> str:
+    """A float as a label: 4 significant digits, the shorter of fixed and scientific notation
+    (0.0001 -> 1e-4, 1e-05 -> 1e-5, 0.5 -> 0.5, 0.01 -> 0.01, 0.534723 -> 0.5347)."""
+    value = float(f"{float(text):.4g}")
+    mantissa, exponent = f"{value:.3e}".split("e")
+    scientific = f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    if value != 0 and not 1e-4 <= abs(value) < 1e6:
+        return scientific
+    fixed = f"{value:.10f}".rstrip("0").rstrip(".")
+    return fixed if len(fixed) <= len(scientific) else scientific
+
+
+def short_value(value: str) -> str:
+    """An override's value as it appears in a folder name: no spaces, floats compact."""
+    return _NUMBER.sub(lambda match: short_number(match.group()), str(value).replace(" ", ""))
+
+
+def split_top_level(text: str, separator: str) -> List[str]:
+    """``a:1,b:[2,3]`` split at the separators outside brackets and braces."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        if char == separator and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def override_items(overrides: Iterable[str]) -> List[Tuple[str, str]]:
+    """(key, value as written) of each override; a dict value (``model.dropout={kind:custom,
+    p:0.5}``, as exercises 7 and 8 sweep) as one item per entry (``model.dropout.kind``, ...)."""
+    items = []
+    for override in overrides:
+        key, _, value = str(override).partition("=")
+        key, value = key.lstrip("+~"), value.strip()
+        if value.startswith("{") and value.endswith("}") and value[1:-1].strip():
+            for entry in split_top_level(value[1:-1], ","):
+                name, _, item = entry.partition(":")
+                items.append((f"{key}.{name.strip()}", item.strip()))
+        else:
+            items.append((key, value))
+    return items
+
+
+def excluded(key: str, exclude_keys: Sequence[str]) -> bool:
+    key = key.lstrip("+~")
+    return key in exclude_keys or key.startswith("hydra.") or key.startswith("hydra/")
+
+
+def settings_label(overrides: Iterable[str], exclude_keys: Sequence[str] = ()) -> str:
+    """``['optim.weight_decay=0.0001', 'model.dropout.p=[0.2,0.5]']`` -> ``p=[0.2,0.5],wd=1e-4``.
+
+    In name_order; a short name two keys would share falls back to the full keys."""
+    kept = [o for o in overrides if not excluded(str(o).partition("=")[0], exclude_keys)]
+    items = sorted(override_items(kept), key=lambda item: name_order(item[0]))
+    names = [short_key(key) for key, _ in items]
+    clashing = {name for name in names if names.count(name) > 1}
+    return ",".join(f"{key if name in clashing else name}={short_value(value)}"
+                    for name, (key, value) in zip(names, items))
+
+
+def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] = ()) -> str:
+    """The folder name of sweep job ``num`` with job ``overrides``: ``007_p=[0.2,0.5],wd=1e-4``."""
+    settings = settings_label(overrides, exclude_keys)
+    if len(settings) > MAX_SETTINGS_CHARS:
+        settings = settings[:MAX_SETTINGS_CHARS - 3] + "..."
+    return f"{int(num):0{NUM_WIDTH}d}_{settings}"  # "003_" alone when nothing is left to name
+

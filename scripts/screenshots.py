@@ -1,0 +1,128 @@
+"""Render the README's pictures of the dashboards into docs/images/ (rerun to refresh them).
+
+    .venv/bin/python scripts/screenshots.py [--sweep-dir DIR] [--out docs/images]
+
+Runs a small demo sweep into DIR when it holds none yet (per-layer dropout x weight decay, 8
+jobs on 2,000 images, 60 epochs at lr 0.1, so that dropout has overfitting to prevent: about
+two minutes on 2 cores), serves it with `dropout-lab tensorboard` and
+photographs it in headless Chromium (Debian's `chromium`, driven by playwright's Python driver):
+
+    hparams_parallel_coordinates.png  HParams, parallel coordinates view, as it opens
+    train_vs_test.png                 custom scalars: one run's accuracy, train (dropout on, and
+                                      off: eval mode) vs test
+    report_test_accuracy.png          the sweep report's plot (report.md's test_accuracy.png)
+
+Each picture is at most 1200 px wide and stored with a 256-colour palette (small files).
+"""
+
+import argparse
+import select
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from dropout_lab.run_folder import Status, read_status, run_folders  # noqa: E402
+
+DEMO_SWEEP = ["model.dropout.p=[0,0],[0.2,0.5],[0.5,0.2],[0.5,0.5]", "optim.weight_decay=0,1e-3",
+              "optim.lr=0.1", "data.subset=2000", "data.test_subset=5000", "trainer.epochs=60"]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+WIDTH = 1200
+TRAIN_VS_TEST_RUNS = "^002_"  # p=(0.2, 0.5), no weight decay: train acc with dropout on and off
+
+
+def cli(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dropout_lab", *map(str, args)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def ensure_sweep(sweep_dir: Path, jobs: int) -> None:
+    """Run (or complete) the demo sweep in ``sweep_dir``."""
+    done = [run for run in run_folders(sweep_dir)] if sweep_dir.is_dir() else []
+    if len(done) >= 8 and all(read_status(run) == Status.COMPLETED for run in done):
+        return
+    print(f"screenshots: running the demo sweep into {sweep_dir}", flush=True)
+    sweep = cli("sweep", "--jobs", jobs, "--sweep-dir", sweep_dir, *DEMO_SWEEP)
+    sweep.communicate()
+    if sweep.returncode != 0:
+        sys.exit(f"screenshots: the demo sweep failed (exit {sweep.returncode})")
+
+
+def save(png: bytes, path: Path) -> None:
+    """Shrink to WIDTH (when wider) and store with a 256-colour palette."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    if image.width > WIDTH:
+        image = image.resize((WIDTH, round(image.height * WIDTH / image.width)), Image.LANCZOS)
+    image.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    print(f"screenshots: {path} ({path.stat().st_size // 1024} KiB)")
+
+
+def photograph(url: str, out: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        sys.exit("screenshots: needs chromium on the PATH (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            # 1500 CSS px at a scale of 0.8: the whole parallel coordinates plot in 1200 pixels.
+            page = browser.new_page(viewport={"width": 1500, "height": 850}, device_scale_factor=0.8)
+            page.set_default_timeout(60_000)
+
+            page.goto(url + "#hparams")
+            page.get_by_text("Parallel Coordinates View").click()
+            page.locator("tf-hparams-parallel-coords-plot g.foreground path").first.wait_for()
+            page.wait_for_timeout(1500)  # the lines' transition
+            # down to the plot (the session details below it are empty until one is clicked)
+            plot = page.locator("tf-hparams-parallel-coords-plot").bounding_box()
+            save(page.screenshot(clip={"x": 0, "y": 0, "width": 1500,
+                                       "height": plot["y"] + plot["height"] + 8}),
+                 out / "hparams_parallel_coordinates.png")
+
+            page.goto(url + "#custom_scalars")
+            page.locator("paper-input#names-regex input").fill(TRAIN_VS_TEST_RUNS)
+            card = page.locator("tf-custom-scalar-multi-line-chart-card").first
+            card.wait_for()
+            card.locator("paper-icon-button[icon='fullscreen']").click()  # the wide chart
+            card.locator(".toggle-matches-button").click()  # its legend: run and tag per line
+            page.wait_for_timeout(2000)
+            box = card.bounding_box()
+            save(page.screenshot(clip={"x": 0, "y": 0, "width": 1500,
+                                       "height": box["y"] + box["height"] + 8}),
+                 out / "train_vs_test.png")
+        finally:
+            browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep-dir", type=Path, default=REPO / "outputs" / "screenshots" / "sweep")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    ensure_sweep(args.sweep_dir, args.jobs)
+
+    server = cli("tensorboard", args.sweep_dir)
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 60)
+        if not ready:
+            sys.exit("screenshots: TensorBoard printed no URL within 60 s")
+        photograph(server.stdout.readline().split()[-1], args.out)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    save((args.sweep_dir / "test_accuracy.png").read_bytes(), args.out / "report_test_accuracy.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""What a person reads: no library warnings or tracebacks in normal runs, live bars on a
+terminal, a few plain lines when the output goes to a file or a pipe (subprocess pipes here)."""
+
+import io
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from dropout_lab.progress import Progress, describe_jobs, duration
+
+# TINY (conftest) with the progress display left on: the thing under test.
+BUDGET = ["data.subset=1000", "data.test_subset=500", "trainer.epochs=2", "trainer.num_threads=1"]
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): train loss ([\d.]+), train acc ([\d.]+), "
+                        r"test acc ([\d.]+) \([\d.]+ s\)$", re.M)
+JOBS_LINE = re.compile(r"^sweep: (\d+)/(\d+) jobs ended( \(.*\))?, .* elapsed$")
+NOISE = re.compile(r"Warning|warnings\.warn|leaked|Traceback")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# --- the Progress object ----------------------------------------------------------------------
+
+def test_lines_where_no_terminal():
+    out = io.StringIO()
+    progress = Progress(10, unit="batch", stream=out)
+    progress.update(3)
+    progress.set_postfix(loss="0.5")
+    assert out.getvalue() == ""  # no bar fragments
+    progress.tell("epoch 1/2: ...")
+    progress.tell("heartbeat", every=30)  # a line just went out: too soon
+    progress.close()
+    assert out.getvalue() == "epoch 1/2: ...\n" and progress.n == 3
+
+
+def test_heartbeat_counts_from_the_start():
+    out = io.StringIO()
+    progress = Progress(unit="job", stream=out)
+    progress.tell("still running", every=30)
+    assert out.getvalue() == ""
+    progress.last_line -= 31  # as if 31 s had passed
+    progress.tell("still running", every=30)
+    assert out.getvalue() == "still running\n"
+
+
+def test_bar_on_a_terminal_and_no_lines():
+    out = Terminal()
+    progress = Progress(10, unit="batch", stream=out)
+    progress.update(5)
+    progress.tell("epoch 1/2: ...")
+    progress.set_count(7)
+    progress.close()
+    assert "\r" in out.getvalue() and "7/10" in out.getvalue()
+    assert "epoch 1/2" not in out.getvalue()
+
+
+def test_plain_wording():
+    assert describe_jobs(5, 12, {"failed": 1, "diverged": 0}, 130) == \
+        "sweep: 5/12 jobs ended (1 failed), 2 min elapsed"
+    assert describe_jobs(1, None, {}, 4) == "sweep: 1 job ended, 4 s elapsed"
+    assert [duration(s) for s in (0.4, 59, 61, 3600 + 300)] == ["0 s", "59 s", "1 min", "1 h 5 min"]
+
+
+# --- the commands, redirected -------------------------------------------------------------------
+
+def test_redirected_train_writes_a_line_per_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *BUDGET, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "\r" not in output
+    epoch_lines = [EPOCH_LINE.match(line) for line in result.stderr.splitlines()]
+    assert all(epoch_lines) and [int(m[1]) for m in epoch_lines] == [1, 2], result.stderr
+    assert len(result.stdout.splitlines()) == 3  # completed..., run:, view:
+    history = json.loads((run_dir / "summary.json").read_text())["history"]
+    for match, epoch in zip(epoch_lines, history):  # the figures a bar would show, all there
+        assert float(match[3]) == pytest.approx(epoch["train_loss"], abs=1e-4)
+        assert float(match[4]) == pytest.approx(epoch["train_accuracy"], abs=1e-3)
+        assert float(match[5]) == pytest.approx(epoch["test_accuracy"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_redirected_sweep_writes_a_line_per_ended_job(tmp_path):
+    started = time.monotonic()
+    result = run_cli("sweep", "seed=0,1", *BUDGET, "--jobs", "2", "--sweep-dir", tmp_path / "sweep")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    counts = [int(JOBS_LINE.match(line)[1]) for line in lines]  # no other line on stderr
+    heartbeats = (time.monotonic() - started) // 30
+    assert counts[-1] == 2 and len(counts) <= 2 + heartbeats, result.stderr
+    assert counts == sorted(counts)
+
+
+@pytest.mark.slow
+def test_exercises_end_without_warnings_or_leftovers(tmp_path):
+    """Two exercises, two joblib sweeps in one process: loky's resource tracker used to warn of
+    'leaked folder objects' here, because the exit skipped joblib's exit handlers."""
+    command = [sys.executable, "-m", "dropout_lab", "exercise", "3,4", "--quick", "--jobs", "2",
+               "--out", str(tmp_path / "out")]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    with subprocess.Popen(command, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as process:
+        # until the resource tracker, which shares stderr, has exited too
+        stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert not NOISE.search(stdout + stderr), stderr
+    assert "\r" not in stderr
+    # joblib names its folders after the process that made them (other users' runs may be here)
+    assert not list(Path("/dev/shm").glob(f"joblib_memmapping_folder_{process.pid}_*"))
+
+
+# --- a terminal ----------------------------------------------------------------------------------
+
+def run_in_terminal(*args, timeout: float = 300) -> str:
+    """``dropout-lab ARGS`` with stdout and stderr on a pseudo-terminal (100 columns): what a
+    person at a terminal sees, carriage returns included."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "dropout_lab", *map(str, args)],
+                               stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=REPO)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while select.select([master], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        process.kill()
+        os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_train_on_a_terminal_shows_a_live_bar(tmp_path):
+    output = run_in_terminal("train", *BUDGET, f"hydra.run.dir={tmp_path / 'run'}")
+    assert "completed:" in output, output
+    assert "\r" in output and re.search(r"\d+/8 \[", output), output  # 2 epochs of 4 batches
+    assert not EPOCH_LINE.search(output.replace("\r\n", "\n"))  # the bar shows them instead
+    assert not NOISE.search(output)

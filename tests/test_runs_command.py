@@ -1,0 +1,133 @@
+"""`dropout-lab runs` and `dropout-lab diff` on a real sweep (real processes, real summaries),
+and `runs` over hundreds of runs: instant, and without importing torch."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY, run_cli
+from dropout_lab.run_folder import read_summary
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("runs") / "sweep"
+    run_cli("sweep", "--sweep-dir", sweep_dir, "optim.weight_decay=0,1e-3", *TINY, check=True)
+    return sweep_dir
+
+
+def jobs(sweep_dir):
+    return sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+
+
+def one_error_line(result, expected: str):
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"error: {expected}"]
+
+
+@pytest.mark.slow
+def test_runs_lists_each_job_with_its_swept_setting_and_metrics(sweep_dir):
+    result = run_cli("runs", sweep_dir, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"2 runs under {sweep_dir} (2 completed)"
+    assert lines[1] == "same in all: epochs=2 subset=1000 test_subset=500"
+    assert lines[2].split() == ["run", "status", "wd", "steady", "test", "acc", "best", "gap",
+                                "epochs", "time"]
+    for line, job in zip(lines[3:], jobs(sweep_dir)):
+        summary = read_summary(job)
+        cells = line.split()
+        assert cells[:3] == [job.name, "completed", "0" if "wd=0" in job.name else "1e-3"]
+        assert cells[3:8] == [f"{summary['steady']['test_accuracy']:.4f}",
+                              f"{summary['final']['test_accuracy']:.4f}",
+                              f"{summary['best']['test_accuracy']:.4f}",
+                              f"{summary['final']['gap']:+.4f}", "2"]
+    assert len(lines) == 5
+
+
+@pytest.mark.slow
+def test_runs_sorts_filters_and_writes_csv(sweep_dir):
+    rows = list(csv.DictReader(io.StringIO(
+        run_cli("runs", sweep_dir, "--csv", "--sort", "test_acc", check=True).stdout)))
+    finals = {job.name: read_summary(job)["final"]["test_accuracy"] for job in jobs(sweep_dir)}
+    assert [row["run"] for row in rows] == sorted(finals, key=finals.get, reverse=True)
+    assert {row["run"]: float(row["test_acc"]) for row in rows} == finals  # full precision
+    assert sorted(float(row["optim.weight_decay"]) for row in rows) == [0.0, 1e-3]
+
+    by_wd = run_cli("runs", sweep_dir, "--sort", "wd", check=True).stdout.splitlines()[3:]
+    assert [line.split()[2] for line in by_wd] == ["0", "1e-3"]
+    none = run_cli("runs", sweep_dir, "--status", "failed", check=True)
+    assert none.stdout.splitlines()[0] == f"0 runs under {sweep_dir}"
+    single = run_cli("runs", jobs(sweep_dir)[1], check=True).stdout.splitlines()  # wd=1e-3
+    assert single[0] == f"1 run under {jobs(sweep_dir)[1]} (1 completed)"
+    assert single[1] == "same in all: wd=1e-3 epochs=2 subset=1000 test_subset=500"
+
+
+@pytest.mark.slow
+def test_diff_shows_the_differing_keys_and_the_metrics_side_by_side(sweep_dir):
+    first, second = jobs(sweep_dir)
+    lines = run_cli("diff", first, second, check=True).stdout.splitlines()
+    assert lines[:2] == [f"A: {first}", f"B: {second}"]
+    config_rows = lines[lines.index("") + 1:lines.index("", 3)]
+    assert [row.split() for row in config_rows] == [["config", "A", "B"],
+                                                     ["optim.weight_decay", "0.0", "0.001"]]
+    a, b = read_summary(first), read_summary(second)
+    (steady,) = [line for line in lines if line.startswith("test acc (steady)")]
+    change = b["steady"]["test_accuracy"] - a["steady"]["test_accuracy"]
+    assert steady.split()[3:] == [f"{a['steady']['test_accuracy']:.4f}",
+                                  f"{b['steady']['test_accuracy']:.4f}", f"{change:+.4f}"]
+    assert any(line.split()[:3] == ["status", "completed", "completed"] for line in lines)
+
+
+@pytest.mark.slow
+def test_bad_paths_and_options_are_one_line_and_exit_2(sweep_dir, tmp_path):
+    one_error_line(run_cli("runs", tmp_path / "nowhere"),
+                   f"{tmp_path / 'nowhere'} is not a directory; give a run, sweep, exercise "
+                   f"or outputs folder")
+    one_error_line(run_cli("runs", tmp_path),
+                   f"{tmp_path} holds no dropout-lab runs (no summary.json at or below it)")
+    one_error_line(run_cli("runs", sweep_dir, "--status", "done"),
+                   "--status has to be one of running, completed, diverged, failed, interrupted, "
+                   "not 'done'")
+    one_error_line(run_cli("runs", sweep_dir, "--sort", "speed"),
+                   "--sort has to be one of run, status, steady, test_acc, best, gap, epochs, "
+                   "time, wd, not 'speed'")
+    one_error_line(run_cli("diff", jobs(sweep_dir)[0], tmp_path / "nowhere"),
+                   f"{tmp_path / 'nowhere'} is not a dropout-lab run (it does not exist)")
+    one_error_line(run_cli("diff", tmp_path, jobs(sweep_dir)[0]),
+                   f"{tmp_path} is not a dropout-lab run (it has no summary.json)")
+
+
+RUNS_IN_PROCESS = """
+import json, sys, time
+from typer.testing import CliRunner
+from dropout_lab.cli import app
+started = time.perf_counter()
+result = CliRunner().invoke(app, ["runs", sys.argv[1], "--sort", "test_acc"])
+print(json.dumps({"seconds": time.perf_counter() - started, "code": result.exit_code,
+                  "lines": len(result.output.splitlines()),
+                  "imported": sorted(m for m in ("torch", "tensorboard", "hydra", "matplotlib")
+                                     if m in sys.modules)}))
+"""
+
+
+@pytest.mark.slow
+def test_runs_is_instant_on_hundreds_of_runs_and_imports_no_torch(sweep_dir, tmp_path):
+    """300 copies of a real job folder's summary (each with its own seed) under one folder."""
+    job = jobs(sweep_dir)[0]
+    summary = read_summary(job)
+    for seed in range(300):
+        folder = tmp_path / "many" / f"{seed:03d}_seed={seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(
+            {**summary, "config": {**summary["config"], "seed": seed}}))
+    result = subprocess.run([sys.executable, "-c", RUNS_IN_PROCESS, str(tmp_path / "many")],
+                            capture_output=True, text=True, cwd=REPO, timeout=120, check=True)
+    report = json.loads(result.stdout)
+    assert report["code"] == 0 and report["lines"] == 2 + 1 + 300  # title, same in all, header
+    assert report["imported"] == []  # no torch, TensorBoard, Hydra or matplotlib
+    assert report["seconds"] < 2.0, report  # about 0.1 s on the 2-core VM
