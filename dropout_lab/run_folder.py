@@ -146,3 +146,12 @@ def best(history: List[dict], key: str = "test_accuracy") -> dict:
         return {}
     top = max(rows, key=lambda row: row[key])
     return {key: top[key], "epoch": top["epoch"]}
+
+
+def tuned_metric(steady_metrics: Optional[dict]) -> Optional[float]:
+    """What a sweep tunes (sweep/job.py's objective), from a run's steady metrics (summary.json's
+    ``steady``): the steady validation accuracy when the run holds out a validation split
+    (data.validation > 0): tune on validation, report on test; without one, the steady test
+    accuracy."""
+    steady_metrics = steady_metrics or {}
+    return steady_metrics.get("val_accuracy", steady_metrics.get("test_accuracy"))

@@ -13,19 +13,24 @@ from typing import Dict, Iterator, List, Optional
 from dropout_lab.errors import DropoutLabError, RunError, one_line
 from dropout_lab.hydra_runner import typed_config
 from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, has_summary, read_status,
-                                    read_summary, record_failure, rerun_resumes)
+                                    read_summary, record_failure, rerun_resumes, tuned_metric)
 
 log = logging.getLogger(__name__)
 
 
 def objective(steady: Optional[dict]) -> float:
     """What a job returns to Hydra's sweeper (Optuna maximises it), from the run's steady
-    metrics (summary.json's ``steady``): the steady validation accuracy when the run holds out
-    a validation split (data.validation > 0): tune on validation, report on test; without one,
-    the steady test accuracy. -inf for a job without a result (failed, diverged)."""
-    steady = steady or {}
-    value = steady.get("val_accuracy", steady.get("test_accuracy"))
+    metrics (summary.json's ``steady``): run_folder.tuned_metric, the steady validation
+    accuracy (or the steady test accuracy without a validation split); -inf for a job without
+    a result (failed, diverged)."""
+    value = tuned_metric(steady)
     return value if value is not None and math.isfinite(value) else -math.inf
+
+
+def run_objective(run_dir: Path, completed: bool = True) -> float:
+    """The objective of the job in ``run_dir``: from its summary.json when it completed, else
+    -inf (every launcher's way to it, a job's own result or one read back after it was lost)."""
+    return objective(read_summary(run_dir).get("steady") if completed else None)
 
 
 def sweep_task(cfg) -> float:
@@ -50,7 +55,7 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
         status = read_status(run_dir)  # torch-free: a resumed sweep skips its completed jobs fast
         if status == Status.COMPLETED:
             log.info("%s: completed before, skipped", run_dir.name)
-            return objective(read_summary(run_dir).get("steady"))
+            return run_objective(run_dir)
         resume = rerun_resumes(run_dir)
         if status in (Status.FAILED, Status.DIVERGED) and not resume:
             clear_attempt(run_dir)
@@ -75,8 +80,7 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # Slurm requeues or cancels the job:
             raise SystemExit(128 + result.signal)  # end it without a result (see slurm.py)
         raise KeyboardInterrupt  # the user stopped the sweep, not just this job
-    completed = result.status == Status.COMPLETED
-    return objective(read_summary(run_dir).get("steady") if completed else None)
+    return run_objective(run_dir, completed=result.status == Status.COMPLETED)
 
 
 def out_of_memory(error: BaseException) -> bool:

@@ -28,8 +28,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 from omegaconf import OmegaConf, open_dict
 
 from dropout_lab.errors import ConfigError
-from dropout_lab.run_folder import Status, read_status, read_summary, record_failure
-from dropout_lab.sweep.job import job_run_dir, objective, where_it_was
+from dropout_lab.run_folder import Status, read_status, record_failure
+from dropout_lab.sweep.job import job_run_dir, run_objective, where_it_was
 from dropout_lab.sweep.workers import RETRY, Task, death_cause, worker_pool
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ def lost_job_return(run_dir: Path, overrides: List[str], completed: bool) -> Job
     """A JobReturn for a job that sent none: Hydra's sweepers (the Optuna one too) read the
     objective from it, and a FAILED one would stop the sweep, so it is COMPLETED with -inf."""
     job_return = JobReturn(overrides=overrides, working_dir=str(run_dir), status=JobStatus.COMPLETED)
-    job_return.return_value = objective(
-        read_summary(run_dir).get("steady") if completed else None)
+    job_return.return_value = run_objective(run_dir, completed)
     return job_return
 
 

@@ -30,8 +30,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import OmegaConf
 
 from dropout_lab.errors import one_line
-from dropout_lab.run_folder import Status, read_status, read_summary, record_failure
-from dropout_lab.sweep.job import job_run_dir, objective
+from dropout_lab.run_folder import Status, read_status, record_failure
+from dropout_lab.sweep.job import job_run_dir, run_objective
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,7 @@ class SlurmLauncher(SubmititSlurm):
             record_failure(run_dir, reason, overrides)
         job_return = JobReturn(overrides=overrides, working_dir=str(run_dir),
                                status=JobStatus.COMPLETED)
-        job_return.return_value = objective(
-            read_summary(run_dir).get("steady") if completed else None)
+        job_return.return_value = run_objective(run_dir, completed)
         return job_return
 
     def run_dir(self, overrides: List[str], index: int) -> Path:
