@@ -17,7 +17,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.disk import save_figure, write_text
 from dropout_lab.errors import RunError
-from dropout_lab.run_folder import OVERRIDES, Status, has_summary, read_summary, steady
+from dropout_lab.run_folder import (OVERRIDES, Status, has_summary, read_summary, steady,
+                                    tuned_metric)
 from dropout_lab.tables import markdown_table
 
 # Metrics in a record, with their headers; the first leads (and sorts) every table. The steady
@@ -32,6 +33,10 @@ METRICS = {
     "gap": "gap",
 }
 LEAD = "steady_test_accuracy"
+# Runs holding out a validation split (data.validation) lead with its steady accuracy: what a
+# sweep tunes (sweep/job.py's objective); the test accuracy stays beside it, never chosen on.
+VALIDATION_LEAD = "steady_val_accuracy"
+VALIDATION_METRICS = {VALIDATION_LEAD: "steady val acc", **METRICS}
 STEADY_EPOCHS = 3  # trainer.steady_epochs' default, for runs whose summary has no steady block
 SEED_KEY = "seed"
 
@@ -68,6 +73,8 @@ def run_record(run_dir: Path) -> dict:
         "status": summary.get("status", "unknown"),
         "error": summary.get("error"),
         "steady_test_accuracy": steady_test_accuracy(summary, history),
+        "steady_val_accuracy": (summary.get("steady") or {}).get("val_accuracy"),
+        "objective": tuned_metric(summary.get("steady")),  # what a sweep tuned
         "test_accuracy": final.get("test_accuracy"),
         "best_test_accuracy": best.get("test_accuracy"),
         "train_eval_accuracy": final.get("train_eval_accuracy"),
@@ -126,6 +133,13 @@ def fixed_overrides(runs: Sequence[dict], keys: Sequence[str]) -> List[str]:
             if key not in keys and all(run["params"].get(key) == value for run in runs)]
 
 
+def report_metrics(runs: Sequence[dict]) -> Dict[str, str]:
+    """The metrics of a report on ``runs`` (key -> header), the leading one first: the steady
+    validation accuracy when a run has one, else the steady test accuracy."""
+    validation = any(run.get(VALIDATION_LEAD) is not None for run in runs)
+    return VALIDATION_METRICS if validation else METRICS
+
+
 # --- aggregating over seeds -----------------------------------------------------------------
 
 def setting_of(run: dict, keys: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
@@ -155,11 +169,12 @@ def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]
 
 
 def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = None,
-                         metrics: Sequence[str] = tuple(METRICS)) -> List[dict]:
-    """One row per setting: setting, runs, completed, and (mean, std) of each metric over the
-    completed runs (failed runs have no final metrics to average). Best mean steady test
-    accuracy first.
+                         metrics: Optional[Sequence[str]] = None) -> List[dict]:
+    """One row per setting: setting, runs, completed, and (mean, std) of each metric (by default
+    ``report_metrics``') over the completed runs (failed runs have no final metrics to
+    average). Best mean of the first metric first.
     """
+    metrics = list(report_metrics(runs) if metrics is None else metrics)
     rows = []
     for setting, group in by_setting(runs, keys).items():
         completed = [run for run in group if run["status"] == Status.COMPLETED]
@@ -168,8 +183,8 @@ def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = N
         for metric in metrics:
             row[metric] = mean_std([run[metric] for run in completed])
         rows.append(row)
-    lead = LEAD if LEAD in metrics else metrics[0]
-    return sorted(rows, key=lambda row: -(row[lead][0] if row[lead][0] is not None else -math.inf))
+    return sorted(rows, key=lambda row: -(row[metrics[0]][0] if row[metrics[0]][0] is not None
+                                          else -math.inf))
 
 
 # --- plots ----------------------------------------------------------------------------------
@@ -218,10 +233,12 @@ def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "te
 # --- the report -----------------------------------------------------------------------------
 
 def sorted_runs(runs: Sequence[dict]) -> List[dict]:
-    """Completed runs by steady test accuracy, best first; then the others (a diverged run's
-    last good epoch is no result), then runs without any metrics; ties in job order."""
-    return sorted(runs, key=lambda run: (run["status"] != Status.COMPLETED, run[LEAD] is None,
-                                         -(run[LEAD] or 0.0), run["num"] or 0))
+    """Completed runs by the leading metric (report_metrics': steady validation or test
+    accuracy), best first; then the others (a diverged run's last good epoch is no result),
+    then runs without any metrics; ties in job order."""
+    lead = next(iter(report_metrics(runs)))
+    return sorted(runs, key=lambda run: (run["status"] != Status.COMPLETED, run[lead] is None,
+                                         -(run[lead] or 0.0), run["num"] or 0))
 
 
 def short(value: str) -> str:
@@ -245,7 +262,7 @@ def job_rows(runs: Sequence[dict], keys: Sequence[str], markdown: bool = False) 
     and shortened values; the CSV keeps the folder name and the values as written."""
     return [[f"#{run['num']}" if markdown and run["num"] is not None else run["job"],
              *((short if markdown else str)(run["params"].get(key, "")) for key in keys),
-             run["status"], *(run[metric] for metric in METRICS), run["epochs"],
+             run["status"], *(run[metric] for metric in report_metrics(runs)), run["epochs"],
              None if run["seconds"] is None else f"{run['seconds']:.1f}"]
             for run in sorted_runs(runs)]
 
@@ -257,7 +274,7 @@ def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str
     if not runs:
         raise RunError(f"{sweep_dir} has no job folders with a summary.json to report on")
     keys = swept_keys(runs)
-    header = ["job", *keys, "status", *METRICS.values(), "epochs", "time (s)"]
+    header = ["job", *keys, "status", *report_metrics(runs).values(), "epochs", "time (s)"]
     paths = {"markdown": sweep_dir / "report.md", "csv": sweep_dir / "report.csv",
              "plot": sweep_dir / "test_accuracy.png"}
 
@@ -282,17 +299,21 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
     counts: Dict[str, int] = {}
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1
+    metrics = report_metrics(runs)
+    validation = VALIDATION_LEAD in metrics
     parts = [f"# Sweep report: {sweep_dir}", "",
              f"{len(runs)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
-             + ". Sorted by the steady test accuracy, the mean of the last "
-               "trainer.steady_epochs epochs (3 by default; the final epoch alone jumps by more "
-               "than most effects at lr 0.5); the final and best epochs beside it. Train accuracy "
-               "in eval mode (dropout off) on a fixed training subset; gap = that − test "
-               "accuracy, the clean measure of overfitting."]
+             + (". Sorted by the steady validation accuracy (on the data.validation images "
+                "held out of training: what the sweep tunes), the steady test accuracy beside "
+                "it; steady: " if validation else ". Sorted by the steady test accuracy, ")
+             + "the mean of the last trainer.steady_epochs epochs (3 by default; the final "
+               "epoch alone jumps by more than most effects at lr 0.5); the final and best "
+               "epochs beside it. Train accuracy in eval mode (dropout off) on a fixed training "
+               "subset; gap = that − test accuracy, the clean measure of overfitting."]
     fixed = fixed_overrides(runs, keys)
     if fixed:
         parts.append(f"All jobs: `{' '.join(fixed)}`.")
-    parts += optuna_best(sweep_dir)
+    parts += optuna_best(sweep_dir, runs)
     parts += ["", "## Jobs", "", markdown_table(header, job_rows(runs, keys, markdown=True))]
     failures = [run for run in sorted_runs(runs) if run["status"] != Status.COMPLETED]
     if failures:
@@ -303,16 +324,18 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
         rows = aggregate_over_seeds(runs, keys)
         setting_keys = [key for key in keys if key != SEED_KEY]
         parts += ["", "## Mean ± std over seeds (completed runs; sample std)", "",
-                  markdown_table([*setting_keys, "runs", "completed", *METRICS.values()],
+                  markdown_table([*setting_keys, "runs", "completed", *metrics.values()],
                                  [[*(short(row["setting"][k]) for k in setting_keys),
                                    row["runs"], row["completed"],
-                                   *(pm(row[metric]) for metric in METRICS)] for row in rows])]
+                                   *(pm(row[metric]) for metric in metrics)] for row in rows])]
     parts += ["", "## Test accuracy over epochs", "", "![test accuracy](test_accuracy.png)", ""]
     return "\n".join(parts)
 
 
-def optuna_best(sweep_dir: Path) -> List[str]:
-    """The Optuna sweeper's best parameters and value (optimization_results.yaml), if any."""
+def optuna_best(sweep_dir: Path, runs: Sequence[dict]) -> List[str]:
+    """The Optuna sweeper's best parameters and value (optimization_results.yaml), if any: the
+    objective (sweep/job.py's: the steady validation accuracy, or the steady test accuracy
+    without a validation split), named, with the test accuracy of the job that reached it."""
     import yaml
 
     path = sweep_dir / "optimization_results.yaml"
@@ -320,4 +343,23 @@ def optuna_best(sweep_dir: Path) -> List[str]:
         return []
     results = yaml.safe_load(path.read_text()) or {}
     params = " ".join(f"{k}={v}" for k, v in (results.get("best_params") or {}).items())
-    return ["", f"Optuna's best: test accuracy {results.get('best_value')} with `{params}`."]
+    value = results.get("best_value")
+    best = best_job(runs, value)
+    if best is not None and best[VALIDATION_LEAD] is not None:
+        found = (f"steady val acc {value:.4f} (its steady test acc "
+                 f"{best['steady_test_accuracy']:.4f}, job #{best['num']})")
+    elif best is not None:
+        found = f"steady test acc {value:.4f} (job #{best['num']})"
+    else:
+        found = f"objective {value}"  # its job's summary is gone: unnamed
+    return ["", f"Optuna's best: {found} with `{params}`."]
+
+
+def best_job(runs: Sequence[dict], value: Optional[float]) -> Optional[dict]:
+    """The first completed job whose objective (steady validation accuracy, else steady test
+    accuracy) is ``value``, Optuna's best; None when none is."""
+    for run in runs:
+        if (run["status"] == Status.COMPLETED and run["objective"] is not None
+                and value is not None and math.isclose(run["objective"], value, rel_tol=1e-9)):
+            return run
+    return None

@@ -106,9 +106,7 @@ def test_report_sorts_by_the_steady_test_accuracy(tmp_path):
     lucky = write_job(sweep_dir, 0, ["optim.lr=0.5", "seed=0"], final_test=0.85)
     steady = write_job(sweep_dir, 1, ["optim.lr=0.1", "seed=0"], final_test=0.84)
     for run_dir, value in ((lucky, 0.70), (steady, 0.83)):
-        summary = json.loads((run_dir / "summary.json").read_text())
-        summary["steady"] = {"test_accuracy": value, "epochs": 3}
-        (run_dir / "summary.json").write_text(json.dumps(summary))
+        set_steady(run_dir, test_accuracy=value)
     runs = report.load_runs(sweep_dir)
     assert [run["steady_test_accuracy"] for run in runs] == [0.70, 0.83]
     assert [run["num"] for run in report.sorted_runs(runs)] == [1, 0]
@@ -116,6 +114,43 @@ def test_report_sorts_by_the_steady_test_accuracy(tmp_path):
     assert [row["label"] for row in rows] == ["optim.lr=0.1", "optim.lr=0.5"]
     markdown = report.write_report(sweep_dir)["markdown"].read_text()
     assert "Sorted by the steady test accuracy" in markdown and "clean measure" in markdown
+
+
+def set_steady(run_dir, **steady):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["steady"] = {**steady, "epochs": 3}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_search_report_leads_with_the_validation_accuracy_it_tuned(tmp_path):
+    """A search on validation (data.validation): sorted by the steady validation accuracy, the
+    objective; Optuna's best named as such, with its job's test accuracy beside it."""
+    sweep_dir = tmp_path / "sweep"
+    for num, (lr, val, test) in enumerate([("0.1", 0.88, 0.87), ("0.3", 0.90, 0.86)]):
+        run_dir = write_job(sweep_dir, num, [f"optim.lr={lr}"], final_test=test)
+        set_steady(run_dir, val_accuracy=val, test_accuracy=test)
+    (sweep_dir / "optimization_results.yaml").write_text(yaml.safe_dump(
+        {"name": "optuna", "best_params": {"optim.lr": 0.3}, "best_value": 0.90}))
+    paths = report.write_report(sweep_dir)
+    with open(paths["csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[3:5] == ["steady val acc", "steady test acc"]
+    assert [row["optim.lr"] for row in rows] == ["0.3", "0.1"]  # by validation, not by test
+    markdown = paths["markdown"].read_text()
+    assert "Optuna's best: steady val acc 0.9000 (its steady test acc 0.8600, job #1) with " \
+           "`optim.lr=0.3`." in markdown
+    assert "Sorted by the steady validation accuracy" in markdown
+
+
+def test_search_report_without_validation_names_the_steady_test_accuracy(sweep_dir):
+    set_steady(sweep_dir / "0_model.dropout.p=[0.2,0.5],seed=0,trainer.epochs=3",
+               test_accuracy=0.91)
+    (sweep_dir / "optimization_results.yaml").write_text(yaml.safe_dump(
+        {"best_params": {"seed": 0}, "best_value": 0.91}))
+    paths = report.write_report(sweep_dir)
+    markdown = paths["markdown"].read_text()
+    assert "Optuna's best: steady test acc 0.9100 (job #0) with `seed=0`." in markdown
+    assert "val acc" not in markdown and "val acc" not in paths["csv"].read_text()
 
 
 def test_report_command(sweep_dir, tmp_path):

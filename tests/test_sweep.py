@@ -162,7 +162,9 @@ def test_optuna_search_finishes_and_reports_its_best(tmp_path):
         overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
         p0 = next(float(o.split("=")[1]) for o in overrides if o.startswith("model.dropout.p.0="))
         assert summary["config"]["model"]["dropout"]["p"][0] == pytest.approx(p0)
-    assert "Optuna's best" in (sweep_dir / "report.md").read_text()
+    report = (sweep_dir / "report.md").read_text()
+    assert f"Optuna's best: steady val acc {best['best_value']:.4f} (its steady test acc " in report
+    assert "\r" not in result.stdout + result.stderr  # redirected: plain lines, no bar
 
 
 @pytest.mark.slow
