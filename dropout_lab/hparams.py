@@ -54,11 +54,19 @@ SETTINGS = [  # reading order; per-layer probabilities model.dropout.p1, p2, ...
     Setting("trainer.batch_size", "batch size", "training batch size"),
     Setting("seed", "seed", "seeds the weights, the dropout masks and the shuffle order"),
     Setting("optim.momentum", "momentum", "SGD momentum"),
+    Setting("optim.schedule.name", "schedule", "learning-rate schedule: constant, cosine, step or onecycle"),
+    Setting("optim.schedule.warmup_epochs", "warm-up epochs", "linear rise to optim.lr first"),
+    Setting("optim.schedule.min_lr", "min lr", "cosine: the final learning rate"),
+    Setting("optim.schedule.step_size", "step size", "step: epochs between decays"),
+    Setting("optim.schedule.gamma", "step gamma", "step: the factor of each decay"),
+    Setting("optim.schedule.max_lr", "max lr", "onecycle: the peak (optim.lr when absent)"),
+    Setting("optim.schedule.pct_start", "rise fraction", "onecycle: fraction of training rising"),
     Setting("model.dropout.three_valued", "three-valued noise", "uniform or variance_matched"),
     Setting("model.init", "init", "weight initialisation"),
     Setting("model.init_std", "init std", "std of the normal initialisation"),
     Setting("data.subset", "train images", "the first N training images (all when absent)"),
     Setting("data.test_subset", "test images", "the first N test images (all when absent)"),
+    Setting("data.validation", "validation images", "training images held out for validation (0: none)"),
     Setting("data.standardize", "standardize", "zero mean, unit std inputs"),
     Setting("trainer.eval_train_subset", "train eval images", "training images evaluated, dropout off"),
     Setting("trainer.steady_epochs", "steady epochs", "epochs averaged by the steady metric"),
@@ -71,15 +79,22 @@ STATUS = Setting("status", "status", "completed or diverged")
 LEFT_OUT = {"data.dir", "data.cache_dir", "data.download", "trainer.progress",
             "trainer.num_threads", "trainer.eval_batch_size", "logging.tensorboard",
             "logging.checkpoint", "logging.activation_stats"}
-# (scalar tag, display name, description): the first five are shown by default.
+# (scalar tag, display name, description): the first five declared are shown by default.
 METRICS = [
     ("steady/accuracy_test", "test acc (steady)", "mean test accuracy, last trainer.steady_epochs epochs"),
+    ("steady/accuracy_val", "val acc (steady)", "mean validation accuracy, last trainer.steady_epochs "
+                                                "epochs (what a sweep tunes)"),
     ("best/accuracy_test", "test acc (best)", "highest test accuracy of any epoch"),
     ("accuracy/test", "test acc (final)", "test accuracy after the last epoch"),
+    ("accuracy/val", "val acc (final)", "validation accuracy after the last epoch"),
     ("accuracy/train_eval", "train acc (eval)", "accuracy on a training subset, dropout off"),
     ("accuracy/gap", "gap (train - test)", "train acc (eval) minus test acc, last epoch"),
     ("loss/test", "test loss", "test cross-entropy, last epoch"),
+    ("loss/val", "val loss", "validation cross-entropy, last epoch"),
+    ("optim/lr", "lr (last epoch)", "learning rate at the last epoch's first step"),
 ]
+# Declared only when a run holds out a validation split (data.validation).
+VALIDATION_METRICS = {"steady/accuracy_val", "accuracy/val", "loss/val"}
 
 _BY_KEY = {setting.key: setting for setting in SETTINGS}
 
@@ -181,8 +196,14 @@ def experiment_summary(runs: Sequence[Dict[str, Any]], statuses: Iterable[str] =
     experiment = api_pb2.Experiment(
         hparam_infos=infos, time_created_secs=time.time(),
         metric_infos=[hp.Metric(tag, display_name=display, description=description).as_proto()
-                      for tag, display, description in METRICS])
+                      for tag, display, description in declared_metrics(runs)])
     return _summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+
+
+def declared_metrics(runs: Sequence[Dict[str, Any]]) -> list:
+    """METRICS, the validation ones only when one of ``runs`` holds out a validation split."""
+    validation = any(values.get("data.validation") for values in runs)
+    return [metric for metric in METRICS if validation or metric[0] not in VALIDATION_METRICS]
 
 
 def domain(hp, values: List[Any]):

@@ -30,6 +30,8 @@ SHORT_KEYS = {
     "optim": "optim",
     "optim.name": "optim",
     "optim.momentum": "momentum",
+    "optim.schedule.name": "schedule",
+    "optim.schedule.warmup_epochs": "warmup",
     "model.hidden": "hidden",
     "model.init": "init",
     "model.init_std": "init_std",
@@ -39,6 +41,7 @@ SHORT_KEYS = {
     "data.subset": "subset",
     "data.test_subset": "test_subset",
     "data.standardize": "standardize",
+    "data.validation": "val",
     "trainer.eval_train_subset": "eval_subset",
     "trainer.steady_epochs": "steady_epochs",
 }

@@ -82,10 +82,12 @@ class Progress:
 # --- the plain lines --------------------------------------------------------------------------
 
 def describe_epoch(metrics: dict, epochs: int) -> str:
-    """``epoch 3/10: train loss 0.4102, train acc 0.852, test acc 0.846 (0.9 s)``"""
+    """``epoch 3/10: train loss 0.4102, train acc 0.852, test acc 0.846 (0.9 s)``, with
+    ``val acc 0.851`` before the test accuracy when the run holds out a validation split."""
+    val = f"val acc {metrics['val_accuracy']:.3f}, " if "val_accuracy" in metrics else ""
     return (f"epoch {metrics['epoch']}/{epochs}: train loss {metrics['train_loss']:.4f}, "
-            f"train acc {metrics['train_accuracy']:.3f}, test acc {metrics['test_accuracy']:.3f} "
-            f"({metrics['epoch_seconds']:.1f} s)")
+            f"train acc {metrics['train_accuracy']:.3f}, {val}test acc "
+            f"{metrics['test_accuracy']:.3f} ({metrics['epoch_seconds']:.1f} s)")
 
 
 def describe_jobs(ended: int, total: Optional[int], not_completed: Dict[str, int],

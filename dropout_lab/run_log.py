@@ -5,11 +5,13 @@ TensorBoard tags (step = epoch, starting at 1):
     loss/train, accuracy/train (measured during the epoch, dropout on: the textbook's figures),
     loss/train_eval, accuracy/train_eval (a fixed training subset in eval mode), loss/test,
     accuracy/test, accuracy/gap (train_eval - test: the clean gap), accuracy/gap_dropout_on
-    (train - test), time/epoch_seconds; at the end steady/accuracy_test (the mean test accuracy
-    of the last trainer.steady_epochs epochs), best/accuracy_test and the run's hparams. With
-    logging.activation_stats: activations/layer{k}_var_before_noise, ..._var_after_noise and
-    ..._mean_square_before_noise per hidden layer k (see activations.py). The hparams, and
-    which of them the HParams dashboard shows, are hparams.py's.
+    (train - test), time/epoch_seconds, optim/lr (the learning rate at the epoch's first step);
+    with data.validation also loss/val and accuracy/val (the held-out training images, eval
+    mode). At the end steady/accuracy_test (the mean test accuracy of the last
+    trainer.steady_epochs epochs; steady/accuracy_val likewise), best/accuracy_test and the
+    run's hparams. With logging.activation_stats: activations/layer{k}_var_before_noise,
+    ..._var_after_noise and ..._mean_square_before_noise per hidden layer k (see
+    activations.py). The hparams, and which of them the HParams dashboard shows, are hparams.py's.
 """
 
 import io
@@ -43,14 +45,29 @@ EPOCH_TAGS = {  # history key -> TensorBoard tag
 # the steady validation accuracy is what a search tunes on (sweep/job.py's objective).
 STEADY_KEYS = ("test_accuracy", "test_loss", "train_eval_accuracy", "gap", "val_accuracy",
                "val_loss")
+STEADY_TAGS = {"test_accuracy": "steady/accuracy_test",  # written at the end of a run
+               "val_accuracy": "steady/accuracy_val"}  # data.validation > 0
 CUSTOM_SCALARS = {
     "dropout-lab": {
         "accuracy (train vs test)": ["Multiline", ["accuracy/train", "accuracy/train_eval",
                                                     "accuracy/test"]],
         "loss (train vs test)": ["Multiline", ["loss/train", "loss/train_eval", "loss/test"]],
         "generalisation gap": ["Multiline", ["accuracy/gap", "accuracy/gap_dropout_on"]],
+        "learning rate": ["Multiline", ["optim/lr"]],
     }
 }
+# With data.validation: the validation curve on the accuracy and loss charts too.
+VALIDATION_CHARTS = {"accuracy (train vs test)": "accuracy/val", "loss (train vs test)": "loss/val"}
+
+
+def custom_scalars(validation: bool) -> dict:
+    """The custom scalars layout of a run (with or without a validation split)."""
+    if not validation:
+        return CUSTOM_SCALARS
+    return {category: {title: [kind, tags + [VALIDATION_CHARTS[title]]]
+                       if title in VALIDATION_CHARTS else [kind, tags]
+                       for title, (kind, tags) in charts.items()}
+            for category, charts in CUSTOM_SCALARS.items()}
 
 
 class RunLog:
@@ -77,7 +94,8 @@ class RunLog:
             # purge_step hides any events a killed run logged past its last checkpoint.
             self.writer = SummaryWriter(str(self.run_dir), purge_step=start_epoch)
             if start_epoch == 1:
-                self.writer.add_custom_scalars(CUSTOM_SCALARS)
+                validation = bool(config.get("data", {}).get("validation"))
+                self.writer.add_custom_scalars(custom_scalars(validation))
 
     def log_epoch(self, metrics: dict) -> None:
         self.history.append(metrics)
@@ -147,7 +165,9 @@ class RunLog:
         if summary["best"]:
             last = summary["final"]["epoch"]
             self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"], last)
-            self.writer.add_scalar("steady/accuracy_test", summary["steady"]["test_accuracy"], last)
+            for key, tag in STEADY_TAGS.items():
+                if key in summary["steady"]:
+                    self.writer.add_scalar(tag, summary["steady"][key], last)
         # Into this run's own file: SummaryWriter.add_hparams would open a second, empty run.
         for item in run_summaries(self.config, Status(status).value, self.started,
                                   with_experiment=not in_sweep_job()):

@@ -402,8 +402,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                                          "config": config, **scheduler_state(scheduler)})
                 log.write_summary(Status.RUNNING)  # after the checkpoint: never ahead of it
                 if progress is not None:
-                    progress.set_postfix(epoch=epoch, train_acc=f"{metrics['train_accuracy']:.3f}",
-                                         test_acc=f"{metrics['test_accuracy']:.3f}")
+                    shown = {f"{key}_acc": f"{metrics[f'{key}_accuracy']:.3f}"
+                             for key in ("train", "val", "test") if f"{key}_accuracy" in metrics}
+                    progress.set_postfix(epoch=epoch, **shown)
                     progress.tell(describe_epoch(metrics, cfg.trainer.epochs))
         except _Interrupted:
             status = Status.INTERRUPTED

@@ -121,6 +121,16 @@ def test_the_experiment_declares_types_domains_and_what_to_show():
         "accuracy/gap"]
 
 
+def test_validation_metrics_are_declared_when_a_run_holds_out_a_split():
+    plain = [m.name.tag for m in parse_experiment(hparams.experiment_summary(grid())).metric_infos]
+    assert "optim/lr" in plain and not {"steady/accuracy_val", "accuracy/val", "loss/val"} & set(plain)
+    runs = grid(data__validation=[0, 10000])  # one run with a split is enough
+    tags = [m.name.tag for m in parse_experiment(hparams.experiment_summary(runs)).metric_infos]
+    assert tags[:5] == ["steady/accuracy_test", "steady/accuracy_val", "best/accuracy_test",
+                        "accuracy/test", "accuracy/val"]
+    assert {"loss/val", "optim/lr"} <= set(tags)
+
+
 def test_many_values_of_a_number_make_an_interval():
     runs = grid(optim__lr=[0.01 * k for k in range(1, 13)])
     experiment = parse_experiment(hparams.experiment_summary(runs))
@@ -142,13 +152,19 @@ def experiment_in(accumulator):
 def test_a_single_run_declares_its_own_experiment(tmp_path):
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    run_cli("train", *TINY, "model.dropout.p=[0.3,0.4]", f"hydra.run.dir={tmp_path}", check=True)
+    run_cli("train", *TINY, "model.dropout.p=[0.3,0.4]", "data.validation=500",
+            f"hydra.run.dir={tmp_path}", check=True)
     events = read_events(tmp_path)
     values = read_hparams(events)
     assert (values["model.dropout.p1"], values["model.dropout.p2"]) == (0.3, 0.4)
     assert values["status"] == "completed" and values["data.standardize"] is False
+    assert values["data.validation"] == 500 and values["optim.schedule.name"] == "constant"
     shown = {info.display_name for info in experiment_in(events).hparam_infos if info.differs}
     assert shown == {"p1", "p2", "dropout kind", "weight decay", "lr"}
+    metrics = [m.name.tag for m in experiment_in(events).metric_infos]
+    assert {"steady/accuracy_val", "accuracy/val", "loss/val", "optim/lr"} <= set(metrics)
+    for tag in metrics:  # each declared metric has its scalar in the run
+        assert events.Scalars(tag), tag
     end = events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_END_INFO_TAG]
     assert plugin_data_pb2.HParamsPluginData.FromString(end).session_end_info.status == \
         api_pb2.STATUS_SUCCESS

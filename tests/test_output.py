@@ -19,7 +19,8 @@ from dropout_lab.progress import Progress, describe_jobs, duration
 # TINY (conftest) with the progress display left on: the thing under test.
 BUDGET = ["data.subset=1000", "data.test_subset=500", "trainer.epochs=2", "trainer.num_threads=1"]
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): train loss ([\d.]+), train acc ([\d.]+), "
-                        r"test acc ([\d.]+) \([\d.]+ s\)$", re.M)
+                        r"(?:val acc (?P<val>[\d.]+), )?test acc (?P<test>[\d.]+) \([\d.]+ s\)$",
+                        re.M)
 JOBS_LINE = re.compile(r"^sweep: (\d+)/(\d+) jobs ended( \(.*\))?, .* elapsed$")
 NOISE = re.compile(r"Warning|warnings\.warn|leaked|Traceback")
 
@@ -73,9 +74,13 @@ def test_plain_wording():
 
 # --- the commands, redirected -------------------------------------------------------------------
 
-def test_redirected_train_writes_a_line_per_epoch(tmp_path):
+@pytest.mark.parametrize("validation", [
+    pytest.param([], id="plain"),
+    pytest.param(["data.validation=500"], id="val", marks=pytest.mark.slow),
+])
+def test_redirected_train_writes_a_line_per_epoch(tmp_path, validation):
     run_dir = tmp_path / "run"
-    result = run_cli("train", *BUDGET, f"hydra.run.dir={run_dir}")
+    result = run_cli("train", *BUDGET, *validation, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "\r" not in output
@@ -86,7 +91,11 @@ def test_redirected_train_writes_a_line_per_epoch(tmp_path):
     for match, epoch in zip(epoch_lines, history):  # the figures a bar would show, all there
         assert float(match[3]) == pytest.approx(epoch["train_loss"], abs=1e-4)
         assert float(match[4]) == pytest.approx(epoch["train_accuracy"], abs=1e-3)
-        assert float(match[5]) == pytest.approx(epoch["test_accuracy"], abs=1e-3)
+        assert float(match["test"]) == pytest.approx(epoch["test_accuracy"], abs=1e-3)
+        if validation:
+            assert float(match["val"]) == pytest.approx(epoch["val_accuracy"], abs=1e-3)
+        else:
+            assert match["val"] is None and "val_accuracy" not in epoch
 
 
 @pytest.mark.slow
