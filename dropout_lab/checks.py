@@ -24,6 +24,14 @@ def check_positive(value: object, name: str, integer: bool = False) -> None:
         raise ConfigError(f"{name} has to be > 0, but got {value}")
 
 
+def check_at_least_zero(value: object, name: str) -> None:
+    """Raise ``ConfigError`` unless ``value`` is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} has to be a number >= 0, but got {value!r}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} has to be >= 0, but got {value}")
+
+
 def check_choice(value: object, name: str, choices) -> str:
     """Raise ``ConfigError`` unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from dropout_lab.checks import check_choice, check_positive, check_probability
+from dropout_lab.checks import (check_at_least_zero, check_choice, check_positive,
+                                check_probability)
 from dropout_lab.errors import ConfigError
 
 # Dropout kinds by where the noise goes. "none" turns a layer's dropout off.
@@ -134,8 +135,8 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.name, "learning-rate schedule (optim.schedule.name)", SCHEDULES)
-        _check_at_least_zero(self.warmup_epochs, "optim.schedule.warmup_epochs")
-        _check_at_least_zero(self.min_lr, "optim.schedule.min_lr")
+        check_at_least_zero(self.warmup_epochs, "optim.schedule.warmup_epochs")
+        check_at_least_zero(self.min_lr, "optim.schedule.min_lr")
         check_positive(self.step_size, "optim.schedule.step_size", integer=True)
         if isinstance(self.gamma, bool) or not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"optim.schedule.gamma has to be in (0, 1], but got {self.gamma}")
@@ -161,7 +162,7 @@ class OptimConfig:
         check_choice(self.name, "optimizer (optim)", OPTIMIZERS)
         check_positive(self.lr, "optim.lr")
         for name in ("momentum", "weight_decay"):
-            _check_at_least_zero(getattr(self, name), f"optim.{name}")
+            check_at_least_zero(getattr(self, name), f"optim.{name}")
         if self.schedule.name == "cosine" and self.schedule.min_lr > self.lr:
             raise ConfigError(f"optim.schedule.min_lr ({self.schedule.min_lr}) is above optim.lr "
                               f"({self.lr}): cosine decays from optim.lr down to min_lr")
@@ -218,11 +219,6 @@ class Config:
         if warmup and warmup >= epochs:
             raise ConfigError(f"optim.schedule.warmup_epochs ({warmup}) has to be less than "
                               f"trainer.epochs ({epochs})")
-
-
-def _check_at_least_zero(value: float, name: str) -> None:
-    if isinstance(value, bool) or not 0.0 <= value < float("inf"):
-        raise ConfigError(f"{name} has to be >= 0, but got {value}")
 
 
 def per_layer_values(value: Any, n_layers: int) -> list:

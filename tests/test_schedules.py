@@ -1,5 +1,6 @@
 """Learning-rate schedules (optim.schedule): the rate step by step for each kind, an exact
-restore from a checkpoint, the config's one-line errors, and a tiny run that logs the rate."""
+restore from a checkpoint, the config, and a tiny run that logs the rate. Bad values: rows of
+tests/test_bad_input.py's table."""
 
 import io
 import math
@@ -106,43 +107,7 @@ def test_a_restored_scheduler_continues_exactly(kwargs):
     assert before + rates(optimizer, scheduler, total - 7) == left_alone
 
 
-# --- the config ---------------------------------------------------------------------------------
-
-BAD = [
-    ("optim.schedule.name=linear", ["optim.schedule.name", "linear", "cosine"]),
-    ("optim.schedule.warmup_epochs=-1", ["optim.schedule.warmup_epochs", "-1"]),
-    ("optim.schedule.step_size=0", ["optim.schedule.step_size", "0"]),
-    ("optim.schedule.step_size=1.5", ["optim.schedule.step_size", "1.5"]),
-    ("optim.schedule.gamma=0", ["optim.schedule.gamma", "0"]),
-    ("optim.schedule.gamma=2", ["optim.schedule.gamma", "2"]),
-    ("optim.schedule.pct_start=1", ["optim.schedule.pct_start", "1"]),
-    ("optim.schedule.max_lr=-1", ["optim.schedule.max_lr", "-1"]),
-    ("optim.schedule.min_lr=-0.1", ["optim.schedule.min_lr", "-0.1"]),
-    ("optim.schedule.foo=1", ["optim.schedule.foo"]),
-]
-
-
-@pytest.mark.parametrize("override, words", BAD, ids=[b[0] for b in BAD])
-def test_bad_schedule_value_is_one_clear_line(override, words):
-    with pytest.raises(ConfigError) as caught:
-        typed_config(compose([override]))
-    message = str(caught.value)
-    assert "\n" not in message and len(message) < 300, message
-    for word in words:
-        assert word in message, message
-
-
-@pytest.mark.parametrize("overrides, words", [
-    (["optim.schedule.warmup_epochs=10"], ["warmup_epochs (10", "trainer.epochs (10)"]),
-    (["optim.schedule.name=onecycle", "optim.schedule.warmup_epochs=1"], ["pct_start"]),
-    (["optim.schedule.name=cosine", "optim.schedule.min_lr=1"], ["min_lr", "optim.lr"]),
-])
-def test_schedule_that_does_not_fit_the_run_is_one_line(overrides, words):
-    with pytest.raises(ConfigError) as caught:
-        typed_config(compose(overrides))
-    for word in words:
-        assert word in str(caught.value)
-
+# --- the config (bad values: tests/test_bad_input.py's table) --------------------------------
 
 def test_schedule_overrides_compose():
     cfg = typed_config(compose(["optim.schedule.name=cosine", "optim.schedule.warmup_epochs=2"]))

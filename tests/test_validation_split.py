@@ -1,5 +1,6 @@
 """The validation split (data.validation): held out from the training images by a fixed
-permutation, evaluated each epoch, in the steady metrics, and what a search tunes on."""
+permutation, evaluated each epoch, in the steady metrics, and what a search tunes on. Bad
+sizes: rows of tests/test_bad_input.py's table."""
 
 import math
 
@@ -9,7 +10,6 @@ import torch
 from conftest import TINY, read_events
 from dropout_lab.config import DataConfig
 from dropout_lab.data import load_fashion_mnist, load_raw, train_size, validation_split
-from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.run_folder import read_summary
 from dropout_lab.sweep.job import objective
@@ -60,12 +60,6 @@ def test_standardize_uses_the_remaining_training_images_only():
     assert abs(data.train.images.mean().item()) < 1e-4
     assert abs(data.train.images.std().item() - 1) < 1e-4
     assert abs(data.validation.images.mean().item()) < 0.05  # the same transform, other images
-
-
-@pytest.mark.parametrize("value", ["-1", "60000", "1.5", "true"])
-def test_bad_validation_size_is_one_line(value):
-    with pytest.raises(ConfigError, match="data.validation"):
-        typed_config(compose([f"data.validation={value}"]))
 
 
 @pytest.mark.slow
