@@ -319,6 +319,10 @@ def test_diverged_runs_are_results_not_failures(tmp_path):
     assert re.search(r"exercise 2: .*\(4 jobs, 4 diverged, \d+ s\)", result.stdout)
     assert "error" not in result.stderr and "Traceback" not in result.stderr
     assert "diverged" in (out / "exercise_2" / "report.md").read_text()
+    # Run again: a diverged run is a result, not retrained (it would diverge the same way).
+    again = run_cli("exercise", "2", "--quick", "optim.lr=1e9", "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("diverged before, skipped") == 4
 
 
 def test_only_failed_runs_make_the_exit_code_non_zero():
