@@ -1,6 +1,6 @@
 """dropout-lab's OmegaConf resolvers.
 
-``${dropout_lab.job_folder:NUM,OVERRIDES,EXCLUDE_KEYS}`` is job_names.job_folder: configs/
+``${dropout_lab.job_folder:NUM,OVERRIDES,EXCLUDE_KEYS,SWEEP_DIR}`` is job_names.job_folder: configs/
 config.yaml's ``hydra.sweep.subdir``, resolved by Hydra when it starts a job and by the sweep
 planner (sweep/plan.py) before anything runs. The planner registers it in the sweep's process
 before Hydra starts; Hydra's launchers hand the registered resolvers to the processes that
@@ -19,4 +19,5 @@ def register_resolvers() -> None:
 
     if not OmegaConf.has_resolver(JOB_FOLDER):
         OmegaConf.register_new_resolver(
-            JOB_FOLDER, lambda num, overrides, exclude: job_folder(num, list(overrides), list(exclude)))
+            JOB_FOLDER, lambda num, overrides, exclude, sweep_dir: job_folder(
+                num, list(overrides), list(exclude), str(sweep_dir)))

@@ -13,8 +13,10 @@ the TensorBoard hparams. No torch, no Hydra import: ``dropout-lab runs`` uses th
 (hydra_resolvers.py makes ``job_folder`` a resolver).
 """
 
+import os
 import re
-from typing import Iterable, List, Sequence, Tuple
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 NUM_WIDTH = 3  # 000-999 sort as text; a sweep of 1,000 jobs or more gets longer numbers
 MAX_SETTINGS_CHARS = 80  # the part after the number; longer is cut (the number keeps it unique)
@@ -135,10 +137,30 @@ def settings_label(overrides: Iterable[str], exclude_keys: Sequence[str] = ()) -
                     for name, (key, value) in zip(names, items))
 
 
-def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] = ()) -> str:
-    """The folder name of sweep job ``num`` with job ``overrides``: ``007_p=[0.2,0.5],wd=1e-4``."""
+def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] = (),
+               sweep_dir: Optional[str] = None) -> str:
+    """The folder name of sweep job ``num`` with job ``overrides``: ``007_p=[0.2,0.5],wd=1e-4``.
+
+    When ``sweep_dir`` already holds a folder for these settings under another number, that
+    folder is the job's: a sweep resumed with a larger grid (more seeds, another value) numbers
+    its jobs anew, and its finished runs must still be found, not trained again beside them."""
     settings = settings_label(overrides, exclude_keys)
-    if len(settings) > MAX_SETTINGS_CHARS:
+    if len(settings) > MAX_SETTINGS_CHARS:  # cut: only the number tells such names apart
         settings = settings[:MAX_SETTINGS_CHARS - 3] + "..."
+    elif settings and sweep_dir:
+        earlier = earlier_folder(Path(sweep_dir), settings)
+        if earlier:
+            return earlier
     return f"{int(num):0{NUM_WIDTH}d}_{settings}"  # "003_" alone when nothing is left to name
+
+
+def earlier_folder(sweep_dir: Path, settings: str) -> Optional[str]:
+    """The one folder of ``sweep_dir`` named NUM_``settings``, if there is exactly one."""
+    pattern = re.compile(r"\d+_" + re.escape(settings))
+    try:
+        found = [entry.name for entry in os.scandir(sweep_dir)
+                 if entry.is_dir() and pattern.fullmatch(entry.name)]
+    except OSError:  # no sweep folder yet
+        return None
+    return found[0] if len(found) == 1 else None
 

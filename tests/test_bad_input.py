@@ -142,6 +142,8 @@ CASES = [
     Case("report on a folder without jobs", ["report", "{tmp}"], 1,
          line="error: {tmp} has no job folders with a summary.json to report on"),
     Case("unknown exercise", ["exercise", "9"], 2, ["1 to 8", "'9'"]),
+    Case("two exercises as two arguments", ["exercise", "2", "7", "--out", "{tmp}/out"], 2,
+         ["'7' is not an override", "exercise 2,7"], untouched="{tmp}/out/exercise_2"),
     Case("exercise with a bad override",
          ["exercise", "1", "--quick", "model.bogus=1", "--out", "{tmp}/out"], 2, ["model.bogus"],
          untouched="{tmp}/out/exercise_1/runs"),

@@ -319,6 +319,10 @@ def test_diverged_runs_are_results_not_failures(tmp_path):
     assert re.search(r"exercise 2: .*\(4 jobs, 4 diverged, \d+ s\)", result.stdout)
     assert "error" not in result.stderr and "Traceback" not in result.stderr
     assert "diverged" in (out / "exercise_2" / "report.md").read_text()
+    # Run again: a diverged run is a result, not retrained (it would diverge the same way).
+    again = run_cli("exercise", "2", "--quick", "optim.lr=1e9", "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("diverged before, skipped") == 4
 
 
 def test_only_failed_runs_make_the_exit_code_non_zero():
@@ -364,3 +368,17 @@ def test_activation_stats_only_when_asked(tmp_path, enabled):
     # Layer 1 has no noise: the same numbers before and after it. Layer 2 (p = 0.5) adds variance.
     assert row["layer1_var_after_noise"] == pytest.approx(row["layer1_var_before_noise"])
     assert row["layer2_var_after_noise"] > row["layer2_var_before_noise"]
+
+
+def test_a_collapse_is_a_fall_below_the_runs_own_best_so_far():
+    from dropout_lab.exercises.ex2_epochs import collapse
+
+    def history(*accuracies):
+        return [{"epoch": n + 1, "test_accuracy": a} for n, a in enumerate(accuracies)]
+
+    # A low start is not a collapse, nor is lr 0.5's ordinary dip (0.15 here, below 0.2).
+    assert collapse(history(0.30, 0.80, 0.85, 0.70, 0.86)) == ""
+    assert collapse(history(0.80, 0.88, 0.39, 0.75)) == (
+        "fell from 0.880 to 0.390 in epoch 3, 0.750 at the end")
+    # The deepest fall is the one named, below the best reached before it.
+    assert "to 0.300 in epoch 5" in collapse(history(0.8, 0.5, 0.85, 0.6, 0.3, 0.8))

@@ -23,6 +23,16 @@ def test_the_number_parses_as_the_report_parses_it():
     assert job_folder(12, ["trainer.num_threads=2"], EXCLUDE) == "012_"
 
 
+def test_a_job_takes_the_folder_its_settings_already_have(tmp_path):
+    # A resumed sweep with a larger grid numbers its jobs anew: job 5 finds seed=1's folder 001.
+    (tmp_path / "001_seed=1").mkdir()
+    assert job_folder(5, ["seed=1"], sweep_dir=str(tmp_path)) == "001_seed=1"
+    assert job_folder(5, ["seed=2"], sweep_dir=str(tmp_path)) == "005_seed=2"
+    (tmp_path / "004_seed=1").mkdir()  # two folders for the same settings: no guess
+    assert job_folder(5, ["seed=1"], sweep_dir=str(tmp_path)) == "005_seed=1"
+    assert job_folder(5, ["seed=1"], sweep_dir=str(tmp_path / "missing")) == "005_seed=1"
+
+
 def test_names_are_short_and_leave_out_settings_that_change_nothing():
     overrides = ["trainer.num_threads=1", "optim.weight_decay=0.0001", "model.dropout.p=[0.2, 0.5]",
                  "trainer.progress=false", "data.dir=/data/fashion"]

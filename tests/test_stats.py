@@ -213,6 +213,9 @@ def test_verdicts_in_plain_words():
            f"{adjusted['unclear'].detectable:.4f} with 80% power" in unclear
     gap = adjusted["clear"].in_words("A", "B", higher_is_better=None)
     assert "A is significantly higher (" in gap and "better" not in gap
+    tiny = Family()
+    tiny.add("tiny", comparison_with_p(1e-6))
+    assert "p < 0.001" in tiny.adjust()["tiny"].in_words("A", "B")
     sentence = verdict("A", estimate([0.86, 0.862, 0.858]), "B", estimate([0.85, 0.852, 0.848]))
     assert sentence.startswith("test accuracy: A 0.8600 ± 0.0020 vs B 0.8500 ± 0.0020: A is "
                                "significantly higher, so A is better (Δ = +0.0100")

@@ -134,6 +134,23 @@ def test_failing_jobs_are_recorded_and_the_others_complete(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sweep_resumed_with_more_seeds_keeps_its_finished_runs(tmp_path):
+    # The larger grid numbers its jobs anew (p=0.5,seed=1 was job 1, is job 3); the finished
+    # runs are found under their old numbers, not trained again beside them.
+    sweep_dir = tmp_path / "sweep"
+    first = run_cli("sweep", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,0.5", "seed=1", *SMALL)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("sweep", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,0.5", "seed=0,1",
+                    *SMALL)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("completed before, skipped") == 2
+    budget = ",epochs=1,subset=500,test_subset=500"
+    assert [d.name for d in job_dirs(sweep_dir)] == [f"{name}{budget}" for name in (
+        "000_p=0.2,seed=0", "000_p=0.2,seed=1", "001_p=0.5,seed=1", "002_p=0.5,seed=0")]
+    assert sorted((r["model.dropout.p"], r["seed"]) for r in report_rows(sweep_dir)) == [
+        ("0.2", "0"), ("0.2", "1"), ("0.5", "0"), ("0.5", "1")]
+
+
 def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_cli("sweep", "--launcher", "local", "--sweep-dir", sweep_dir, "seed=0,1", *SMALL)

@@ -9,7 +9,7 @@ from dropout_lab.exercises.runs import (format_probabilities, group_by, instabil
                                         steady_metric)
 from dropout_lab.exercises.stats import Comparison, Estimate, Family, difference, verdict
 from dropout_lab.exercises.types import Exercise, Findings, Table
-from dropout_lab.exercises.writing import endpoints_table
+from dropout_lab.exercises.writing import endpoints_table, ties_with_best
 from dropout_lab.plots import new_figure
 
 TEXTBOOK = (0.2, 0.5)
@@ -136,9 +136,7 @@ def best_line(test: Dict[tuple, Estimate], best: tuple, comparisons) -> str:
         return text + " (no verdict on which settings tie with it: fewer than 2 seeds)."
     tied = sorted(key for key in test if key != best and not comparisons[
         f"best − other, {swap_name(best, key)}"].significant)
-    return (f"{text}; {len(tied)} of the other {len(others)} settings are not significantly "
-            f"below it (Holm over those {len(others)} comparisons)"
-            + (f": {', '.join(map(format_probabilities, tied))}." if tied else "."))
+    return f"{text}; " + ties_with_best([format_probabilities(key) for key in tied], len(others))
 
 
 def against_no_dropout(test, gap, best: tuple, heaviest: tuple, comparisons) -> List[str]:

@@ -134,6 +134,9 @@ def conclusion(cells: Dict, widths, none, drop, growth, comparisons) -> List[str
         lines.append(f"Width {list(h)}, steady " + verdict(
             "dropout", final(cells[(h, drop)]), "none", final(cells[(h, none)]),
             comparison=comparisons[effect_name(h, "test_accuracy")]))
+        lines.append(f"Width {list(h)}, " + verdict(
+            "dropout", final(cells[(h, drop)], "gap"), "none", final(cells[(h, none)], "gap"),
+            metric="steady gap", higher_is_better=None, comparison=comparisons[effect_name(h, "gap")]))
     lines.append(f"Without dropout, widening from {list(small)} to {list(large)}, steady " + verdict(
         str(list(large)), final(cells[(large, none)]), str(list(small)), final(cells[(small, none)]),
         comparison=comparisons[WIDENING]))

@@ -7,7 +7,7 @@ from dropout_lab.exercises.figures import errorbar, save_panels
 from dropout_lab.exercises.runs import group_by, instability, probabilities, steady_metric
 from dropout_lab.exercises.stats import Comparison, Estimate, Family, contrast, difference
 from dropout_lab.exercises.types import Exercise, Findings, Table
-from dropout_lab.exercises.writing import endpoints_table
+from dropout_lab.exercises.writing import endpoints_table, ties_with_best
 from dropout_lab.plots import new_figure
 
 METRIC_NAMES = {"test_accuracy": "test accuracy", "gap": "gap"}
@@ -149,12 +149,14 @@ def conclusion(verdicts, est, decays, none, drop, comparisons) -> List[str]:
     tied = [(wd, d) for wd in decays for d in (none, drop) if (wd, d) != best
             and comparisons[tie_name(best, (wd, d), none)].known
             and not comparisons[tie_name(best, (wd, d), none)].significant]
-    lines.append(f"Best mean steady test accuracy: weight decay {best[0]:g}, dropout "
-                 f"{'off' if best[1] == none else best[1]}, {best_est.text()}; "
-                 f"{len(tied)} of the other {2 * len(decays) - 1} settings are not "
-                 f"significantly below it (Holm over those comparisons).")
-    lines += instability({f"weight decay {wd:g}, dropout {'off' if d == none else d}":
-                          est[(wd, d, "test_accuracy")] for wd in decays for d in (none, drop)})
+
+    def label(wd, d) -> str:
+        return f"weight decay {wd:g}, dropout {'off' if d == none else d}"
+
+    lines.append(f"Best mean steady test accuracy: {label(*best)}, {best_est.text()}; "
+                 + ties_with_best([f"({label(*key)})" for key in tied], 2 * len(decays) - 1))
+    lines += instability({label(wd, d): est[(wd, d, "test_accuracy")]
+                          for wd in decays for d in (none, drop)})
     return lines
 
 

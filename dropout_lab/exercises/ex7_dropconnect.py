@@ -6,7 +6,7 @@ from typing import List
 from dropout_lab.exercises.figures import save_panels
 from dropout_lab.exercises.runs import (format_probabilities, group_by, instability, noise_kind,
                                         probabilities, seconds_per_epoch, steady_metric)
-from dropout_lab.exercises.stats import Family, difference, verdict
+from dropout_lab.exercises.stats import Estimate, Family, difference, verdict
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
 
@@ -74,7 +74,8 @@ def conclusion(groups, order, comparisons) -> List[str]:
         where = f"At p = {format_probabilities(probs)} and lr {lr:g}, "
         if units in groups and weights in groups:
             diff = comparisons[f"test_accuracy: {name(weights)} − dropout"]
-            summary.append(f"at lr {lr:g} and p = {format_probabilities(probs)} {outcome(diff)}")
+            summary.append(f"at lr {lr:g} and p = {format_probabilities(probs)} "
+                           f"{outcome(diff, final(groups[weights]))}")
             lines += [where + "steady " + verdict(
                           "DropConnect", final(groups[weights]), "dropout", final(groups[units]),
                           comparison=diff),
@@ -92,12 +93,15 @@ def conclusion(groups, order, comparisons) -> List[str]:
     return lines + instability({name(key): final(groups[key]) for key in order})
 
 
-def outcome(diff) -> str:
+def outcome(diff, dropconnect: Estimate) -> str:
     if not diff.known:
         return "no verdict"
+    # A collapsed seed makes the spread, not the mean, the finding: say so where it is read first.
+    shaky = (f"; DropConnect unstable over seeds, lowest run {min(dropconnect.values):.3f}"
+             if instability({"": dropconnect}) else "")
     if not diff.significant:
-        return f"no significant difference ({diff.delta:+.4f})"
-    return f"significantly {'better' if diff.delta > 0 else 'worse'} ({diff.delta:+.4f})"
+        return f"no significant difference ({diff.delta:+.4f}{shaky})"
+    return f"significantly {'better' if diff.delta > 0 else 'worse'} ({diff.delta:+.4f}{shaky})"
 
 
 def plot_bars(groups, order, path: Path) -> str:

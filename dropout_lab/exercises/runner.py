@@ -97,6 +97,10 @@ def run_exercises(which: str, overrides: Optional[List[str]] = None, *, quick: b
     from dropout_lab.sweep.plan import new_sweep_dir
 
     chosen = select(which)
+    numbers = [o for o in overrides or [] if o.strip().isdigit()]
+    if numbers:  # `exercise 2 7`: a second exercise, not an override
+        raise ConfigError(f"{numbers[0]!r} is not an override (key=value); several exercises "
+                          f"are one list: dropout-lab exercise {which},{','.join(numbers)}")
     user_overrides = [*seed_overrides(seeds, list(overrides or [])), *(overrides or [])]
     out_dir = Path(out) if out else new_sweep_dir(OUT_ROOT)
     outcomes = [run_one(exercise, out_dir, user_overrides, quick, jobs, launcher)

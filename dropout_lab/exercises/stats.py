@@ -299,8 +299,8 @@ class Comparison:
 
     def _p_text(self) -> str:
         if self.family_size == 1:
-            return f"p = {format_p(self.p_value)}"
-        return f"adjusted p = {format_p(self.adjusted_p)}"
+            return f"p {p_relation(self.p_value)}"
+        return f"adjusted p {p_relation(self.adjusted_p)}"
 
     def _holm_text(self) -> str:
         if self.family_size == 1:
@@ -309,14 +309,17 @@ class Comparison:
         return f", {verdict} after Holm's correction for {self.family_size} comparisons"
 
 
-Contrast = Comparison  # the former name, still imported by the exercises until they switch over
-
-
 def format_p(p: float) -> str:
     """'< 0.001', '0.031', '0.62'."""
     if p < 0.001:
         return "< 0.001"
     return f"{p:.2f}" if p >= 0.1 else f"{p:.2g}"
+
+
+def p_relation(p: float) -> str:
+    """'= 0.031' or '< 0.001': what follows 'p' in a sentence."""
+    text = format_p(p)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _untested(delta: Optional[float], why: str) -> Comparison:

@@ -94,6 +94,15 @@ def comparisons_json(comparisons: Dict[str, Comparison]) -> Dict[str, dict]:
             for name, c in comparisons.items()}
 
 
+def ties_with_best(tied: Sequence[str], others: int) -> str:
+    """'3 of the other 15 settings are not significantly below it (Holm over those 15
+    comparisons): a, b, c.' for the settings whose difference from the best is not significant."""
+    verb = "is" if len(tied) == 1 else "are"
+    return (f"{len(tied)} of the other {others} settings {verb} not significantly below it "
+            f"(Holm over those {others} comparisons)"
+            + (f": {', '.join(tied)}." if tied else "."))
+
+
 def endpoints_table(groups: Dict, names: Dict, title: str = "Test accuracy: steady, final "
                     "and best epoch; train accuracy and gap (mean ± std over seeds)") -> Table:
     """Per setting: the steady test accuracy (the metric), the final and best epoch beside it,
@@ -154,7 +163,7 @@ def setup_section(exercise: Exercise, findings: Findings, context: dict) -> List
     runs = context["runs"]
     lines = ["## Setup", "", exercise.design, "", f"- Runs: {common_settings(runs)}",
              *rerun_lines(exercise, context),
-             f"- Metric: {METRIC}",
+             f"- {METRIC}",
              "- Significance: a t-test per comparison (paired by seed where the settings ran "
              "the same seeds, else Welch's), Holm-adjusted over the exercise; significant: "
              "adjusted p < 0.05 (see \"Statistical tests\" below).",

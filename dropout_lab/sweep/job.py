@@ -48,16 +48,17 @@ def sweep_task(cfg) -> float:
 def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
     """Train one job, or skip/resume/rerun it after an earlier attempt into the same folder.
 
-    completed: skipped; interrupted, running (its process killed) or failed from outside (its
-    worker lost, out of memory): resumed from its checkpoint; failed or diverged: started anew.
+    completed or diverged: skipped (the same config and seed diverge again: it is a result);
+    interrupted, running (its process killed) or failed from outside (its worker lost, out of
+    memory): resumed from its checkpoint; failed: started anew.
     """
     try:
-        status = read_status(run_dir)  # torch-free: a resumed sweep skips its completed jobs fast
-        if status == Status.COMPLETED:
-            log.info("%s: completed before, skipped", run_dir.name)
-            return run_objective(run_dir)
+        status = read_status(run_dir)  # torch-free: a resumed sweep skips its ended jobs fast
+        if status is not None and status.final:
+            log.info("%s: %s before, skipped", run_dir.name, status)
+            return run_objective(run_dir, completed=status == Status.COMPLETED)
         resume = rerun_resumes(run_dir)
-        if status in (Status.FAILED, Status.DIVERGED) and not resume:
+        if status == Status.FAILED and not resume:
             clear_attempt(run_dir)
         from dropout_lab.train import train
 

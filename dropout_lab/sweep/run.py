@@ -71,7 +71,11 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     selected = [f"hydra/launcher={LAUNCHERS[launcher]}"] if launcher in LAUNCHERS else []
     # A dry run checks every job; a new sweep the first (the rest fail alone, recorded);
     # a resumed one every job, to compare with the runs already there.
-    plan = plan_sweep([*overrides, *selected], validate=None if dry_run or resuming else 1)
+    # The sweep dir is part of the plan: a job whose settings have a folder there already, under
+    # another number (a resumed sweep with a larger grid), is planned into that folder.
+    named_dir = [f"hydra.sweep.dir={hydra_quoted(Path(sweep_dir).resolve())}"] if sweep_dir else []
+    plan = plan_sweep([*overrides, *selected, *named_dir],
+                      validate=None if dry_run or resuming else 1)
     extra = launcher_overrides(launcher, jobs, plan, overrides, retries)
     plan.jobs = [[*job, *(o for o in extra if not o.startswith("hydra"))] for job in plan.jobs]
     overrides += extra
@@ -80,7 +84,7 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
                            plan.problems, plan.sweeper)
     if resuming:
         check_resumable(Path(sweep_dir), plan)
-        if plan.subdirs and all(read_status(Path(sweep_dir) / subdir) == Status.COMPLETED
+        if plan.subdirs and all((read_status(Path(sweep_dir) / subdir) or Status.RUNNING).final
                                 for subdir in plan.subdirs):
             result = finish_sweep(Path(sweep_dir), plan, interrupted=False)
             result.nothing_to_run = True
