@@ -36,8 +36,10 @@ def describe_run(result) -> str:
     line = f"{result.status}: {metrics} after {plural(epochs, 'epoch')}"
     window = min(result.steady_epochs, epochs)
     if window > 1:
-        mean = steady(result.history, "test_accuracy", window)
-        line += f"; steady test acc {mean:.4f} (mean of the last {window})"
+        line += f"; steady test acc {steady(result.history, 'test_accuracy', window):.4f}"
+        if "val_accuracy" in result.history[-1]:  # data.validation holds out a split
+            line += f", val acc {steady(result.history, 'val_accuracy', window):.4f}"
+        line += f" (mean of the last {window})"
     if result.error:
         line += f" ({result.error})"
     return f"{line}\nrun: {result.run_dir}\nview: tensorboard --logdir {result.run_dir}"

@@ -28,13 +28,14 @@ UNREADABLE = "unreadable"
 # column -> header; metrics sort highest first, the other columns in ascending order
 METRIC_COLUMNS = {
     "steady": "steady",  # the mean test accuracy of the last trainer.steady_epochs epochs
+    "val": "val",  # the same of the validation accuracy (data.validation); shown when a run has it
     "test_acc": "test acc",  # after the last epoch
     "best": "best",
     "gap": "gap",  # train acc (eval mode) - test acc, last epoch
     "epochs": "epochs",
     "time": "time",
 }
-DESCENDING = {"steady", "test_acc", "best", "gap", "epochs", "time"}
+DESCENDING = {"steady", "val", "test_acc", "best", "gap", "epochs", "time"}
 
 
 @dataclass
@@ -62,6 +63,7 @@ def read_row(run_dir: Path, root: Path) -> RunRow:
     final, steady, best = (summary.get(part) or {} for part in ("final", "steady", "best"))
     return RunRow(name, summary.get("status", "unknown"), settings_of(summary.get("config") or {}), {
         "steady": steady.get("test_accuracy"),
+        "val": steady.get("val_accuracy"),
         "test_acc": final.get("test_accuracy"),
         "best": best.get("test_accuracy"),
         "gap": final.get("gap"),
@@ -164,9 +166,12 @@ def runs_text(root: Path, sort: Optional[str] = None, status: Optional[str] = No
         lines.append("same in all: " + " ".join(f"{short_key(k)}={short_value(v)}"
                                                 for k, v in shared.items()))
     if rows:
-        header = ["run", "status", *(short_key(key) for key in varying), *METRIC_COLUMNS.values()]
+        columns = [name for name in METRIC_COLUMNS if name != "val"
+                   or any(row.metrics.get("val") is not None for row in rows)]
+        header = ["run", "status", *(short_key(key) for key in varying),
+                  *(METRIC_COLUMNS[name] for name in columns)]
         body = [[row.run, row.status, *(short_value(row.settings.get(key, "-")) for key in varying),
-                 *(format_metric(name, row.metrics.get(name)) for name in METRIC_COLUMNS)]
+                 *(format_metric(name, row.metrics.get(name)) for name in columns)]
                 for row in rows]
         lines += aligned([header, *body], right_from=2 + len(varying))
     return "\n".join(lines) + "\n"
@@ -217,6 +222,7 @@ def aligned(table: List[List[str]], right_from: int) -> List[str]:
 
 DIFF_METRICS = [  # (label, summary part, key)
     ("test acc (steady)", "steady", "test_accuracy"),
+    ("val acc (steady)", "steady", "val_accuracy"),  # shown when either run holds one out
     ("test acc (final)", "final", "test_accuracy"),
     ("test acc (best)", "best", "test_accuracy"),
     ("train acc (eval)", "final", "train_eval_accuracy"),
@@ -256,6 +262,8 @@ def diff_text(run_a: Path, run_b: Path) -> str:
              ["status", a.get("status", "unknown"), b.get("status", "unknown"), ""]]
     for label, part, key in DIFF_METRICS:
         value_a, value_b = ((s.get(part) or {}).get(key) for s in (a, b))
+        if key == "val_accuracy" and value_a is None and value_b is None:
+            continue
         change = "" if value_a is None or value_b is None else f"{value_b - value_a:+.4f}"
         table.append([label, number(value_a), number(value_b), change])
     table.append(["epochs", str(a.get("epochs_done", "-")), str(b.get("epochs_done", "-")), ""])

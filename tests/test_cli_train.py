@@ -19,6 +19,9 @@ def test_train_exits_0_with_a_closing_summary(tiny_cli_run):
     result, run_dir = tiny_cli_run
     lines = result.stdout.strip().splitlines()
     assert lines[-3].startswith("completed: train loss ") and f"after {EPOCHS} epochs" in lines[-3]
+    steady = read_summary(run_dir)["steady"]  # the run holds out a validation split
+    assert lines[-3].endswith(f"; steady test acc {steady['test_accuracy']:.4f}, val acc "
+                              f"{steady['val_accuracy']:.4f} (mean of the last {EPOCHS})")
     assert lines[-2] == f"run: {run_dir}"
     assert lines[-1] == f"view: tensorboard --logdir {run_dir}"
     assert "Traceback" not in result.stderr

@@ -84,6 +84,22 @@ def test_diff_shows_the_differing_keys_and_the_metrics_side_by_side(sweep_dir):
 
 
 @pytest.mark.slow
+def test_a_validation_split_gets_its_column_and_diff_row(tiny_cli_run, sweep_dir):
+    # The tiny run holds out data.validation=500; the sweep's runs hold out none.
+    _, run_dir = tiny_cli_run
+    lines = run_cli("runs", run_dir, check=True).stdout.splitlines()
+    header, row = lines[-2].split(), lines[-1].split()
+    steady = read_summary(run_dir)["steady"]
+    assert header[header.index("steady"):header.index("steady") + 2] == ["steady", "val"]
+    assert row[header.index("val")] == f"{steady['val_accuracy']:.4f}"
+    diff = run_cli("diff", run_dir, jobs(sweep_dir)[0], check=True).stdout.splitlines()
+    (val,) = [line for line in diff if line.startswith("val acc (steady)")]
+    assert val.split()[3:] == [f"{steady['val_accuracy']:.4f}", "-"]
+    alike = run_cli("diff", *jobs(sweep_dir), check=True).stdout
+    assert "val acc" not in alike  # neither run has one
+
+
+@pytest.mark.slow
 def test_bad_paths_and_options_are_one_line_and_exit_2(sweep_dir, tmp_path):
     one_error_line(run_cli("runs", tmp_path / "nowhere"),
                    f"{tmp_path / 'nowhere'} is not a directory; give a run, sweep, exercise "
@@ -94,7 +110,7 @@ def test_bad_paths_and_options_are_one_line_and_exit_2(sweep_dir, tmp_path):
                    "--status has to be one of running, completed, diverged, failed, interrupted, "
                    "not 'done'")
     one_error_line(run_cli("runs", sweep_dir, "--sort", "speed"),
-                   "--sort has to be one of run, status, steady, test_acc, best, gap, epochs, "
+                   "--sort has to be one of run, status, steady, val, test_acc, best, gap, epochs, "
                    "time, wd, not 'speed'")
     one_error_line(run_cli("diff", jobs(sweep_dir)[0], tmp_path / "nowhere"),
                    f"{tmp_path / 'nowhere'} is not a dropout-lab run (it does not exist)")
