@@ -64,7 +64,8 @@ def custom_scalars(validation: bool) -> dict:
     """The custom scalars layout of a run (with or without a validation split)."""
     if not validation:
         return CUSTOM_SCALARS
-    return {category: {title: [kind, tags + [VALIDATION_CHARTS[title]]]
+    return {category: {title.replace("train vs test", "train vs val vs test"):
+                       [kind, tags + [VALIDATION_CHARTS[title]]]
                        if title in VALIDATION_CHARTS else [kind, tags]
                        for title, (kind, tags) in charts.items()}
             for category, charts in CUSTOM_SCALARS.items()}
