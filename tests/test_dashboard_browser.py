@@ -137,6 +137,8 @@ def test_custom_scalars_charts_are_there(dashboard, page):
     page.goto(url + "#custom_scalars")
     charts = page.locator("tf-custom-scalar-multi-line-chart-card")
     charts.first.wait_for()
-    for title in ("accuracy (train vs test)", "loss (train vs test)", "generalisation gap"):
+    titles = ("accuracy (train vs test)", "loss (train vs test)", "generalisation gap",
+              "learning rate")
+    for title in titles:
         assert page.get_by_text(title, exact=True).count() == 1
-    assert charts.count() == 3
+    assert charts.count() == len(titles)

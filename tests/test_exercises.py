@@ -320,9 +320,12 @@ def test_diverged_runs_are_results_not_failures(tmp_path):
     assert "error" not in result.stderr and "Traceback" not in result.stderr
     assert "diverged" in (out / "exercise_2" / "report.md").read_text()
     # Run again: a diverged run is a result, not retrained (it would diverge the same way).
+    summaries = sorted((out / "exercise_2" / "runs").glob("*/summary.json"))
+    written = [path.stat().st_mtime_ns for path in summaries]
     again = run_cli("exercise", "2", "--quick", "optim.lr=1e9", "--out", out)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("diverged before, skipped") == 4
+    assert re.search(r"exercise 2: .*\(4 jobs, 4 diverged, \d+ s\)", again.stdout)
+    assert len(summaries) == 4 and [path.stat().st_mtime_ns for path in summaries] == written
 
 
 def test_only_failed_runs_make_the_exit_code_non_zero():
