@@ -29,9 +29,12 @@ The conventions, stated once:
 """
 
 import math
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 from scipy import optimize, stats
@@ -357,10 +360,22 @@ def _one_sample(values: Sequence[float], method: str, sample: str) -> Comparison
     delta, sd, n = float(values.mean()), float(values.std(ddof=1)), len(values)
     if sd == 0:
         return _untested(delta, "no spread over seeds, so no test")
-    result = stats.ttest_1samp(values, 0.0)
+    with identical_values_allowed():
+        result = stats.ttest_1samp(values, 0.0)
     return _tested(delta, sd / math.sqrt(n), result.df, result.pvalue,
                    result.confidence_interval(CONFIDENCE), method,
                    Design(True, (n,), (1.0,), sd, sample))
+
+
+@contextmanager
+def identical_values_allowed() -> Iterator[None]:
+    """scipy warns of precision loss when a sample's values are (nearly) identical, e.g. every
+    seed of a collapsed setting at chance, 0.1000; its variance is then 0 or tiny, as computed,
+    and the test stays valid. The warning would reach the user's terminal, so it is dropped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation",
+                                RuntimeWarning)
+        yield
 
 
 def _missing(estimates: Sequence[Estimate]) -> bool:
@@ -384,7 +399,8 @@ def difference(a: Estimate, b: Estimate, paired: Optional[bool] = None) -> Compa
     se = math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n)
     if se == 0:
         return _untested(delta, "no spread over seeds, so no test")
-    result = stats.ttest_ind(a.values, b.values, equal_var=False)
+    with identical_values_allowed():
+        result = stats.ttest_ind(a.values, b.values, equal_var=False)
     return _tested(delta, se, result.df, result.pvalue, result.confidence_interval(CONFIDENCE),
                    f"Welch's t-test, {a.n} vs {b.n} seeds ({_why_unpaired((a, b), paired)})",
                    _welch_design((a, b), (1.0, -1.0)))
