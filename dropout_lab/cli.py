@@ -76,7 +76,9 @@ def train(
         if print_config:
             typer.echo(hydra_runner.print_config(overrides), nl=False)
             return
-        result = hydra_runner.train_command(overrides, resume)
+        result = hydra_runner.train_command(
+            overrides, resume,
+            announce=lambda run_dir: typer.echo(messages.run_starting(run_dir, resume), err=True))
     typer.echo(messages.describe_run(result))
     raise typer.Exit(messages.run_exit_code(result))
 

@@ -181,13 +181,18 @@ def prepare_run_dir(overrides: List[str], run_dir: Path, cfg, resume: bool) -> L
     return [*pinned, f"hydra.run.dir={hydra_quoted(run_dir)}"]
 
 
-def train_command(overrides: List[str], resume: Optional[Path] = None):
-    """``dropout-lab train``: one run; returns the RunResult (raises DropoutLabError)."""
+def train_command(overrides: List[str], resume: Optional[Path] = None,
+                  announce: Callable[[Path], None] = lambda run_dir: None):
+    """``dropout-lab train``: one run; returns the RunResult (raises DropoutLabError).
+    ``announce(run_dir)`` is called once the config is valid and the folder ready, before
+    torch loads (seconds), when the run shows progress (trainer.progress)."""
     if resume is not None:
         overrides = [*saved_overrides(resume), *overrides,
                      f"hydra.run.dir={hydra_quoted(Path(resume).resolve())}"]
     cfg, run_dir = compose_run(overrides)  # fail fast, one clear line
     overrides = prepare_run_dir(overrides, run_dir, cfg, resume is not None)
+    if cfg.trainer.progress:
+        announce(run_dir)
     outcome = []
 
     def task(cfg) -> Optional[float]:

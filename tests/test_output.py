@@ -58,11 +58,39 @@ def test_bar_on_a_terminal_and_no_lines():
     out = Terminal()
     progress = Progress(10, unit="batch", stream=out)
     progress.update(5)
-    progress.tell("epoch 1/2: ...")
+    progress.tell("sweep: 1/2 ...")
     progress.set_count(7)
     progress.close()
     assert "\r" in out.getvalue() and "7/10" in out.getvalue()
-    assert "epoch 1/2" not in out.getvalue()
+    assert "sweep: 1/2" not in out.getvalue()
+
+
+def test_a_note_stays_above_the_bar():
+    """note(): on a terminal a line written above the bar (the bar redrawn below it), and kept
+    when a bar that does not stay (leave=False) is cleared; elsewhere a plain line."""
+    out = Terminal()
+    progress = Progress(10, unit="batch", stream=out, leave=False)
+    progress.update(5)
+    progress.note("epoch 1/2: kept")
+    progress.update(5)
+    progress.close()
+    screen = out.getvalue()
+    assert "epoch 1/2: kept\n" in screen and screen.index("epoch 1/2") < screen.rindex("5/10")  # redrawn below
+    plain = io.StringIO()
+    Progress(10, unit="batch", stream=plain).note("epoch 1/2: kept")
+    assert plain.getvalue() == "epoch 1/2: kept\n"
+
+
+def test_a_bar_started_earlier_shows_elapsed_time_and_no_rate():
+    """A sweep's bar counts from the launch, not from when it is first drawn; a rate over a
+    few jobs that ended together (4 jobs in 1 s after 12 s of start-up) would mislead."""
+    out = Terminal()
+    progress = Progress(4, unit="job", desc="sweep", stream=out, started=time.time() - 75)
+    progress.set_count(4)
+    progress.close()
+    last = out.getvalue().split("\r")[-1]
+    assert "4/4 jobs [01:15 elapsed]" in last, last
+    assert "/s" not in out.getvalue() and "<" not in out.getvalue()
 
 
 def test_plain_wording():
@@ -84,9 +112,11 @@ def test_redirected_train_writes_a_line_per_epoch(tmp_path, validation):
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "\r" not in output
-    epoch_lines = [EPOCH_LINE.match(line) for line in result.stderr.splitlines()]
+    first, *rest = result.stderr.splitlines()
+    assert first == f"starting {run_dir} (loading torch and the data)"  # before the seconds of it
+    epoch_lines = [EPOCH_LINE.match(line) for line in rest]
     assert all(epoch_lines) and [int(m[1]) for m in epoch_lines] == [1, 2], result.stderr
-    assert len(result.stdout.splitlines()) == 3  # completed..., run:, view:
+    assert len(result.stdout.splitlines()) == 4  # completed..., note: (2 epochs), run:, view:
     history = json.loads((run_dir / "summary.json").read_text())["history"]
     for match, epoch in zip(epoch_lines, history):  # the figures a bar would show, all there
         assert float(match[3]) == pytest.approx(epoch["train_loss"], abs=1e-4)
@@ -161,9 +191,27 @@ def run_in_terminal(*args, timeout: float = 300) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def test_train_on_a_terminal_shows_a_live_bar(tmp_path):
-    output = run_in_terminal("train", *BUDGET, f"hydra.run.dir={tmp_path / 'run'}")
+def screen_lines(output: str) -> list:
+    """The lines a terminal keeps of ``output``: each line's text after its last carriage
+    return, with tqdm's clearing of the bar (ESC[A, ESC[K) applied."""
+    lines = []
+    for line in output.replace("\r\n", "\n").split("\n"):
+        kept = re.sub(r"\x1b\[[0-9]*[AK]", "", line.split("\r")[-1])
+        if kept.strip():
+            lines.append(kept)
+    return lines
+
+
+def test_train_on_a_terminal_keeps_a_line_per_epoch(tmp_path):
+    """A live bar while it trains; a first line before torch and the data load; each epoch's
+    line written above the bar, so it stays on screen after the bar is cleared."""
+    run_dir = tmp_path / "run"
+    output = run_in_terminal("train", *BUDGET, f"hydra.run.dir={run_dir}")
     assert "completed:" in output, output
     assert "\r" in output and re.search(r"\d+/8 \[", output), output  # 2 epochs of 4 batches
-    assert not EPOCH_LINE.search(output.replace("\r\n", "\n"))  # the bar shows them instead
+    screen = screen_lines(output)
+    assert screen[0] == f"starting {run_dir} (loading torch and the data)", screen
+    epochs = [EPOCH_LINE.match(line) for line in screen[1:3]]
+    assert all(epochs) and [int(m[1]) for m in epochs] == [1, 2], screen
+    assert screen[3].startswith("completed:") and screen[-1] == f"view: dropout-lab tensorboard {run_dir}"
     assert not NOISE.search(output)
