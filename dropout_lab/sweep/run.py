@@ -127,8 +127,8 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     """The jobs that have ended, read every second from their summaries: the jobs run in other
     processes (joblib workers, Slurm nodes), where only their files say how far they are. A bar
     on a terminal, else a line when a job ends and every QUIET_SECONDS (see progress.py). It
-    appears once Hydra has written multirun.yaml (its launch lines follow at once, a poll
-    before the bar), counting the time from the launch."""
+    appears once a job has started, so after Hydra's launch lines rather than among them, and
+    counts the time from the launch."""
     if not enabled:
         yield
         return
@@ -137,7 +137,7 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     started, stop, shown = time.time(), threading.Event(), []
 
     def launched() -> bool:
-        for config in [sweep_dir / "multirun.yaml", *sweep_dir.glob("*/.hydra/config.yaml")]:
+        for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
             with suppress(OSError):
                 if config.stat().st_mtime >= started:
                     return True
