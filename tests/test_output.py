@@ -215,3 +215,41 @@ def test_train_on_a_terminal_keeps_a_line_per_epoch(tmp_path):
     assert all(epochs) and [int(m[1]) for m in epochs] == [1, 2], screen
     assert screen[3].startswith("completed:") and screen[-1] == f"view: dropout-lab tensorboard {run_dir}"
     assert not NOISE.search(output)
+
+
+# --- the closing lines ---------------------------------------------------------------------------
+
+def closing(status, epochs: int, run_dir: Path, **fields) -> list:
+    from dropout_lab.messages import describe_run
+    from dropout_lab.train import RunResult
+
+    history = [{"epoch": e, "train_loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.8}
+               for e in range(1, epochs + 1)]
+    return describe_run(RunResult(status, run_dir, history, **fields)).splitlines()
+
+
+def test_closing_lines_name_the_next_command(tmp_path, monkeypatch):
+    """view: the venv's dropout-lab; a stopped run: its --resume; a resume of a complete run:
+    not 'completed' as if it trained; paths relative to the working directory under it."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "outputs" / "run"
+    done = closing("completed", 5, run_dir)
+    assert done[0].startswith("completed: ") and len(done) == 3
+    assert done[1:] == ["run: outputs/run", "view: dropout-lab tensorboard outputs/run"]
+    stopped = closing("interrupted", 5, run_dir, error="stopped by SIGINT after epoch 5")
+    assert stopped[-1] == "resume: dropout-lab train --resume outputs/run"
+    again = closing("completed", 5, run_dir, trained=False)
+    assert again[0].startswith("already complete, nothing trained: ")
+    assert again[-1] == "to train longer: dropout-lab train --resume outputs/run trainer.epochs=N"
+    elsewhere = closing("completed", 5, Path("/elsewhere/run"))
+    assert elsewhere[1] == "run: /elsewhere/run"
+
+
+@pytest.mark.parametrize("epochs, window, noted", [(2, 3, True), (3, 3, True), (4, 3, False),
+                                                   (3, 2, False)])
+def test_a_steady_window_reaching_epoch_1_is_noted_once(tmp_path, epochs, window, noted):
+    lines = closing("completed", epochs, tmp_path, steady_epochs=window)
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert notes == ([f"note: {epochs} epochs <= trainer.steady_epochs={window}: the steady mean "
+                      f"includes epoch 1; train longer or lower trainer.steady_epochs to compare "
+                      f"where runs end"] if noted else [])
