@@ -4,8 +4,12 @@ one place that maps an outcome to a number:
 
     0    everything asked for completed (a diverged exercise run is a measured result)
     1    a run or job failed, diverged (train, sweep) or was lost
-    2    usage or config error (a dry run that found bad configs)
+    2    usage or config error (a dry run that found bad configs; a folder argument that is
+         not what the command reads), with or without -v
     128+N  a run stopped by signal N (130: Ctrl-C, 143: SIGTERM)
+
+Paths in these lines are relative to the working directory when under it (``shown_path``):
+what a person types next.
 """
 
 from pathlib import Path

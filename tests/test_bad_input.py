@@ -137,7 +137,8 @@ CASES = [
          ["nowhere", "not a dropout-lab run"]),
     # --- sweep ---------------------------------------------------------------------------------
     sweep_case("unknown launcher", ["--launcher", "mpi", "seed=0,1"], ["unknown launcher 'mpi'"]),
-    sweep_case("sweep of an unknown key", ["model.dropot.p=0.1,0.2"], ["dropot"]),
+    sweep_case("sweep of an unknown key", ["model.dropot.p=0.1,0.2"],
+               ["model.dropot.p", "did you mean model.dropout.p?"]),
     sweep_case("sweep trailing comma", ["seed=0,1,"], ["bad config"]),
     sweep_case("sweep override syntax error", ["seed=range(3"], ["range(3"]),
     sweep_case("zero jobs", ["--jobs", "0", "seed=0,1"], ["--jobs", "0"]),
