@@ -97,12 +97,13 @@ def mc_metrics(probabilities: torch.Tensor, sample_entropy: torch.Tensor,
 ROWS = [  # (label, deterministic key, MC key)
     ("accuracy", "test_accuracy", "mc_accuracy"),
     ("NLL (nats)", "test_loss", "mc_loss"),
+    # Each label says what it is: Markdown drops a cell's leading spaces (no indented sub-rows)
     ("predictive entropy (nats)", None, "predictive_entropy"),
-    ("  right predictions", None, "predictive_entropy_right"),
-    ("  wrong predictions", None, "predictive_entropy_wrong"),
+    ("predictive entropy, right predictions", None, "predictive_entropy_right"),
+    ("predictive entropy, wrong predictions", None, "predictive_entropy_wrong"),
     ("mutual information, BALD (nats)", None, "mutual_information"),
-    ("  right predictions", None, "mutual_information_right"),
-    ("  wrong predictions", None, "mutual_information_wrong"),
+    ("mutual information, right predictions", None, "mutual_information_right"),
+    ("mutual information, wrong predictions", None, "mutual_information_wrong"),
 ]
 
 
@@ -162,8 +163,8 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
         what = "no summary.json" if run_dir.is_dir() else "not a directory"
         raise ConfigError(f"{run_dir} is not a dropout-lab run ({what}); give a run folder")
     summary = read_summary(run_dir)  # RunError: summary.json damaged
-    if not (run_dir / CHECKPOINT).is_file():
-        raise RunError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
+    if not (run_dir / CHECKPOINT).is_file():  # also a run this command cannot read: exit 2
+        raise ConfigError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
                        f"logging.checkpoint=false, or stopped before its first epoch)")
     run = run_record(run_dir)
     try:

@@ -109,6 +109,6 @@ def test_a_run_without_checkpoint_is_refused(tmp_path, tiny_cli_run):
     run_dir.mkdir()
     shutil.copy(tiny_cli_run[1] / "summary.json", run_dir)
     result = invoke("evaluate", run_dir)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a folder evaluate cannot read: a usage error
     assert one_error_line(result.stderr).startswith(
         f"error: {run_dir} has no checkpoint.pt to evaluate")
