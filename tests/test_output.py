@@ -253,3 +253,29 @@ def test_a_steady_window_reaching_epoch_1_is_noted_once(tmp_path, epochs, window
     assert notes == ([f"note: {epochs} epochs <= trainer.steady_epochs={window}: the steady mean "
                       f"includes epoch 1; train longer or lower trainer.steady_epochs to compare "
                       f"where runs end"] if noted else [])
+
+
+def test_a_sweep_of_short_runs_says_so_once(tmp_path):
+    from dropout_lab.messages import describe_sweep
+    from dropout_lab.sweep.run import SweepResult
+
+    def run(epochs: int) -> dict:
+        return {"status": "completed", "epochs": epochs, "config": {"trainer": {"steady_epochs": 3}}}
+
+    short = describe_sweep(SweepResult(tmp_path, [run(2), run(2), run(5)], [], [])).splitlines()
+    assert short[1] == ("note: 2 of 3 runs trained no more epochs than trainer.steady_epochs: "
+                        "the steady mean the report ranks by includes epoch 1")
+    long = describe_sweep(SweepResult(tmp_path, [run(5)], [], [])).splitlines()
+    assert not any(line.startswith("note:") for line in long)
+
+
+@pytest.mark.slow
+def test_sweep_on_a_terminal_counts_from_the_launch(tmp_path):
+    """The jobs' bar on a terminal: the count and the time since the launch (the format
+    Progress gives a bar with a start time), no rate (it used to read '2/2 [00:01<00:00,
+    1.9job/s]' for a sweep of many seconds)."""
+    output = run_in_terminal("sweep", "seed=0,1", *BUDGET, "--jobs", "2",
+                             "--sweep-dir", tmp_path / "sweep")
+    assert "sweep: 2 of 2 jobs completed" in output, output
+    assert re.search(r"sweep: 100%\|.*\| 2/2 jobs \[\d\d:\d\d elapsed\]", output), output
+    assert "job/s" not in output and "s/job" not in output
