@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # commands inherit it
 )
 
 
@@ -37,21 +38,27 @@ VERBOSE = typer.Option(False, "--verbose", "-v", help="Show the full traceback o
 
 @contextmanager
 def reported_errors(verbose: bool):
-    """Turn the library's errors into one line on stderr and a non-zero exit."""
+    """Turn the library's errors into one line on stderr and their exit code (2: usage or
+    config, 1: a failed run); ``-v`` or HYDRA_FULL_ERROR=1 print the traceback instead, with
+    the same exit code."""
     from dropout_lab.errors import DropoutLabError
 
     try:
         yield
     except DropoutLabError as error:
-        if verbose or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and returns)
-        if verbose or os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        typer.echo("error: interrupted", err=True)
-        raise typer.Exit(130) from None
+        refused(error, f"error: {error}", error.exit_code, verbose)
+    except KeyboardInterrupt as error:  # Ctrl-C outside the training loop (which saves and returns)
+        refused(error, "error: interrupted", 130, verbose)
+
+
+def refused(error: BaseException, line: str, code: int, verbose: bool) -> None:
+    if verbose or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+    else:
+        typer.echo(line, err=True)
+    raise typer.Exit(code) from None
 
 
 @app.command(epilog=help_keys(), context_settings={"ignore_unknown_options": True})
@@ -69,7 +76,9 @@ def train(
         if print_config:
             typer.echo(hydra_runner.print_config(overrides), nl=False)
             return
-        result = hydra_runner.train_command(overrides, resume)
+        result = hydra_runner.train_command(
+            overrides, resume,
+            announce=lambda run_dir: typer.echo(messages.run_starting(run_dir, resume), err=True))
     typer.echo(messages.describe_run(result))
     raise typer.Exit(messages.run_exit_code(result))
 
@@ -183,7 +192,7 @@ def evaluate(
 
     with reported_errors(verbose):
         result = mc_dropout.mc_evaluate(run_dir, mc_samples, seed)
-    typer.echo(result.table + "\n" + "\n".join(f"{kind}: {path}" for kind, path in result.paths.items()))
+    typer.echo(result.text + "\n\n" + "\n".join(f"{kind}: {path}" for kind, path in result.paths.items()))
 
 
 @app.command(context_settings={"ignore_unknown_options": True})

@@ -268,8 +268,7 @@ def to_typed(cfg) -> Config:
 
     unknown = list(_keys_outside_schema(cfg, Config()))
     if unknown:
-        raise ConfigError(f"unknown config key {', '.join(unknown)}; "
-                          f"`dropout-lab train --help` lists the keys")
+        raise ConfigError(f"unknown config key {', '.join(unknown)}{did_you_mean(unknown[0])}")
     return OmegaConf.to_object(cfg)
 
 
@@ -285,20 +284,64 @@ def _keys_outside_schema(node, schema, prefix: str = ""):
             yield from _keys_outside_schema(node[key], getattr(schema, key), f"{prefix}{key}.")
 
 
-def help_keys() -> str:
-    """The config keys with their defaults, for ``--help`` (read off the schema)."""
+def schema_keys(node: Any = None, prefix: str = "") -> Dict[str, Any]:
+    """Every key of the schema as its full dotted path, with its default: {'trainer.epochs': 10}."""
     import dataclasses
 
-    def walk(node, prefix=""):
-        for f in dataclasses.fields(node):
-            value = getattr(node, f.name)
-            if dataclasses.is_dataclass(value):
-                yield from walk(value, f"{prefix}{f.name}.")
-            else:
-                yield f"{prefix}{f.name}={value}"
+    keys = {}
+    for f in dataclasses.fields(node or Config()):
+        value = getattr(node or Config(), f.name)
+        if dataclasses.is_dataclass(value):
+            keys.update(schema_keys(value, f"{prefix}{f.name}."))
+        else:
+            keys[f"{prefix}{f.name}"] = value
+    return keys
 
+
+def override_value(value: Any) -> str:
+    """A value as Hydra's override grammar writes it: null, true, [256,256]."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_value(item) for item in value) + "]"
+    return str(value)
+
+
+def nearest_keys(key: str) -> List[str]:
+    """The schema keys (full dotted paths, or a group's) a mistyped ``key`` most likely meant,
+    best first: every part close to the same part of the path, aligned from the end, so a key
+    missing its group (epochs) finds trainer.epochs and model.dropout.foo finds nothing."""
+    from difflib import SequenceMatcher
+
+    paths = list(schema_keys())
+    candidates = paths + sorted({path.rsplit(".", 1)[0] for path in paths if "." in path})
+    parts = key.split(".")
+
+    def closeness(path: str) -> float:
+        tail = path.split(".")[-len(parts):]
+        if len(tail) < len(parts):
+            return 0.0
+        return min(SequenceMatcher(None, a, b).ratio() for a, b in zip(parts, tail))
+
+    scored = sorted(((closeness(path), path) for path in candidates), key=lambda s: -s[0])
+    return [path for score, path in scored[:2] if score >= 0.75]
+
+
+def did_you_mean(key: str) -> str:
+    """'; did you mean trainer.epochs?' for a mistyped key, else where the keys are listed."""
+    near = nearest_keys(key)
+    if near:
+        return f"; did you mean {' or '.join(near)}?"
+    return "; `dropout-lab train --help` lists the keys"
+
+
+def help_keys() -> str:
+    """The config keys with their defaults, for ``--help`` (read off the schema), written as
+    overrides are (``data.subset=null``: copied onto the command line, each one works)."""
     groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name != "hydra")
-    keys = "  ".join(walk(Config()))
+    keys = "  ".join(f"{key}={override_value(value)}" for key, value in schema_keys().items())
     return (f"Config groups: {', '.join(groups)} (e.g. optim=adam).\n\n"
             f"Keys and defaults: {keys}.\n\n"
             f"{DROPOUT_KINDS_HELP}\n\n"

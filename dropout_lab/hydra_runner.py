@@ -6,20 +6,22 @@ What the commands print, and their exit codes, is ``messages.py``'s.
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from dropout_lab.config import Config, config_dir, register_schema, to_typed
+from dropout_lab.config import (Config, config_dir, did_you_mean, register_schema,
+                                schema_keys, to_typed)
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_summary
 
 PROG = "dropout-lab"
 
 
-def config_error(error: Exception) -> ConfigError:
+def config_error(error: Exception, overrides: Sequence[str] = ()) -> ConfigError:
     """A Hydra/OmegaConf composition error as one ConfigError line, built from the exception's
     type and fields (a message's wording is not an interface). Hydra wraps the error that
     says what is wrong (an OmegaConf error naming the key, a parse error naming the override)
-    in errors of its own: the innermost one is described."""
+    in errors of its own: the innermost one is described, with the fix where one is known
+    (``overrides``: the command line's, for the key and value the user wrote)."""
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
     while True:
@@ -28,13 +30,14 @@ def config_error(error: Exception) -> ConfigError:
         inner = error.__cause__ or error.__context__  # Hydra re-raises some without "from"
         specific = isinstance(error, (MissingConfigException, OverrideParseException))
         if inner is None or specific or not isinstance(error, HydraException):
-            return ConfigError(f"bad config: {_describe(error)}")
+            return ConfigError(f"bad config: {_describe(error, overrides)}")
         error = inner
 
 
-def _describe(error: Exception) -> str:
+def _describe(error: Exception, overrides: Sequence[str]) -> str:
     from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+    from omegaconf.errors import ValidationError
 
     if isinstance(error, OverrideParseException):
         return f"cannot parse override {error.override!r}: {one_line(error.message)}"
@@ -42,10 +45,39 @@ def _describe(error: Exception) -> str:
         what = error.missing_cfg_file or one_line(error)
         options = f"; available: {', '.join(error.options)}" if error.options else ""
         return f"no config {what!r}{options}"
+    if isinstance(error, (ConfigAttributeError, ConfigKeyError)) and error.full_key:
+        key, _ = written(error.full_key, overrides)  # model.dropot.p, not just model.dropot
+        return f"unknown config key {key}{did_you_mean(key)}"
+    if isinstance(error, ValidationError) and error.full_key:
+        return value_fix(error.full_key, overrides) or f"{error.full_key}: {one_line(error.msg)}"
     if isinstance(error, OmegaConfBaseException) and error.msg is not None:
         key = f"{error.full_key}: " if error.full_key else ""
         return key + one_line(error.msg)
     return one_line(error)
+
+
+def written(full_key: str, overrides: Sequence[str]) -> Tuple[str, Optional[str]]:
+    """The key and value of the override that set ``full_key`` or a key under it, as the
+    user wrote them (the last such: it is the one Hydra applied); (full_key, None) when none
+    did (a key in a YAML file)."""
+    for override in reversed(overrides):
+        key, equals, value = override.lstrip("+~").partition("=")
+        if equals and (key == full_key or key.startswith(full_key + ".")):
+            return key, value
+    return full_key, None
+
+
+def value_fix(full_key: str, overrides: Sequence[str]) -> Optional[str]:
+    """How to write a value Hydra refused, where the mistake is a known one: a list without
+    brackets, nothing written as None."""
+    _, value = written(full_key, overrides)
+    if value is None:
+        return None
+    if value.lower() == "none":
+        return f"{full_key}={value}: Hydra writes nothing as null: {full_key}=null"
+    if isinstance(schema_keys().get(full_key), list) and not value.startswith("["):
+        return f"{full_key} is a list: write {full_key}=[{value}]"
+    return None
 
 
 def compose(overrides: List[str]):
@@ -76,7 +108,7 @@ def compose_run(overrides: List[str], with_run_dir: bool = True) -> Tuple[Any, O
     except ConfigError:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise config_error(error) from None
+        raise config_error(error, overrides) from None
     return cfg, run_dir
 
 
@@ -149,13 +181,18 @@ def prepare_run_dir(overrides: List[str], run_dir: Path, cfg, resume: bool) -> L
     return [*pinned, f"hydra.run.dir={hydra_quoted(run_dir)}"]
 
 
-def train_command(overrides: List[str], resume: Optional[Path] = None):
-    """``dropout-lab train``: one run; returns the RunResult (raises DropoutLabError)."""
+def train_command(overrides: List[str], resume: Optional[Path] = None,
+                  announce: Callable[[Path], None] = lambda run_dir: None):
+    """``dropout-lab train``: one run; returns the RunResult (raises DropoutLabError).
+    ``announce(run_dir)`` is called once the config is valid and the folder ready, before
+    torch loads (seconds), when the run shows progress (trainer.progress)."""
     if resume is not None:
         overrides = [*saved_overrides(resume), *overrides,
                      f"hydra.run.dir={hydra_quoted(Path(resume).resolve())}"]
     cfg, run_dir = compose_run(overrides)  # fail fast, one clear line
     overrides = prepare_run_dir(overrides, run_dir, cfg, resume is not None)
+    if cfg.trainer.progress:
+        announce(run_dir)
     outcome = []
 
     def task(cfg) -> Optional[float]:

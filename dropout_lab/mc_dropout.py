@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from dropout_lab.checks import check_positive
 from dropout_lab.data import Split, batches
 from dropout_lab.dropout import is_stochastic
-from dropout_lab.errors import RunError
+from dropout_lab.errors import ConfigError, RunError
 from dropout_lab.disk import atomic_write, write_json
-from dropout_lab.run_folder import CHECKPOINT, read_summary
+from dropout_lab.run_folder import CHECKPOINT, has_summary, read_summary
 
 MC_JSON, MC_MARKDOWN = "mc_eval.json", "mc_eval.md"
 
@@ -33,6 +33,7 @@ class MCEvaluation:
     metrics: Dict[str, float]
     stochastic_layers: List[str]
     table: str  # markdown, as written to mc_eval.md
+    text: str  # the same for a terminal: aligned columns
     paths: Dict[str, Path]
 
 
@@ -96,27 +97,55 @@ def mc_metrics(probabilities: torch.Tensor, sample_entropy: torch.Tensor,
 ROWS = [  # (label, deterministic key, MC key)
     ("accuracy", "test_accuracy", "mc_accuracy"),
     ("NLL (nats)", "test_loss", "mc_loss"),
+    # Each label says what it is: Markdown drops a cell's leading spaces (no indented sub-rows)
     ("predictive entropy (nats)", None, "predictive_entropy"),
-    ("  right predictions", None, "predictive_entropy_right"),
-    ("  wrong predictions", None, "predictive_entropy_wrong"),
+    ("predictive entropy, right predictions", None, "predictive_entropy_right"),
+    ("predictive entropy, wrong predictions", None, "predictive_entropy_wrong"),
     ("mutual information, BALD (nats)", None, "mutual_information"),
-    ("  right predictions", None, "mutual_information_right"),
-    ("  wrong predictions", None, "mutual_information_wrong"),
+    ("mutual information, right predictions", None, "mutual_information_right"),
+    ("mutual information, wrong predictions", None, "mutual_information_wrong"),
 ]
 
 
-def format_table(run_dir: Path, summary: dict, metrics: Dict[str, float],
-                 stochastic_layers: List[str]) -> str:
+def noise_layers(config) -> str:
+    """The run's noise as its config names it: 'hidden layer 1: custom p=0.2, ...'."""
+    layers = config.model.dropout.per_layer(len(config.model.hidden))
+    named = [f"hidden layer {i + 1}: {kind} p={p:g}" for i, (kind, p) in enumerate(layers)
+             if kind != "none" and p > 0]
+    return ", ".join(named) or "none (every MC pass equals the deterministic one)"
+
+
+def describe(run_dir: Path, summary: dict, metrics: Dict[str, float], layers: str) -> str:
+    return (f"Run {summary.get('status', 'unknown')} after {summary.get('epochs_done', 0)} "
+            f"epochs; {metrics['test_images']} test images; K = {metrics['mc_samples']} passes "
+            f"(seed {metrics['seed']}) with the noise on: {layers}.")
+
+
+def table_rows(metrics: Dict[str, float]) -> List[list]:
+    return [[label, metrics[det] if det else None, metrics[mc]] for label, det, mc in ROWS]
+
+
+def table_header(metrics: Dict[str, float]) -> List[str]:
+    return ["metric", "deterministic (eval)", f"MC dropout, K={metrics['mc_samples']}"]
+
+
+def format_table(run_dir: Path, summary: dict, metrics: Dict[str, float], layers: str) -> str:
+    """mc_eval.md: a heading, what ran, the table in Markdown."""
     from dropout_lab.tables import markdown_table
 
-    k = metrics["mc_samples"]
-    rows = [[label, metrics[det] if det else None, metrics[mc]] for label, det, mc in ROWS]
-    layers = ", ".join(stochastic_layers) or "none (every MC pass equals the deterministic one)"
-    return (f"# MC dropout: {run_dir}\n\n"
-            f"Run {summary.get('status', 'unknown')} after {summary.get('epochs_done', 0)} epochs; "
-            f"{metrics['test_images']} test images; K = {k} passes (seed {metrics['seed']}) with "
-            f"the noise layers on: {layers}.\n\n"
-            + markdown_table(["metric", "deterministic (eval)", f"MC dropout, K={k}"], rows) + "\n")
+    return (f"# MC dropout: {run_dir.name}\n\n{describe(run_dir, summary, metrics, layers)}\n\n"
+            + markdown_table(table_header(metrics), table_rows(metrics)) + "\n")
+
+
+def format_text(run_dir: Path, summary: dict, metrics: Dict[str, float], layers: str) -> str:
+    """What ``evaluate`` prints: the same as mc_eval.md, aligned for a terminal."""
+    from dropout_lab.runs_table import aligned
+    from dropout_lab.tables import cell
+
+    rows = [[label, *(cell(value) for value in values)]
+            for label, *values in table_rows(metrics)]
+    return "\n".join([f"MC dropout: {run_dir}", describe(run_dir, summary, metrics, layers), "",
+                      *aligned([table_header(metrics), *rows], right_from=1)])
 
 
 def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
@@ -130,11 +159,12 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
 
     check_positive(mc_samples, "--mc-samples", integer=True)
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunError(f"{run_dir} is not a dropout-lab run folder (not a directory)")
-    summary = read_summary(run_dir)  # RunError: not a run
-    if not (run_dir / CHECKPOINT).is_file():
-        raise RunError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
+    if not has_summary(run_dir):  # a wrong argument (exit 2), not a failed run
+        what = "no summary.json" if run_dir.is_dir() else "not a directory"
+        raise ConfigError(f"{run_dir} is not a dropout-lab run ({what}); give a run folder")
+    summary = read_summary(run_dir)  # RunError: summary.json damaged
+    if not (run_dir / CHECKPOINT).is_file():  # also a run this command cannot read: exit 2
+        raise ConfigError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
                        f"logging.checkpoint=false, or stopped before its first epoch)")
     run = run_record(run_dir)
     try:
@@ -154,9 +184,11 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     model.eval()
     metrics.update(mc_metrics(statistics["probabilities"], statistics["sample_entropy"],
                               split.labels))
-    table = format_table(run_dir, summary, metrics, layers)
+    described = noise_layers(config)
+    table = format_table(run_dir, summary, metrics, described)
     paths = {"json": run_dir / MC_JSON, "markdown": run_dir / MC_MARKDOWN}
     write_json(paths["json"], {"run_dir": str(run_dir), "stochastic_layers": layers,
                                "metrics": metrics})
     atomic_write(paths["markdown"], lambda out: out.write(table.encode()))
-    return MCEvaluation(metrics, layers, table, paths)
+    return MCEvaluation(metrics, layers, table, format_text(run_dir, summary, metrics, described),
+                        paths)

@@ -4,10 +4,15 @@ one place that maps an outcome to a number:
 
     0    everything asked for completed (a diverged exercise run is a measured result)
     1    a run or job failed, diverged (train, sweep) or was lost
-    2    usage or config error (a dry run that found bad configs)
+    2    usage or config error (a dry run that found bad configs; a folder argument that is
+         not what the command reads), with or without -v
     128+N  a run stopped by signal N (130: Ctrl-C, 143: SIGTERM)
+
+Paths in these lines are relative to the working directory when under it (``shown_path``):
+what a person types next.
 """
 
+from pathlib import Path
 from typing import Optional
 
 from dropout_lab.run_folder import Status, steady
@@ -28,12 +33,19 @@ def exit_code(*, failed: bool = False, bad_config: bool = False,
 
 # --- train ------------------------------------------------------------------------------------
 
+def run_starting(run_dir: Path, resume: Optional[Path]) -> str:
+    """The first line of a run, before torch and the data load (seconds of nothing else)."""
+    return f"{'resuming' if resume else 'starting'} {shown_path(run_dir)} (loading torch and the data)"
+
+
 def describe_run(result) -> str:
-    """The closing lines of a run: status, final metrics, where it is, how to look at it."""
+    """The closing lines of a run: status, final metrics, where it is, how to look at it, and
+    how to go on (a stopped run: --resume)."""
     final, epochs = result.final, len(result.history)
     metrics = (f"train loss {final['train_loss']:.4f}, train acc {final['train_accuracy']:.4f}, "
                f"test acc {final['test_accuracy']:.4f}" if final else "no epoch finished")
-    line = f"{result.status}: {metrics} after {plural(epochs, 'epoch')}"
+    status = result.status if result.trained else "already complete, nothing trained"
+    line = f"{status}: {metrics} after {plural(epochs, 'epoch')}"
     window = min(result.steady_epochs, epochs)
     if window > 1:
         line += f"; steady test acc {steady(result.history, 'test_accuracy', window):.4f}"
@@ -42,7 +54,32 @@ def describe_run(result) -> str:
         line += f" (mean of the last {window})"
     if result.error:
         line += f" ({result.error})"
-    return f"{line}\nrun: {result.run_dir}\nview: tensorboard --logdir {result.run_dir}"
+    run = shown_path(result.run_dir)
+    lines = [line]
+    if result.status == Status.COMPLETED and 0 < epochs <= result.steady_epochs:
+        lines.append(steady_note(epochs, result.steady_epochs))
+    lines += [f"run: {run}", f"view: dropout-lab tensorboard {run}"]
+    if result.status == Status.INTERRUPTED:
+        lines.append(f"resume: dropout-lab train --resume {run}")
+    elif not result.trained:
+        lines.append(f"to train longer: dropout-lab train --resume {run} trainer.epochs=N")
+    return "\n".join(lines)
+
+
+def steady_note(epochs: int, window: int) -> str:
+    """The warning for runs no longer than their steady window: the mean is no endpoint."""
+    return (f"note: {plural(epochs, 'epoch')} <= trainer.steady_epochs={window}: the steady "
+            f"mean includes epoch 1; train longer or lower trainer.steady_epochs to compare "
+            f"where runs end")
+
+
+def shown_path(path: Path) -> str:
+    """A path as a person types it: relative to the working directory when under it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def run_exit_code(result) -> int:
@@ -66,11 +103,18 @@ def describe_sweep(result, dry_run: bool = False) -> str:
             if num in result.problems:
                 lines.append(f"      bad config: {result.problems[num]}")
         return "\n".join(lines)
+    from dropout_lab.report import steady_from_the_start
+
     done = sum(run["status"] == Status.COMPLETED for run in result.runs)
     before = " (all before this command: nothing to train)" if result.nothing_to_run else ""
-    return (f"sweep: {done} of {len(result.runs)} jobs completed{before}\n"
-            f"report: {result.sweep_dir / 'report.md'}\n"
-            f"view: dropout-lab tensorboard {result.sweep_dir}")
+    early = steady_from_the_start(result.runs)
+    note = [f"note: {len(early)} of {len(result.runs)} runs trained no more epochs than "
+            f"trainer.steady_epochs: the steady mean the report ranks by includes epoch 1"
+            ] if early else []
+    sweep_dir = shown_path(result.sweep_dir)
+    return "\n".join([f"sweep: {done} of {len(result.runs)} jobs completed{before}", *note,
+                      f"report: {Path(sweep_dir) / 'report.md'}",
+                      f"view: dropout-lab tensorboard {sweep_dir}"])
 
 
 def sweep_problem(result, dry_run: bool = False) -> Optional[str]:
@@ -82,7 +126,7 @@ def sweep_problem(result, dry_run: bool = False) -> Optional[str]:
         named = [f"#{run['num']} {run['status']}" if run["num"] is not None else
                  f"{run['job']} {run['status']}" for run in result.runs if run["job"] in result.failed]
         return (f"{len(result.failed)} of {len(result.runs)} jobs did not complete "
-                f"({', '.join(named)}); see {result.sweep_dir / 'report.md'}")
+                f"({', '.join(named)}); see {Path(shown_path(result.sweep_dir)) / 'report.md'}")
     if not dry_run and not result.runs:
         return "the sweep ran no jobs"
     return None
@@ -101,8 +145,9 @@ def describe_exercises(result) -> str:
     for o in result.outcomes:
         counts = [plural(o.jobs, "job"), *([f"{o.diverged} diverged"] if o.diverged else []),
                   *([f"{o.failed} failed"] if o.failed else []), f"{o.seconds:.0f} s"]
-        lines.append(f"exercise {o.number}: {o.report} ({', '.join(counts)})")
-    lines += [f"index: {result.index}", f"view: dropout-lab tensorboard {result.out_dir}"]
+        lines.append(f"exercise {o.number}: {shown_path(o.report)} ({', '.join(counts)})")
+    lines += [f"index: {shown_path(result.index)}",
+              f"view: dropout-lab tensorboard {shown_path(result.out_dir)}"]
     return "\n".join(lines)
 
 
@@ -112,7 +157,7 @@ def exercises_problem(result) -> Optional[str]:
     if not failed:
         return None
     return (f"runs failed in {', '.join(failed)}; the reports leave them out; run the same "
-            f"command with --out {result.out_dir} to retry them")
+            f"command with --out {shown_path(result.out_dir)} to retry them")
 
 
 def exercises_exit_code(result) -> int:

@@ -9,7 +9,8 @@ both calls and each is a no-op where it does not fit:
     progress = Progress(total=steps, unit="batch")
     progress.update(1)                      # bar: advances;  lines: nothing
     progress.set_postfix(loss="0.412")      # bar: shown;     lines: nothing
-    progress.tell("epoch 3/10: ...")        # bar: nothing;   lines: written
+    progress.tell("sweep: 3/8 jobs ...")    # bar: nothing;   lines: written
+    progress.note("epoch 3/10: ...")        # bar: a line above it, kept;  lines: written
     progress.close()
 
 No torch import: the sweep's process uses it to count jobs.
@@ -38,7 +39,10 @@ class Progress:
     """A count towards ``total`` (None: unknown): a live bar on a terminal, lines elsewhere."""
 
     def __init__(self, total: Optional[int] = None, *, unit: str, desc: Optional[str] = None,
-                 initial: int = 0, leave: bool = True, stream: Optional[TextIO] = None):
+                 initial: int = 0, leave: bool = True, stream: Optional[TextIO] = None,
+                 started: Optional[float] = None):
+        """``started`` (a time.time()): count the elapsed time from then, and show no rate (a
+        count of few, long items, such as a sweep's jobs, that began before the bar did)."""
         self.stream = stream or sys.stderr
         self.live = is_live(self.stream)
         self.n = initial
@@ -48,7 +52,11 @@ class Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, leave=leave,
-                            dynamic_ncols=True, file=self.stream)
+                            dynamic_ncols=True, file=self.stream,
+                            bar_format=None if started is None else elapsed_format(unit, total))
+            if started is not None:
+                self.bar.start_t = started
+                self.bar.refresh()
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -74,9 +82,24 @@ class Progress:
         self.last_line = time.monotonic()
         print(line, file=self.stream, flush=True)
 
+    def note(self, line: str) -> None:
+        """A line that stays: above the bar on a terminal, a plain line elsewhere."""
+        self.last_line = time.monotonic()
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def elapsed_format(unit: str, total: Optional[int]) -> str:
+    """A tqdm bar format with the count and the elapsed time, no rate and no estimate."""
+    if total is None:
+        return f"{{desc}}: {{n_fmt}} {unit}s [{{elapsed}} elapsed]"
+    return f"{{l_bar}}{{bar}}| {{n_fmt}}/{{total_fmt}} {unit}s [{{elapsed}} elapsed]"
 
 
 # --- the plain lines --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.disk import save_figure, write_text
-from dropout_lab.errors import RunError
+from dropout_lab.errors import ConfigError
 from dropout_lab.run_folder import (OVERRIDES, Status, has_summary, read_summary, steady,
                                     tuned_metric)
 from dropout_lab.tables import markdown_table
@@ -52,7 +52,7 @@ def load_runs(sweep_dir: Path) -> List[dict]:
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise RunError(f"{sweep_dir} is not a directory")
+        raise ConfigError(f"{sweep_dir} is not a directory; give a sweep folder")
     runs = [run_record(folder) for folder in sweep_dir.iterdir() if has_summary(folder)]
     return sorted(runs, key=lambda run: (run["num"] is None, run["num"] or 0, run["job"]))
 
@@ -202,9 +202,9 @@ def curve(runs: Sequence[dict], metric: str = "test_accuracy"):
 
 def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "test_accuracy",
                 title: Optional[str] = None, max_lines: int = 20) -> Path:
-    """A PNG of ``metric`` over epochs, one line per group (label -> runs): the mean over the
-    group's runs, with a ± std band where it has several. Keeps the ``max_lines`` groups with
-    the best final mean."""
+    """A PNG of ``metric`` over epochs, one line per group (label -> runs, best first: the
+    legend keeps that order, the report's table's): the mean over the group's runs, with a
+    ± std band where it has several. Keeps the first ``max_lines`` groups."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -212,7 +212,7 @@ def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "te
 
     curves = {label: curve(runs, metric) for label, runs in groups.items()}
     curves = {label: c for label, c in curves.items() if c[0]}
-    ranked = sorted(curves, key=lambda label: -curves[label][1][-1])[:max_lines]
+    ranked = list(curves)[:max_lines]
     figure, (axes,) = new_figure(1, width=8, height=5)
     colors = plt.get_cmap("tab20" if len(ranked) > 10 else "tab10")
     for i, label in enumerate(ranked):
@@ -272,7 +272,7 @@ def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str
     sweep_dir = Path(sweep_dir)
     runs = load_runs(sweep_dir) if runs is None else runs
     if not runs:
-        raise RunError(f"{sweep_dir} has no job folders with a summary.json to report on")
+        raise ConfigError(f"{sweep_dir} has no job folders with a summary.json to report on")
     keys = swept_keys(runs)
     header = ["job", *keys, "status", *report_metrics(runs).values(), "epochs", "time (s)"]
     paths = {"markdown": sweep_dir / "report.md", "csv": sweep_dir / "report.csv",
@@ -286,7 +286,10 @@ def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str
     write_text(paths["csv"], text.getvalue())
 
     seeds = SEED_KEY in keys and any(len(g) > 1 for g in by_setting(runs, keys).values())
-    groups = {setting_label(s): group for s, group in by_setting(runs, keys).items()}
+    settings = by_setting(runs, keys)
+    # In the order of the tables (the leading metric's mean, best first), not the final epoch's.
+    groups = {row["label"]: settings[tuple(row["setting"].items())]
+              for row in aggregate_over_seeds(runs, keys)}
     plot_curves(groups, paths["plot"], title="test accuracy per setting"
                 + (" (mean ± std over seeds)" if seeds else ""))
     markdown = report_markdown(sweep_dir, runs, keys, header, seeds)
@@ -301,7 +304,7 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
         counts[run["status"]] = counts.get(run["status"], 0) + 1
     metrics = report_metrics(runs)
     validation = VALIDATION_LEAD in metrics
-    parts = [f"# Sweep report: {sweep_dir}", "",
+    parts = [f"# Sweep report: {sweep_dir.name}", "",
              f"{len(runs)} jobs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
              + (". Sorted by the steady validation accuracy (on the data.validation images "
                 "held out of training: what the sweep tunes), the steady test accuracy beside "
@@ -313,6 +316,13 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
     fixed = fixed_overrides(runs, keys)
     if fixed:
         parts.append(f"All jobs: `{' '.join(fixed)}`.")
+    early = steady_from_the_start(runs)
+    if early:
+        parts += ["", f"Note: {len(early)} of {len(runs)} runs trained no more epochs than "
+                      f"trainer.steady_epochs, so their steady accuracy is the mean of every epoch, "
+                      f"epoch 1 included: it ranks them by how fast they learn as much as by where "
+                      f"they end. Train more epochs than trainer.steady_epochs (or lower it) to "
+                      f"rank by the end of training."]
     parts += optuna_best(sweep_dir, runs)
     parts += ["", "## Jobs", "", markdown_table(header, job_rows(runs, keys, markdown=True))]
     failures = [run for run in sorted_runs(runs) if run["status"] != Status.COMPLETED]
@@ -330,6 +340,16 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
                                    *(pm(row[metric]) for metric in metrics)] for row in rows])]
     parts += ["", "## Test accuracy over epochs", "", "![test accuracy](test_accuracy.png)", ""]
     return "\n".join(parts)
+
+
+def steady_from_the_start(runs: Sequence[dict]) -> List[dict]:
+    """The completed runs whose steady window reaches back to epoch 1 (trainer.epochs <=
+    trainer.steady_epochs): their steady mean is no endpoint."""
+    def window(run: dict) -> int:
+        return ((run["config"].get("trainer") or {}).get("steady_epochs") or STEADY_EPOCHS)
+
+    return [run for run in runs if run["status"] == Status.COMPLETED and run["epochs"] > 0
+            and run["epochs"] <= window(run)]
 
 
 def optuna_best(sweep_dir: Path, runs: Sequence[dict]) -> List[str]:

@@ -7,7 +7,8 @@ through, and the one reader of its summary.json. No torch import: sweeps, report
       checkpoint.pt           model, optimiser, RNG states, epoch, history (for --resume)
       events.out.tfevents.*   TensorBoard: scalars per epoch, hparams, custom-scalars layout
       .hydra/                 Hydra's composed and resolved config, overrides.yaml
-      train.log               Hydra's job log
+      train.log               Hydra's job log, only when a job logged something (a sweep's
+                              skipped or failed job)
 
 Every writer of summary.json goes through ``write_summary`` (atomic: a reader sees the old file
 or the new one), every reader through ``read_summary``.

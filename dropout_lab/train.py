@@ -47,6 +47,7 @@ class RunResult:
     error: Optional[str] = None
     signal: Optional[int] = None  # the signal that interrupted the run
     steady_epochs: int = 3  # trainer.steady_epochs: the window of the steady metric
+    trained: bool = True  # False: a resumed run that was already complete (nothing trained)
 
     @property
     def final(self) -> dict:
@@ -367,7 +368,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
         history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
         if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == Status.COMPLETED:
             return RunResult(Status.COMPLETED, run_dir, history,  # nothing left to do: as is
-                             steady_epochs=cfg.trainer.steady_epochs)
+                             steady_epochs=cfg.trainer.steady_epochs, trained=False)
 
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
@@ -401,11 +402,8 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                                          "rng": _rng_state(generator), "epoch": epoch,
                                          "config": config, **scheduler_state(scheduler)})
                 log.write_summary(Status.RUNNING)  # after the checkpoint: never ahead of it
-                if progress is not None:
-                    shown = {f"{key}_acc": f"{metrics[f'{key}_accuracy']:.3f}"
-                             for key in ("train", "val", "test") if f"{key}_accuracy" in metrics}
-                    progress.set_postfix(epoch=epoch, **shown)
-                    progress.tell(describe_epoch(metrics, cfg.trainer.epochs))
+                if progress is not None:  # a line that stays, above the bar on a terminal
+                    progress.note(describe_epoch(metrics, cfg.trainer.epochs))
         except _Interrupted:
             status = Status.INTERRUPTED
             error = f"stopped by {signal.Signals(interrupted.signum).name} after epoch {len(log.history)}"

@@ -211,3 +211,32 @@ def reference_run(tmp_path_factory) -> Path:
 def reference_copy(reference_run, tmp_path) -> Path:
     """A private copy of the completed reference run, to tamper with."""
     return Path(shutil.copytree(reference_run, tmp_path / "run"))
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+def markdown_tables(text: str) -> list:
+    """Each GitHub-flavoured Markdown table of ``text`` as its rows' cell counts, header first,
+    read by a real parser (markdown-it-py's GFM tables); fails when a table line ('| ...') is
+    not part of a parsed table (a broken table renders as paragraphs of pipes) or when a row's
+    cell count differs from the header's (GFM would drop or pad cells without a word)."""
+    import re
+
+    from markdown_it import MarkdownIt
+
+    lines = text.splitlines()
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    tables, in_tables = [], set()
+    for token in tokens:
+        if token.type == "table_open":
+            start, end = token.map
+            rows = [lines[i] for i in range(start, end) if i != start + 1]  # not the ---|--- line
+            counts = [len(re.split(r"(?<!\\)\|", row.strip().strip("|"))) for row in rows]
+            assert len(set(counts)) == 1, (counts, rows)
+            in_tables.update(range(start, end))
+            tables.append(counts)
+    headers = [t for t in tokens if t.type == "th_open"]
+    assert sum(counts[0] for counts in tables) == len(headers)  # the parser saw every header cell
+    stray = [line for i, line in enumerate(lines) if line.startswith("|") and i not in in_tables]
+    assert not stray, f"table lines outside any table: {stray}"
+    return tables

@@ -1,6 +1,8 @@
 """Bad input, table-driven: every mistake a user can make on the command line exits non-zero
-(2 for usage and config errors, 1 for data and run-folder errors) with one line on stderr that
-names it, no traceback unless asked, and nothing written where it was refused early.
+(2 for usage and config errors, a folder argument that is not what the command reads included;
+1 for a run that failed: data, disk) with one line on stderr that names it and, where it can,
+the fix, no traceback unless asked (then the same exit code), and nothing written where it was
+refused early.
 
 Each case runs once in this process (typer's CliRunner on the real ``app``: the same parsing,
 library calls, wording and exit code as the console script, without a process start-up), and
@@ -53,7 +55,12 @@ def a_regular_file(folder: Path):
 
 CASES = [
     # --- train: keys and types the schema refuses ------------------------------------------
-    config_case("unknown key", "model.hiden=[64]", ["model.hiden"]),
+    config_case("unknown key", "model.hiden=[64]", ["model.hiden", "did you mean model.hidden?"]),
+    config_case("misspelt group", "model.dropot.p=0.3",
+                ["unknown config key model.dropot.p", "did you mean model.dropout.p?"]),
+    config_case("key without its group", "epochs=3", ["did you mean trainer.epochs?"]),
+    config_case("unknown key, nothing near", "model.dropout.foo=1",
+                ["model.dropout.foo", "dropout-lab train --help"]),
     config_case("unknown nested key", "model.dropout.foo=1", ["model.dropout.foo"]),
     config_case("unknown top-level key", "nosuchkey=1", ["nosuchkey"]),
     config_case("appended unknown key", "+foo=1", ["foo"]),
@@ -63,6 +70,8 @@ CASES = [
     config_case("float seed", "seed=1.5", ["seed", "1.5"]),
     config_case("string for a float", "optim.lr=fast", ["optim.lr", "fast"]),
     config_case("string for a list", "model.hidden=abc", ["model.hidden"]),
+    config_case("one number for a list", "model.hidden=256", ["model.hidden=[256]"]),
+    config_case("None for null", "data.subset=None", ["data.subset=null"]),
     config_case("override syntax error", "model.dropout.p=[0.1,", ["[0.1,"]),
     # --- train: values out of range --------------------------------------------------------
     config_case("p = -0.1", "model.dropout.p=-0.1", ["model.dropout.p", "-0.1"]),
@@ -128,19 +137,26 @@ CASES = [
          ["nowhere", "not a dropout-lab run"]),
     # --- sweep ---------------------------------------------------------------------------------
     sweep_case("unknown launcher", ["--launcher", "mpi", "seed=0,1"], ["unknown launcher 'mpi'"]),
-    sweep_case("sweep of an unknown key", ["model.dropot.p=0.1,0.2"], ["dropot"]),
+    sweep_case("sweep of an unknown key", ["model.dropot.p=0.1,0.2"],
+               ["model.dropot.p", "did you mean model.dropout.p?"]),
     sweep_case("sweep trailing comma", ["seed=0,1,"], ["bad config"]),
     sweep_case("sweep override syntax error", ["seed=range(3"], ["range(3"]),
     sweep_case("zero jobs", ["--jobs", "0", "seed=0,1"], ["--jobs", "0"]),
     # --- evaluate, tensorboard, report, exercise -----------------------------------------------
-    Case("evaluate a folder that is not a run", ["evaluate", "{tmp}", "--mc-samples", "3"], 1,
-         line="error: {tmp} is not a dropout-lab run (no summary.json)"),
+    Case("evaluate a folder that is not a run", ["evaluate", "{tmp}", "--mc-samples", "3"], 2,
+         line="error: {tmp} is not a dropout-lab run (no summary.json); give a run folder"),
+    Case("evaluate a missing folder", ["evaluate", "{tmp}/nowhere"], 2,
+         line="error: {tmp}/nowhere is not a dropout-lab run (not a directory); give a run folder"),
     Case("evaluate with K = 0", ["evaluate", "{tmp}", "--mc-samples", "0"], 2,
          line="error: --mc-samples has to be > 0, but got 0"),
     Case("tensorboard on a missing folder", ["tensorboard", "{tmp}/nowhere"], 2,
          line="error: {tmp}/nowhere is not a directory; give a run or sweep folder"),
-    Case("report on a folder without jobs", ["report", "{tmp}"], 1,
+    Case("report on a folder without jobs", ["report", "{tmp}"], 2,
          line="error: {tmp} has no job folders with a summary.json to report on"),
+    Case("report on a missing folder", ["report", "{tmp}/nowhere"], 2,
+         line="error: {tmp}/nowhere is not a directory; give a sweep folder"),
+    Case("runs on a missing folder", ["runs", "{tmp}/nowhere"], 2, ["{tmp}/nowhere"]),
+    Case("diff of a missing folder", ["diff", "{tmp}/nowhere", "{tmp}"], 2, ["{tmp}/nowhere"]),
     Case("unknown exercise", ["exercise", "9"], 2, ["1 to 8", "'9'"]),
     Case("two exercises as two arguments", ["exercise", "2", "7", "--out", "{tmp}/out"], 2,
          ["'7' is not an override", "exercise 2,7"], untouched="{tmp}/out/exercise_2"),
@@ -152,7 +168,8 @@ BY_NAME = {case.name: case for case in CASES}
 
 # Asking for the traceback: a config, a data and a resume error, with -v or HYDRA_FULL_ERROR=1.
 TRACEBACK_CASES = [("p = 1.5", "-v"), ("missing data folder", "-v"),
-                   ("resume a folder that is not a run", "-v"), ("p = 1.5", "HYDRA_FULL_ERROR=1")]
+                   ("resume a folder that is not a run", "-v"), ("report on a missing folder", "-v"),
+                   ("p = 1.5", "HYDRA_FULL_ERROR=1")]
 
 # End to end, in a real process: one case per error family (the console script's exit path).
 END_TO_END = ["p = 1.5", "missing data folder", "run folder under a regular file",
@@ -195,15 +212,37 @@ def test_bad_input_is_one_clear_line(case, tmp_path):
 
 
 @pytest.mark.parametrize("name, how", TRACEBACK_CASES)
-def test_the_error_escapes_on_request(tmp_path, name, how):
-    """With -v or HYDRA_FULL_ERROR=1 the error is raised, not turned into a line (the
-    interpreter then prints its traceback: test_traceback_end_to_end)."""
-    command, *rest = prepared(BY_NAME[name], tmp_path)
+def test_the_traceback_on_request_keeps_the_exit_code(tmp_path, name, how):
+    """With -v or HYDRA_FULL_ERROR=1 the traceback replaces the line; the exit code is the
+    same (a config error stays 2)."""
+    case = BY_NAME[name]
+    command, *rest = prepared(case, tmp_path)
     verbose = ["-v"] if how == "-v" else []
     env = {"HYDRA_FULL_ERROR": "1"} if how == "HYDRA_FULL_ERROR=1" else None
     result = invoke(command, *verbose, *rest, env=env)
-    assert isinstance(result.exception, DropoutLabError), result.exception
-    assert "error: " not in result.stderr
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == case.exit_code
+    assert "Traceback (most recent call last)" in result.stderr and "error: " not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["", "train", "sweep", "report", "tensorboard", "runs", "diff",
+                                     "evaluate", "exercise"])
+def test_h_is_help(command):
+    """-h is --help for every command (train's used to reach Hydra's override parser)."""
+    short, long = invoke(*filter(None, [command, "-h"])), invoke(*filter(None, [command, "--help"]))
+    assert short.exit_code == 0 and short.stdout == long.stdout
+    assert short.stdout.startswith("Usage: dropout-lab")
+
+
+def test_help_writes_values_as_hydra_reads_them():
+    """Each `key=default` of train's --help is a valid override: copied, it composes."""
+    from dropout_lab.hydra_runner import compose
+
+    keys = invoke("train", "--help").stdout.split("Keys and defaults:")[1].split(".\n")[0]
+    overrides = keys.split()
+    assert "data.subset=null" in overrides and "model.hidden=[256,256]" in overrides
+    assert "trainer.progress=true" in overrides
+    compose(overrides)  # raises ConfigError on any that Hydra would read differently
 
 
 @pytest.mark.slow
@@ -218,6 +257,6 @@ def test_bad_input_end_to_end(name, tmp_path):
 def test_traceback_end_to_end(tmp_path):
     command, *rest = prepared(BY_NAME["p = 1.5"], tmp_path)
     result = run_cli(command, "-v", *rest, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a config error's code, with or without -v
     assert "Traceback (most recent call last)" in result.stderr
     assert "ConfigError" in result.stderr.strip().splitlines()[-1]  # ends with the exception

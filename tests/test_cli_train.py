@@ -18,12 +18,15 @@ EPOCHS = 2  # TINY's trainer.epochs
 def test_train_exits_0_with_a_closing_summary(tiny_cli_run):
     result, run_dir = tiny_cli_run
     lines = result.stdout.strip().splitlines()
-    assert lines[-3].startswith("completed: train loss ") and f"after {EPOCHS} epochs" in lines[-3]
+    assert lines[-4].startswith("completed: train loss ") and f"after {EPOCHS} epochs" in lines[-4]
     steady = read_summary(run_dir)["steady"]  # the run holds out a validation split
-    assert lines[-3].endswith(f"; steady test acc {steady['test_accuracy']:.4f}, val acc "
+    assert lines[-4].endswith(f"; steady test acc {steady['test_accuracy']:.4f}, val acc "
                               f"{steady['val_accuracy']:.4f} (mean of the last {EPOCHS})")
-    assert lines[-2] == f"run: {run_dir}"
-    assert lines[-1] == f"view: tensorboard --logdir {run_dir}"
+    # 2 epochs, a steady window of 3: the steady mean reaches back to epoch 1, said once
+    assert lines[-3].startswith("note: 2 epochs <= trainer.steady_epochs=3: the steady mean "
+                                "includes epoch 1")
+    assert lines[-2] == f"run: {run_dir}"  # outside the working directory: as given
+    assert lines[-1] == f"view: dropout-lab tensorboard {run_dir}"  # the venv's, not PATH's
     assert "Traceback" not in result.stderr
 
 
@@ -39,6 +42,7 @@ def test_run_folder_contents(tiny_cli_run):
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     # Every event file is in the run folder itself: no second (hparams) run below it.
     assert [p for p in run_dir.rglob("events.out.tfevents.*") if p.parent != run_dir] == []
+    assert not (run_dir / "train.log").exists()  # Hydra's job log: only when something is logged
 
 
 @pytest.mark.slow

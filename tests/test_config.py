@@ -72,5 +72,5 @@ def test_help_lists_groups_and_keys():
     groups = text.split("Config groups:")[1].split("(")[0]
     for group in ("data", "model", "optim", "trainer"):
         assert group in groups
-    for key in ("model.dropout.p=[0.2, 0.5]", "optim.lr=0.5", "trainer.epochs=10", "seed=0"):
+    for key in ("model.dropout.p=[0.2,0.5]", "optim.lr=0.5", "trainer.epochs=10", "seed=0"):
         assert key in text

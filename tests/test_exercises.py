@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import read_events, run_cli
+from conftest import markdown_tables, read_events, run_cli
 from dropout_lab.exercises import ex1_probabilities, ex3_variance, ex5_width, ex6_weight_decay, ex8_three_valued
 from dropout_lab.exercises.stats import Estimate, contrast, difference, estimate, seeds_to_detect
 from dropout_lab.exercises.types import NO_COMPLETED_RUN
@@ -47,6 +47,17 @@ def test_quick_exercise_writes_its_report(quick_all, number):
     results = json.loads((folder / "results.json").read_text())
     assert results["exercise"] == number and results["completed"] == results["jobs"] > 0
     assert results["conclusion"] == [line[2:] for line in conclusion.splitlines() if line.startswith("- ")]
+
+
+@pytest.mark.slow
+def test_quick_reports_render(quick_all):
+    """Every report of the run (the index, each exercise's, each exercise's sweep report) is
+    valid GitHub-flavoured Markdown: each table parsed as one, every row as wide as its header
+    (header cells such as 'max |z|' used to split into two)."""
+    reports = sorted(quick_all.rglob("*.md"))
+    assert len(reports) >= 1 + 8 + 8, reports  # index, 8 reports, 8 sweep reports
+    tables = {path.relative_to(quick_all): markdown_tables(path.read_text()) for path in reports}
+    assert all(tables.values()), [path for path, found in tables.items() if not found]
 
 
 @pytest.mark.slow

@@ -17,9 +17,9 @@ def raised_by(overrides, monkeypatch):
 
     seen = []
 
-    def recording(error):
+    def recording(error, *args):
         seen.append(error)
-        return config_error(error)
+        return config_error(error, *args)
 
     monkeypatch.setattr(hydra_runner, "config_error", recording)
     with pytest.raises(ConfigError) as mapped:
@@ -52,7 +52,34 @@ def test_missing_config_lists_the_options(monkeypatch):
 def test_unknown_key_names_the_full_key(monkeypatch):
     message, raw = raised_by(["model.hiden=[64]"], monkeypatch)
     assert any(isinstance(e, ConfigAttributeError) for e in chain(raw))
-    assert message == "bad config: model.hiden: Key 'hiden' not in 'ModelConfig'"
+    assert message == "bad config: unknown config key model.hiden; did you mean model.hidden?"
+
+
+def test_unknown_key_is_the_one_the_user_wrote(monkeypatch):
+    """OmegaConf names the first unknown part (model.dropot); the line names the override's
+    key, and the nearest schema key by every part of it."""
+    message, raw = raised_by(["model.dropot.p=0.3"], monkeypatch)
+    assert any(e.full_key == "model.dropot" for e in chain(raw) if hasattr(e, "full_key"))
+    assert message == ("bad config: unknown config key model.dropot.p; "
+                       "did you mean model.dropout.p?")
+
+
+@pytest.mark.parametrize("key, nearest", [
+    ("epochs", ["trainer.epochs"]), ("trainr.epochs", ["trainer.epochs"]),
+    ("dropout.p", ["model.dropout.p"]), ("optim.weightdecay", ["optim.weight_decay"]),
+    ("model.dropot", ["model.dropout"]),  # a group
+    ("model.dropout.foo", []), ("nosuchkey", []),  # nothing near: no guess
+])
+def test_nearest_keys(key, nearest):
+    from dropout_lab.config import nearest_keys
+
+    assert nearest_keys(key) == nearest
+
+
+def test_a_list_written_without_brackets(monkeypatch):
+    message, raw = raised_by(["model.hidden=256"], monkeypatch)
+    assert any(isinstance(e, ValidationError) for e in chain(raw))
+    assert message == "bad config: model.hidden is a list: write model.hidden=[256]"
 
 
 def test_wrong_type_names_the_key_and_value(monkeypatch):

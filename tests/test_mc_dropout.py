@@ -4,13 +4,14 @@ checkpoint (the other error paths are in tests/test_bad_input.py's table)."""
 
 import json
 import math
+import re
 import shutil
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import invoke, one_error_line, run_cli
+from conftest import invoke, markdown_tables, one_error_line, run_cli
 from dropout_lab.config import DropoutConfig, ModelConfig
 from dropout_lab.data import Split
 from dropout_lab.mc_dropout import mc_evaluate, mc_metrics, mc_statistics, stochastic_layers_on
@@ -26,8 +27,12 @@ def test_evaluate_prints_and_writes_the_table(tiny_cli_run_copy):
     report = json.loads((tiny_cli_run_copy / "mc_eval.json").read_text())
     metrics = report["metrics"]
     table = (tiny_cli_run_copy / "mc_eval.md").read_text()
-    assert table.strip() in result.stdout
+    assert markdown_tables(table) == [[3] * 9]  # the header and 8 rows, 3 columns each
     assert "| accuracy |" in table and "mutual information, BALD (nats)" in table
+    # The terminal gets the same table aligned, not Markdown, and the layers as the config says
+    assert "|" not in result.stdout and "hidden layer 1: custom p=0.3" in result.stdout
+    assert re.search(rf"^accuracy +{metrics['test_accuracy']:.4f} +{metrics['mc_accuracy']:.4f}$",
+                     result.stdout, re.M), result.stdout
     assert report["stochastic_layers"] == ["net.3=InvertedDropout(p=0.3)",
                                            "net.6=InvertedDropout(p=0.4)"]
     assert metrics["mc_samples"] == 8 and metrics["test_images"] == 500
@@ -104,6 +109,6 @@ def test_a_run_without_checkpoint_is_refused(tmp_path, tiny_cli_run):
     run_dir.mkdir()
     shutil.copy(tiny_cli_run[1] / "summary.json", run_dir)
     result = invoke("evaluate", run_dir)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a folder evaluate cannot read: a usage error
     assert one_error_line(result.stderr).startswith(
         f"error: {run_dir} has no checkpoint.pt to evaluate")

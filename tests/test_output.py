@@ -58,11 +58,39 @@ def test_bar_on_a_terminal_and_no_lines():
     out = Terminal()
     progress = Progress(10, unit="batch", stream=out)
     progress.update(5)
-    progress.tell("epoch 1/2: ...")
+    progress.tell("sweep: 1/2 ...")
     progress.set_count(7)
     progress.close()
     assert "\r" in out.getvalue() and "7/10" in out.getvalue()
-    assert "epoch 1/2" not in out.getvalue()
+    assert "sweep: 1/2" not in out.getvalue()
+
+
+def test_a_note_stays_above_the_bar():
+    """note(): on a terminal a line written above the bar (the bar redrawn below it), and kept
+    when a bar that does not stay (leave=False) is cleared; elsewhere a plain line."""
+    out = Terminal()
+    progress = Progress(10, unit="batch", stream=out, leave=False)
+    progress.update(5)
+    progress.note("epoch 1/2: kept")
+    progress.update(5)
+    progress.close()
+    screen = out.getvalue()
+    assert "epoch 1/2: kept\n" in screen and screen.index("epoch 1/2") < screen.rindex("5/10")  # redrawn below
+    plain = io.StringIO()
+    Progress(10, unit="batch", stream=plain).note("epoch 1/2: kept")
+    assert plain.getvalue() == "epoch 1/2: kept\n"
+
+
+def test_a_bar_started_earlier_shows_elapsed_time_and_no_rate():
+    """A sweep's bar counts from the launch, not from when it is first drawn; a rate over a
+    few jobs that ended together (4 jobs in 1 s after 12 s of start-up) would mislead."""
+    out = Terminal()
+    progress = Progress(4, unit="job", desc="sweep", stream=out, started=time.time() - 75)
+    progress.set_count(4)
+    progress.close()
+    last = out.getvalue().split("\r")[-1]
+    assert "4/4 jobs [01:15 elapsed]" in last, last
+    assert "/s" not in out.getvalue() and "<" not in out.getvalue()
 
 
 def test_plain_wording():
@@ -84,9 +112,11 @@ def test_redirected_train_writes_a_line_per_epoch(tmp_path, validation):
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "\r" not in output
-    epoch_lines = [EPOCH_LINE.match(line) for line in result.stderr.splitlines()]
+    first, *rest = result.stderr.splitlines()
+    assert first == f"starting {run_dir} (loading torch and the data)"  # before the seconds of it
+    epoch_lines = [EPOCH_LINE.match(line) for line in rest]
     assert all(epoch_lines) and [int(m[1]) for m in epoch_lines] == [1, 2], result.stderr
-    assert len(result.stdout.splitlines()) == 3  # completed..., run:, view:
+    assert len(result.stdout.splitlines()) == 4  # completed..., note: (2 epochs), run:, view:
     history = json.loads((run_dir / "summary.json").read_text())["history"]
     for match, epoch in zip(epoch_lines, history):  # the figures a bar would show, all there
         assert float(match[3]) == pytest.approx(epoch["train_loss"], abs=1e-4)
@@ -161,9 +191,91 @@ def run_in_terminal(*args, timeout: float = 300) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def test_train_on_a_terminal_shows_a_live_bar(tmp_path):
-    output = run_in_terminal("train", *BUDGET, f"hydra.run.dir={tmp_path / 'run'}")
+def screen_lines(output: str) -> list:
+    """The lines a terminal keeps of ``output``: each line's text after its last carriage
+    return, with tqdm's clearing of the bar (ESC[A, ESC[K) applied."""
+    lines = []
+    for line in output.replace("\r\n", "\n").split("\n"):
+        kept = re.sub(r"\x1b\[[0-9]*[AK]", "", line.split("\r")[-1])
+        if kept.strip():
+            lines.append(kept)
+    return lines
+
+
+def test_train_on_a_terminal_keeps_a_line_per_epoch(tmp_path):
+    """A live bar while it trains; a first line before torch and the data load; each epoch's
+    line written above the bar, so it stays on screen after the bar is cleared."""
+    run_dir = tmp_path / "run"
+    output = run_in_terminal("train", *BUDGET, f"hydra.run.dir={run_dir}")
     assert "completed:" in output, output
     assert "\r" in output and re.search(r"\d+/8 \[", output), output  # 2 epochs of 4 batches
-    assert not EPOCH_LINE.search(output.replace("\r\n", "\n"))  # the bar shows them instead
+    screen = screen_lines(output)
+    assert screen[0] == f"starting {run_dir} (loading torch and the data)", screen
+    epochs = [EPOCH_LINE.match(line) for line in screen[1:3]]
+    assert all(epochs) and [int(m[1]) for m in epochs] == [1, 2], screen
+    assert screen[3].startswith("completed:") and screen[-1] == f"view: dropout-lab tensorboard {run_dir}"
     assert not NOISE.search(output)
+
+
+# --- the closing lines ---------------------------------------------------------------------------
+
+def closing(status, epochs: int, run_dir: Path, **fields) -> list:
+    from dropout_lab.messages import describe_run
+    from dropout_lab.train import RunResult
+
+    history = [{"epoch": e, "train_loss": 0.5, "train_accuracy": 0.8, "test_accuracy": 0.8}
+               for e in range(1, epochs + 1)]
+    return describe_run(RunResult(status, run_dir, history, **fields)).splitlines()
+
+
+def test_closing_lines_name_the_next_command(tmp_path, monkeypatch):
+    """view: the venv's dropout-lab; a stopped run: its --resume; a resume of a complete run:
+    not 'completed' as if it trained; paths relative to the working directory under it."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "outputs" / "run"
+    done = closing("completed", 5, run_dir)
+    assert done[0].startswith("completed: ") and len(done) == 3
+    assert done[1:] == ["run: outputs/run", "view: dropout-lab tensorboard outputs/run"]
+    stopped = closing("interrupted", 5, run_dir, error="stopped by SIGINT after epoch 5")
+    assert stopped[-1] == "resume: dropout-lab train --resume outputs/run"
+    again = closing("completed", 5, run_dir, trained=False)
+    assert again[0].startswith("already complete, nothing trained: ")
+    assert again[-1] == "to train longer: dropout-lab train --resume outputs/run trainer.epochs=N"
+    elsewhere = closing("completed", 5, Path("/elsewhere/run"))
+    assert elsewhere[1] == "run: /elsewhere/run"
+
+
+@pytest.mark.parametrize("epochs, window, noted", [(2, 3, True), (3, 3, True), (4, 3, False),
+                                                   (3, 2, False)])
+def test_a_steady_window_reaching_epoch_1_is_noted_once(tmp_path, epochs, window, noted):
+    lines = closing("completed", epochs, tmp_path, steady_epochs=window)
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert notes == ([f"note: {epochs} epochs <= trainer.steady_epochs={window}: the steady mean "
+                      f"includes epoch 1; train longer or lower trainer.steady_epochs to compare "
+                      f"where runs end"] if noted else [])
+
+
+def test_a_sweep_of_short_runs_says_so_once(tmp_path):
+    from dropout_lab.messages import describe_sweep
+    from dropout_lab.sweep.run import SweepResult
+
+    def run(epochs: int) -> dict:
+        return {"status": "completed", "epochs": epochs, "config": {"trainer": {"steady_epochs": 3}}}
+
+    short = describe_sweep(SweepResult(tmp_path, [run(2), run(2), run(5)], [], [])).splitlines()
+    assert short[1] == ("note: 2 of 3 runs trained no more epochs than trainer.steady_epochs: "
+                        "the steady mean the report ranks by includes epoch 1")
+    long = describe_sweep(SweepResult(tmp_path, [run(5)], [], [])).splitlines()
+    assert not any(line.startswith("note:") for line in long)
+
+
+@pytest.mark.slow
+def test_sweep_on_a_terminal_counts_from_the_launch(tmp_path):
+    """The jobs' bar on a terminal: the count and the time since the launch (the format
+    Progress gives a bar with a start time), no rate (it used to read '2/2 [00:01<00:00,
+    1.9job/s]' for a sweep of many seconds)."""
+    output = run_in_terminal("sweep", "seed=0,1", *BUDGET, "--jobs", "2",
+                             "--sweep-dir", tmp_path / "sweep")
+    assert "sweep: 2 of 2 jobs completed" in output, output
+    assert re.search(r"sweep: 100%\|.*\| 2/2 jobs \[\d\d:\d\d elapsed\]", output), output
+    assert "job/s" not in output and "s/job" not in output

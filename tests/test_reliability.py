@@ -60,6 +60,7 @@ def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
     assert snapshot(run_dir / ".hydra") == hydra_files  # refused before Hydra wrote there
     assert process.returncode == 130 and "Traceback" not in stderr
     assert stdout.startswith("interrupted: ") and "stopped by SIGINT" in stdout
+    assert stdout.splitlines()[-1] == f"resume: dropout-lab train --resume {run_dir}"
     stopped = read_summary(run_dir)
     assert stopped["status"] == "interrupted" and 2 <= stopped["epochs_done"] < 1000
     assert load_checkpoint(run_dir)["epoch"] == stopped["epochs_done"]

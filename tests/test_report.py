@@ -12,7 +12,7 @@ import statistics
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import markdown_tables, run_cli
 from dropout_lab import report
 
 # (p, seed) -> final test accuracy of a 3-epoch run; train accuracy is test + 0.05.
@@ -162,6 +162,31 @@ def test_report_command(sweep_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     result = run_cli("report", empty)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a folder that is not a sweep: a usage error
     assert result.stderr.strip().splitlines() == [
         f"error: {empty} has no job folders with a summary.json to report on"]
+
+
+def test_report_renders_as_markdown_without_absolute_paths(sweep_dir):
+    """Every table a GFM parser reads with the header's column count in every row (a '|' in a
+    value, here a failed job's p list, stays inside its cell); no path of this machine."""
+    write_job(sweep_dir, 7, ["model.dropout.p=a|b", "seed=0", "trainer.epochs=3"], final_test=0.5)
+    markdown = report.write_report(sweep_dir)["markdown"].read_text()
+    tables = markdown_tables(markdown)
+    assert [len(rows) for rows in tables] == [1 + 8, 1 + 4]  # jobs; settings over seeds
+    assert [rows[0] for rows in tables] == [11, 8]
+    assert str(sweep_dir.parent) not in markdown
+    assert markdown.startswith("# Sweep report: sweep\n")
+
+
+def test_report_says_when_the_steady_mean_reaches_epoch_1(sweep_dir, tmp_path):
+    """3-epoch runs with the default window of 3: their steady mean is every epoch's."""
+    assert "Note: 6 of 7 runs trained no more epochs than trainer.steady_epochs" in \
+        report.write_report(sweep_dir)["markdown"].read_text()
+    longer = tmp_path / "longer"
+    for num in (0, 1):
+        run_dir = write_job(longer, num, [f"seed={num}"], final_test=0.8)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["config"] = {"trainer": {"steady_epochs": 2}}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert "Note:" not in report.write_report(longer)["markdown"].read_text()

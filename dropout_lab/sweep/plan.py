@@ -79,7 +79,7 @@ def plan_sweep(overrides: List[str], validate: Optional[int] = None) -> SweepPla
                     except ConfigError as error:
                         plan.problems[num] = str(error)
     except (HydraException, OmegaConfBaseException) as error:
-        raise config_error(error) from None
+        raise config_error(error, overrides) from None  # the key as the user wrote it
     return plan
 
 

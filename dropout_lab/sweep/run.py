@@ -127,7 +127,8 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     """The jobs that have ended, read every second from their summaries: the jobs run in other
     processes (joblib workers, Slurm nodes), where only their files say how far they are. A bar
     on a terminal, else a line when a job ends and every QUIET_SECONDS (see progress.py). It
-    appears once a job has started, so after Hydra's launch lines rather than among them."""
+    appears once a job has started, so after Hydra's launch lines rather than among them, and
+    counts the time from the launch."""
     if not enabled:
         yield
         return
@@ -146,7 +147,7 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
         if not shown:
             if not (final or launched()):  # final: a file server's clock may lag this one's
                 return
-            shown.append(Progress(len(plan.jobs) or None, unit="job", desc="sweep"))
+            shown.append(Progress(len(plan.jobs) or None, unit="job", desc="sweep", started=started))
         progress, ended = shown[0], ended_jobs(sweep_dir, plan)
         count = sum(ended.values())
         changed = count != progress.n
