@@ -35,7 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from dropout_lab.config import flatten_config, per_layer_values
 from dropout_lab.errors import RunError
-from dropout_lab.run_folder import EVENTS_GLOB, Status, read_summary, run_folders
+from dropout_lab.run_folder import EVENTS_GLOB, SUMMARY, Status, read_summary, run_folders
 
 SHOWN_BY_DEFAULT = 5  # hparams and metrics the dashboard checks at first (see above)
 MAX_DISCRETE = 10  # more distinct numbers: an interval (the dashboard lists <= 10 as checkboxes)
@@ -354,7 +354,7 @@ def folder_sessions(root: Path) -> List[Session]:
             run = run_dir.relative_to(root).as_posix() if run_dir != root else "."
             sessions.append(Session(run, hparam_values(summary["config"]),
                                     summary.get("status", "running"),
-                                    (run_dir / "summary.json").stat().st_mtime))
+                                    (run_dir / SUMMARY).stat().st_mtime))
     return sessions
 
 
@@ -387,7 +387,7 @@ def folder_dashboard(sessions: Sequence[Session], folder_name: str) -> Dict[str,
     contents: Dict[str, Dict[str, bytes]] = {".": {}}  # the experiment first
     groups, statuses = [], set()
     settings = list(by_setting(sessions, lambda session: session.values).values())
-    for members, name in zip(settings, group_names([m[0].values for m in settings], swept)):
+    for members, group in zip(settings, group_names([m[0].values for m in settings], swept)):
         values = {name: value for name, value in members[0].values.items() if name != "seed"}
         seeds = sorted({s.values["seed"] for s in members if "seed" in s.values})
         if seeds:
@@ -398,7 +398,7 @@ def folder_dashboard(sessions: Sequence[Session], folder_name: str) -> Dict[str,
         for session in members:
             tags = contents.setdefault(session.run, {})
             start = session_start_summary(values, status, session.start_time,
-                                          group=name or folder_name)
+                                          group=group or folder_name)
             tags[metadata.SESSION_START_INFO_TAG] = _content(start)
             if Status(session.status).final:  # else running: TensorBoard's own status for it
                 tags[metadata.SESSION_END_INFO_TAG] = _content(
