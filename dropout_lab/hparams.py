@@ -383,6 +383,8 @@ def folder_dashboard(sessions: Sequence[Session], folder_name: str) -> Dict[str,
     with the mean of each metric over its seeds (TensorBoard's aggregation of a group)."""
     from tensorboard.plugins.hparams import metadata
 
+    if not sessions:
+        return {}  # no run with a config and events yet: TensorBoard's own view
     swept = [name for name in swept_names([s.values for s in sessions]) if name != "seed"]
     contents: Dict[str, Dict[str, bytes]] = {".": {}}  # the experiment first
     groups, statuses = [], set()

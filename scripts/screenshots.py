@@ -4,7 +4,7 @@
 
 Runs a small demo sweep into DIR when it holds none yet (per-layer dropout x weight decay, 8
 jobs on 2,000 images, 60 epochs at lr 0.1, so that dropout has overfitting to prevent: about
-two minutes on 2 cores) and a second one beside it (learning rate x 2 seeds, 4 jobs, 30 epochs),
+two minutes on 2 cores) and a second one beside it (learning rate x 2 seeds, 4 jobs),
 serves them with `dropout-lab tensorboard` and photographs them in headless Chromium (Debian's
 `chromium`, driven by playwright's Python driver):
 
@@ -36,7 +36,7 @@ from dropout_lab.run_folder import Status, read_status, run_folders  # noqa: E40
 DEMO_SWEEP = ["model.dropout.p=[0,0],[0.2,0.5],[0.5,0.2],[0.5,0.5]", "optim.weight_decay=0,1e-3",
               "optim.lr=0.1", "data.subset=2000", "data.test_subset=5000", "trainer.epochs=60"]
 SECOND_SWEEP = ["optim.lr=0.05,0.2", "seed=0,1", "data.subset=2000", "data.test_subset=5000",
-                "trainer.epochs=30"]
+                "trainer.epochs=60"]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTH = 1200

@@ -148,6 +148,19 @@ def test_the_seeds_of_a_setting_are_one_row_with_their_mean(dashboard, page):
         shown = float(rows[f"p1={p1} p2={p2} wd=0 lr=0.5"]["test acc (steady)"])
         assert shown == pytest.approx(statistics.fmean(steady), abs=1e-5)  # 5 digits shown
 
+    # One click away: Show Metrics on a row draws its seeds' curves (the page fetches each one).
+    fetched = []
+    page.on("request", lambda request: fetched.append(json.loads(request.post_data)["sessionName"])
+            if request.url.endswith("/metric_evals") else None)
+    cells = page.locator("tf-hparams-table-view vaadin-grid-cell-content")
+    texts = [text.strip() for text in cells.all_text_contents()]
+    cells.nth(texts.index("p1=0.5 p2=0.2 wd=0 lr=0.5") + 1).locator("paper-checkbox").click()
+    page.locator("tf-hparams-session-group-details").first.wait_for()
+    page.wait_for_timeout(3000)
+    seeds = sorted(path.parent.name for path in (root / "probs").glob("*/summary.json")
+                   if json.loads(path.read_text())["config"]["model"]["dropout"]["p"] == [0.5, 0.2])
+    assert sorted(set(fetched)) == [f"probs/{job}" for job in seeds]
+
 
 @pytest.mark.slow
 def test_per_layer_probabilities_are_numeric_axes_with_a_line_per_setting(dashboard, page):

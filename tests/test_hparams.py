@@ -197,6 +197,10 @@ def test_a_folder_of_one_setting_is_one_group_named_after_the_folder():
                                                                          "model.dropout.p2"]]
 
 
+def test_a_folder_without_runs_declares_nothing():
+    assert hparams.folder_dashboard([], "outputs") == {}
+
+
 def test_group_names_stay_distinct_where_short_numbers_would_merge_them():
     runs = grid(optim__lr=[0.123451, 0.123452])
     assert hparams.group_names(runs, ["optim.lr"]) == ["lr=0.123451", "lr=0.123452"]
