@@ -127,7 +127,10 @@ def tensorboard(
     port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
     verbose: bool = VERBOSE,
 ):
-    """Start TensorBoard on 127.0.0.1 over LOGDIR and print its URL; Ctrl-C stops it."""
+    """Start TensorBoard on 127.0.0.1 over LOGDIR and print its URL; Ctrl-C stops it.
+
+    Its HParams view is computed for LOGDIR: every setting swept anywhere under it checked,
+    the seeds of each setting one row (their mean)."""
     from dropout_lab import tensorboard_server
 
     with reported_errors(verbose):
