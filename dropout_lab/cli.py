@@ -131,11 +131,15 @@ def report(
 
 @app.command()
 def tensorboard(
-    logdir: Path = typer.Argument(Path("outputs"), help="A run, sweep or outputs folder."),
+    logdir: Path = typer.Argument(Path("outputs"), help="A run, sweep, exercise or outputs folder "
+                                                         "(any number of sweeps: one HParams view)."),
     port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)."),
     verbose: bool = VERBOSE,
 ):
-    """Start TensorBoard on 127.0.0.1 over LOGDIR and print its URL; Ctrl-C stops it."""
+    """Start TensorBoard on 127.0.0.1 over LOGDIR and print its URL; Ctrl-C stops it.
+
+    Its HParams view is computed for LOGDIR: every setting swept anywhere under it checked,
+    the seeds of each setting one row (their mean)."""
     from dropout_lab import tensorboard_server
 
     with reported_errors(verbose):
@@ -147,20 +151,25 @@ def runs(
     directory: Path = typer.Argument(Path("outputs"), metavar="DIR",
                                      help="A run, sweep, exercise or outputs folder."),
     sort: Optional[str] = typer.Option(
-        None, "--sort", help="Sort by a column: steady, test_acc, best, gap, epochs, time (highest "
-                             "first), run, status or a shown setting (e.g. wd)."),
+        None, "--sort", help="Sort by a column: steady, test_acc, best, gap, epochs_done, time "
+                             "(highest first), run, status or a shown setting (e.g. wd)."),
     status: Optional[str] = typer.Option(
         None, "--status", help="Only runs with this status: completed, diverged, failed, "
                                "interrupted or running."),
+    by_setting: bool = typer.Option(
+        False, "--by-setting", help="One line per setting (its seeds together): mean ± std over "
+                                    "the completed seeds, seeds completed/total."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV (one column per setting) instead of the table."),
     verbose: bool = VERBOSE,
 ):
     """List the runs under DIR: status, the settings that differ, test accuracy (steady,
-    final, best), gap, epochs and time. Reads only their summary.json files."""
+    final, best), gap, epochs done and time, then the failed runs' errors. Reads only their
+    summary.json files."""
     from dropout_lab import runs_table
 
     with reported_errors(verbose):
-        typer.echo(runs_table.runs_text(directory, sort=sort, status=status, as_csv=as_csv), nl=False)
+        typer.echo(runs_table.runs_text(directory, sort=sort, status=status, as_csv=as_csv,
+                                        folded=by_setting), nl=False)
 
 
 @app.command()

@@ -5,18 +5,24 @@ experiment looks for, each with its type, in ``SETTINGS`` order: the dropout pro
 hidden layer as its own number (``model.dropout.p1``, ``p2``, ...: numeric axes in the parallel
 coordinates view), the dropout kind(s), weight decay, learning rate, optimizer, hidden sizes,
 epochs, batch size, seed, then the rest that can change the results. Paths, the cache, the
-download switch, threads, the progress bar and the logging switches cannot, and are left out.
+download switch, the progress bar and the logging switches cannot, threads change only the last
+digits: ``LEFT_OUT``, the one list of them that `runs`, `diff` and the dashboard use.
 Hparam names are the config keys; the dashboard shows the short ``display`` names.
 
-The experiment (hparams with their domains, and the metrics) is declared once: by a single run
-in its own TensorBoard run; for a sweep, at the sweep folder's root (``write_sweep_experiment``,
-at the end of the sweep), and each job writes only its session start and end.
+What runs write themselves (for plain ``tensorboard --logdir``): a single run declares the
+experiment (hparams with their domains, and the metrics) in its own TensorBoard run; a sweep
+declares it at the sweep folder's root (``write_sweep_experiment``, at the end of the sweep),
+and each job writes only its session start and end. TensorBoard shows the first declaration it
+finds, so a folder of several sweeps needs one of its own: ``folder_dashboard`` computes it from
+the runs' configs, with the runs of a setting (all but the seed alike) one session group, for
+``dropout-lab tensorboard`` to serve (tensorboard_server.py).
 
 Which columns are shown by default. The dashboard (TensorBoard 2.x, plugins/hparams) lists the
 experiment's hparams ordered by ``differs`` (true first), then by name, and checks the first
 five; metrics are checked in the order declared, the first five. So ``differs`` is set for the
-columns to show: the swept settings (whose values differ between the sweep's runs), then, up to
-five, the first ``HEADLINE`` settings. A sweep of more than five keys shows five of them.
+columns to show: the swept settings (whose values differ between the runs), then, up to five,
+the first ``HEADLINE`` settings (the seeds of a folded row first). More than five swept keys:
+five of them are checked, the others listed first among the unchecked.
 
 No torch import; TensorBoard's protobufs are imported when a summary is made.
 """
@@ -29,7 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from dropout_lab.config import flatten_config, per_layer_values
 from dropout_lab.errors import RunError
-from dropout_lab.run_folder import EVENTS_GLOB, Status, read_summary, run_folders
+from dropout_lab.run_folder import EVENTS_GLOB, SUMMARY, Status, read_summary, run_folders
 
 SHOWN_BY_DEFAULT = 5  # hparams and metrics the dashboard checks at first (see above)
 MAX_DISCRETE = 10  # more distinct numbers: an interval (the dashboard lists <= 10 as checkboxes)
@@ -72,13 +78,19 @@ SETTINGS = [  # reading order; per-layer probabilities model.dropout.p1, p2, ...
     Setting("trainer.steady_epochs", "steady epochs", "epochs averaged by the steady metric"),
     Setting("trainer.device", "device", "where it trained"),
 ]
-HEADLINE = ["model.dropout.p", "model.dropout.kind", "optim.weight_decay", "optim.lr",
+HEADLINE = ["seeds", "model.dropout.p", "model.dropout.kind", "optim.weight_decay", "optim.lr",
             "optim.name", "model.hidden", "trainer.epochs", "trainer.batch_size", "seed"]
 STATUS = Setting("status", "status", "completed or diverged")
-# Settings that cannot change the results: not hparams.
-LEFT_OUT = {"data.dir", "data.cache_dir", "data.download", "trainer.progress",
-            "trainer.num_threads", "trainer.eval_batch_size", "logging.tensorboard",
-            "logging.checkpoint", "logging.activation_stats"}
+SEEDS = Setting("seeds", "seeds", "the seeds of the setting's runs (Show Metrics draws each)")
+# Settings that cannot change the results (paths, switches): `diff` says so of them.
+NO_EFFECT = {"data.dir", "data.cache_dir", "data.download", "trainer.progress",
+             "trainer.eval_batch_size", "logging.tensorboard", "logging.checkpoint",
+             "logging.activation_stats"}
+# Settings that change only the last digits (the order of floating-point sums: README,
+# trainer.num_threads): runs that differ in them are one experiment, and `diff` says how they differ.
+LAST_DIGITS = {"trainer.num_threads"}
+# Not hparams, not columns of `runs`: the one list runs, diff and the dashboard leave out.
+LEFT_OUT = NO_EFFECT | LAST_DIGITS
 # (scalar tag, display name, description): the first five declared are shown by default.
 METRICS = [
     ("steady/accuracy_test", "test acc (steady)", "mean test accuracy, last trainer.steady_epochs epochs"),
@@ -91,8 +103,7 @@ METRICS = [
     ("accuracy/gap", "gap (train - test)", "train acc (eval) minus test acc, last epoch"),
     ("loss/test", "test loss", "test cross-entropy, last epoch"),
     ("loss/val", "val loss", "validation cross-entropy, last epoch"),
-    ("optim/lr", "lr (last epoch)", "learning rate at the last epoch's first step"),
-]
+]  # not optim/lr: the last epoch's rate (about 0 under cosine) says nothing of a run; its chart does
 # Declared only when a run holds out a validation split (data.validation).
 VALIDATION_METRICS = {"steady/accuracy_val", "accuracy/val", "loss/val"}
 
@@ -144,7 +155,7 @@ def setting_of(name: str) -> Setting:
     layer = layer_of(name)
     if layer is not None:
         return Setting(name, f"{PER_LAYER_P.display}{layer}", PER_LAYER_P.description.format(k=layer))
-    return _BY_KEY.get(name) or (STATUS if name == STATUS.key else Setting(name, name, ""))
+    return _BY_KEY.get(name) or {STATUS.key: STATUS, SEEDS.key: SEEDS}.get(name) or Setting(name, name, "")
 
 
 def headline_rank(name: str) -> int:
@@ -173,14 +184,16 @@ def shown_by_default(names: Sequence[str], swept: Sequence[str]) -> List[str]:
 
 # --- TensorBoard summaries ------------------------------------------------------------------
 
-def experiment_summary(runs: Sequence[Dict[str, Any]], statuses: Iterable[str] = ()):
+def experiment_summary(runs: Sequence[Dict[str, Any]], statuses: Iterable[str] = (),
+                       swept: Optional[Sequence[str]] = None):
     """The experiment config (hparams, their domains and the metrics) over ``runs``, each a
-    dict of hparam_values; a ``Summary`` protobuf for the ``_hparams_/experiment`` tag."""
+    dict of hparam_values; a ``Summary`` protobuf for the ``_hparams_/experiment`` tag.
+    ``swept``: the hparams that differ (by default, those whose values differ between runs)."""
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     names = list(dict.fromkeys(name for values in runs for name in values))
-    shown = set(shown_by_default(names, swept_names(runs)))
+    shown = set(shown_by_default(names, swept_names(runs) if swept is None else swept))
     infos = []
     for name in names:
         setting = setting_of(name)
@@ -219,14 +232,15 @@ def domain(hp, values: List[Any]):
     return hp.Discrete(sorted({str(v) for v in distinct}))
 
 
-def session_start_summary(values: Dict[str, Any], status: str, start_time: float):
+def session_start_summary(values: Dict[str, Any], status: str, start_time: float,
+                          group: str = ""):
     """A run's hparam values (and its status), for the ``_hparams_/session_start_info`` tag.
 
-    No group name: each run is its own session group, named after its TensorBoard run (the
-    job folder, e.g. ``007_p=[0.2,0.5],wd=1e-4``: the trial ID)."""
+    ``group``: the session group's name (the trial ID); none (what a run writes itself): each
+    run is its own group, named after its TensorBoard run (its folder)."""
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-    info = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time)
+    info = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time, group_name=group)
     for name, value in {**values, STATUS.key: str(status)}.items():
         if isinstance(value, bool):  # before int: a bool is an int to Python
             info.hparams[name].bool_value = value
@@ -313,3 +327,99 @@ def write_sweep_experiment(sweep_dir: Path) -> Optional[Path]:
                                      summary=experiment_summary(runs, statuses)))
     writer.close()
     return next(sweep_dir.glob(EVENTS_GLOB))
+
+
+# --- a folder's dashboard: one experiment over all its runs, seeds folded -------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """A run as the HParams dashboard sees it."""
+    run: str  # TensorBoard's run name: the run folder relative to the served one ("." itself)
+    values: Dict[str, Any]  # hparam_values of its config
+    status: str
+    start_time: float
+
+
+def folder_sessions(root: Path) -> List[Session]:
+    """The runs at or below ``root`` that TensorBoard shows (a config and event files)."""
+    root = Path(root)
+    sessions = []
+    for run_dir in run_folders(root):
+        try:
+            summary = read_summary(run_dir)
+        except RunError:
+            continue  # unreadable: `dropout-lab runs` names it
+        if summary.get("config") and next(run_dir.glob(EVENTS_GLOB), None):
+            run = run_dir.relative_to(root).as_posix() if run_dir != root else "."
+            sessions.append(Session(run, hparam_values(summary["config"]),
+                                    summary.get("status", "running"),
+                                    (run_dir / SUMMARY).stat().st_mtime))
+    return sessions
+
+
+def setting_key(values: Dict[str, Any]) -> str:
+    """What the runs of one setting share: every value but the seed."""
+    return repr(sorted((name, repr(value)) for name, value in values.items() if name != "seed"))
+
+
+def by_setting(runs: Iterable, values=lambda run: run) -> Dict[str, list]:
+    """``runs`` grouped by setting (``values(run)``: its settings), in order of appearance."""
+    groups: Dict[str, list] = {}
+    for run in runs:
+        groups.setdefault(setting_key(values(run)), []).append(run)
+    return groups
+
+
+def folder_dashboard(sessions: Sequence[Session], folder_name: str) -> Dict[str, Dict[str, bytes]]:
+    """What TensorBoard's HParams plugin reads of a folder (run -> summary tag -> plugin data),
+    computed from its runs' configs, whatever declarations their event files hold: one
+    experiment over all of them, the runs of a setting one session group.
+
+    A group is named after its values of the settings that differ under the folder (short
+    names: ``wd=0.001 lr=0.1``; the folder's name when only seeds differ); its hparams are the
+    setting's, with ``seeds`` instead of ``seed`` and ``status`` the set of its runs' statuses,
+    so that the dashboard's rows, filters and parallel coordinates show one line per setting,
+    with the mean of each metric over its seeds (TensorBoard's aggregation of a group)."""
+    from tensorboard.plugins.hparams import metadata
+
+    if not sessions:
+        return {}  # no run with a config and events yet: TensorBoard's own view
+    swept = [name for name in swept_names([s.values for s in sessions]) if name != "seed"]
+    contents: Dict[str, Dict[str, bytes]] = {".": {}}  # the experiment first
+    groups, statuses = [], set()
+    settings = list(by_setting(sessions, lambda session: session.values).values())
+    for members, group in zip(settings, group_names([m[0].values for m in settings], swept)):
+        values = {name: value for name, value in members[0].values.items() if name != "seed"}
+        seeds = sorted({s.values["seed"] for s in members if "seed" in s.values})
+        if seeds:
+            values[SEEDS.key] = ",".join(map(str, seeds))
+        status = "+".join(sorted({s.status for s in members}))
+        groups.append(values)
+        statuses.add(status)
+        for session in members:
+            tags = contents.setdefault(session.run, {})
+            start = session_start_summary(values, status, session.start_time,
+                                          group=group or folder_name)
+            tags[metadata.SESSION_START_INFO_TAG] = _content(start)
+            if Status(session.status).final:  # else running: TensorBoard's own status for it
+                tags[metadata.SESSION_END_INFO_TAG] = _content(
+                    session_end_summary(session.status, session.start_time))
+    contents["."][metadata.EXPERIMENT_TAG] = _content(experiment_summary(groups, statuses, swept))
+    return contents
+
+
+def group_names(settings: Sequence[Dict[str, Any]], swept: Sequence[str]) -> List[str]:
+    """Each setting's values of the ``swept`` hparams, short (``wd=1e-3 lr=0.1``: job folder
+    names' aliases and numbers), in full where short ones would name two settings alike."""
+    from dropout_lab.job_names import short_key, short_value
+
+    def name(values, text):
+        return " ".join(f"{short_key(key)}={text(values[key])}" for key in swept if key in values)
+
+    short = [name(values, lambda v: short_value(str(v))) for values in settings]
+    return short if len(set(short)) == len(short) else [name(values, str) for values in settings]
+
+
+def _content(summary) -> bytes:
+    return summary.value[0].metadata.plugin_data.content

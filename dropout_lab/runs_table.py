@@ -6,8 +6,11 @@ Both read only the runs' summary.json files (run_folder.py): no torch, no Tensor
 table of hundreds of runs takes a moment. The settings a table shows are those that differ
 between its runs (a sweep's swept keys), under the short names of job folders (job_names.py:
 ``p``, ``wd``, ...); the settings every run shares but that differ from the defaults are
-listed once above it. Settings that cannot change the results (paths, threads, the progress
-bar, logging switches: hparams.LEFT_OUT) are not shown.
+listed once above it. Settings that cannot change the results (paths, the progress bar, logging
+switches) or only their last digits (threads) are not shown (hparams.LEFT_OUT). A run without a
+config (a job that failed on its config) is described by its overrides and error below the
+table. ``--by-setting`` folds the runs that differ only by seed into one line: mean ± std over
+the completed seeds.
 """
 
 import csv
@@ -20,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from dropout_lab.errors import ConfigError, RunError
 from dropout_lab.config import flatten_config
-from dropout_lab.hparams import LEFT_OUT, compact
+from dropout_lab.hparams import LAST_DIGITS, LEFT_OUT, by_setting, compact
 from dropout_lab.job_names import name_order, short_key, short_value
 from dropout_lab.run_folder import SUMMARY, Status, has_summary, read_summary, run_folders
 
@@ -32,10 +35,11 @@ METRIC_COLUMNS = {
     "test_acc": "test acc",  # after the last epoch
     "best": "best",
     "gap": "gap",  # train acc (eval mode) - test acc, last epoch
-    "epochs": "epochs",
+    "epochs_done": "epochs done",  # not the setting trainer.epochs (a column "epochs" when swept)
     "time": "time",
 }
-DESCENDING = {"steady", "val", "test_acc", "best", "gap", "epochs", "time"}
+DESCENDING = {"steady", "val", "test_acc", "best", "gap", "epochs_done", "time"}
+SETTING_METRICS = ["steady", "val", "test_acc", "best", "gap"]  # --by-setting: mean ± std each
 
 
 @dataclass
@@ -44,6 +48,15 @@ class RunRow:
     status: str
     settings: Dict[str, str]  # config key -> value as text, results-relevant keys only
     metrics: Dict[str, Optional[float]] = field(default_factory=dict)  # METRIC_COLUMNS keys
+    error: Optional[str] = None  # a failed run's one-line reason
+    overrides: List[str] = field(default_factory=list)  # what a run without a config was given
+
+
+@dataclass
+class SettingRow(RunRow):
+    """--by-setting: the runs of one setting; ``metrics`` their means over the completed runs."""
+    stds: Dict[str, Optional[float]] = field(default_factory=dict)
+    seeds: str = ""  # completed/total
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -67,9 +80,9 @@ def read_row(run_dir: Path, root: Path) -> RunRow:
         "test_acc": final.get("test_accuracy"),
         "best": best.get("test_accuracy"),
         "gap": final.get("gap"),
-        "epochs": summary.get("epochs_done"),
+        "epochs_done": summary.get("epochs_done"),
         "time": (summary.get("timings") or {}).get("wall_seconds"),
-    })
+    }, error=summary.get("error"), overrides=list(summary.get("overrides") or []))
 
 
 def read_rows(root: Path, status: Optional[str] = None) -> List[RunRow]:
@@ -96,10 +109,29 @@ def default_settings() -> Dict[str, str]:
 
 
 def varying_keys(rows: Sequence[RunRow]) -> List[str]:
-    """The settings whose values differ between the rows (a sweep's swept keys), in the order
-    job folder names list them."""
+    """The settings whose values differ between the rows that have a config (a sweep's swept
+    keys), in the order job folder names list them."""
+    rows = [row for row in rows if row.settings]
     keys = sorted({key for row in rows for key in row.settings}, key=name_order)
     return [key for key in keys if len({row.settings.get(key) for row in rows}) > 1]
+
+
+def setting_rows(rows: Sequence[RunRow], varying: Sequence[str]) -> List[SettingRow]:
+    """One row per setting (the runs with a config that differ only by seed), in order of
+    appearance; mean and std of each SETTING_METRICS over its completed runs."""
+    from dropout_lab.report import mean_std
+
+    folded = []
+    for group in by_setting([row for row in rows if row.settings], lambda row: row.settings).values():
+        completed = [row for row in group if row.status == Status.COMPLETED]
+        stats = {name: mean_std([row.metrics.get(name) for row in completed])
+                 for name in SETTING_METRICS}
+        folded.append(SettingRow(
+            "", "", {key: group[0].settings[key] for key in varying if key in group[0].settings},
+            {name: mean for name, (mean, _) in stats.items()},
+            stds={name: std for name, (_, std) in stats.items()},
+            seeds=f"{len(completed)}/{len(group)}"))
+    return folded
 
 
 def shared_non_defaults(rows: Sequence[RunRow], varying: Sequence[str]) -> Dict[str, str]:
@@ -114,13 +146,14 @@ def shared_non_defaults(rows: Sequence[RunRow], varying: Sequence[str]) -> Dict[
             and all(row.settings.get(key) == first[key] for row in readable)}
 
 
-def sort_rows(rows: List[RunRow], key: Optional[str], settings: Sequence[str]) -> List[RunRow]:
+def sort_rows(rows: List[RunRow], key: Optional[str], settings: Sequence[str],
+              folded: bool = False) -> List[RunRow]:
     """Rows sorted by a column: a metric (highest first), run, status or a shown setting;
-    rows without a value last."""
+    rows without a value last. ``folded``: setting_rows (no run or status to sort by)."""
     if key is None:
         return rows
     names = {short_key(setting): setting for setting in settings}
-    choices = ["run", "status", *METRIC_COLUMNS, *names]
+    choices = [*SETTING_METRICS, *names] if folded else ["run", "status", *METRIC_COLUMNS, *names]
     if key not in choices:
         raise ConfigError(f"--sort has to be one of {', '.join(choices)}, not {key!r}")
 
@@ -149,49 +182,99 @@ def sortable(text: Optional[str]):
 # --- wording --------------------------------------------------------------------------------
 
 def runs_text(root: Path, sort: Optional[str] = None, status: Optional[str] = None,
-              as_csv: bool = False) -> str:
-    """What ``dropout-lab runs`` prints: the table (or CSV) of the runs under ``root``."""
+              as_csv: bool = False, folded: bool = False) -> str:
+    """What ``dropout-lab runs`` prints: the table (or CSV) of the runs under ``root``;
+    ``folded`` (--by-setting): of its settings, the runs that differ only by seed together."""
     rows = read_rows(root, status)
     varying = varying_keys(rows)
-    rows = sort_rows(rows, sort, varying)
+    shown = [key for key in varying if key != "seed"] if folded else varying
+    table_rows = sort_rows(setting_rows(rows, shown) if folded else rows, sort, shown, folded)
     if as_csv:
-        return csv_text(rows, varying)
-    counts = {}
+        return csv_text(table_rows, shown, folded)
+    counts: Dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     lines = [f"{len(rows)} run{'' if len(rows) == 1 else 's'} under {root}"
-             + (f" ({', '.join(f'{n} {s}' for s, n in counts.items())})" if rows else "")]
+             + (f" ({', '.join(f'{n} {s}' for s, n in counts.items())})" if rows else "")
+             + (f", {len(table_rows)} setting{'' if len(table_rows) == 1 else 's'}" if folded else "")]
     shared = shared_non_defaults(rows, varying)
     if shared:
         lines.append("same in all: " + " ".join(f"{short_key(k)}={short_value(v)}"
                                                 for k, v in shared.items()))
-    if rows:
-        columns = [name for name in METRIC_COLUMNS if name != "val"
-                   or any(row.metrics.get("val") is not None for row in rows)]
-        header = ["run", "status", *(short_key(key) for key in varying),
-                  *(METRIC_COLUMNS[name] for name in columns)]
-        body = [[row.run, row.status, *(short_value(row.settings.get(key, "-")) for key in varying),
-                 *(format_metric(name, row.metrics.get(name)) for name in columns)]
-                for row in rows]
-        lines += aligned([header, *body], right_from=2 + len(varying))
+    if table_rows:
+        lines += (setting_table if folded else run_table)(table_rows, shown)
+    lines += error_lines(rows)
     return "\n".join(lines) + "\n"
 
 
-def csv_text(rows: Sequence[RunRow], varying: Sequence[str]) -> str:
+def run_table(rows: Sequence[RunRow], varying: Sequence[str]) -> List[str]:
+    """One line per run; a run without a config shows "-" for every setting."""
+    columns = [name for name in METRIC_COLUMNS if name != "val"
+               or any(row.metrics.get("val") is not None for row in rows)]
+    header = ["run", "status", *(short_key(key) for key in varying),
+              *(METRIC_COLUMNS[name] for name in columns)]
+    body = [[row.run, row.status, *(short_value(row.settings.get(key, "-")) for key in varying),
+             *(format_metric(name, row.metrics.get(name)) for name in columns)]
+            for row in rows]
+    return aligned([header, *body], right_from=2 + len(varying))
+
+
+def setting_table(rows: Sequence[SettingRow], varying: Sequence[str]) -> List[str]:
+    """One line per setting: its values, seeds completed/total, mean ± std of each metric."""
+    columns = [name for name in SETTING_METRICS if name != "val"
+               or any(row.metrics.get("val") is not None for row in rows)]
+    header = [*(short_key(key) for key in varying), "seeds", *(METRIC_COLUMNS[n] for n in columns)]
+    body = [[*(short_value(row.settings.get(key, "-")) for key in varying), row.seeds,
+             *(mean_and_std(name, row.metrics.get(name), row.stds.get(name)) for name in columns)]
+            for row in rows]
+    return aligned([header, *body], right_from=len(varying))
+
+
+def mean_and_std(name: str, mean: Optional[float], std: Optional[float]) -> str:
+    """``0.8436 ± 0.0021``; the mean alone for one run."""
+    if std is None or mean is None or not math.isfinite(mean):
+        return format_metric(name, mean)
+    return f"{format_metric(name, mean)} ± {std:.4f}"
+
+
+def error_lines(rows: Sequence[RunRow]) -> List[str]:
+    """The failed runs' errors, below the table; a run without a config named by its overrides."""
+    failed = [row for row in rows if row.error]
+    lines = ["", "errors:"] if failed else []
+    for row in failed:
+        given = [o for o in row.overrides if o.split("=")[0].lstrip("+~") not in LEFT_OUT]
+        given = "" if row.settings or not given else f" [{' '.join(given)}]"
+        lines.append(f"  {row.run}{given}: {row.error}")
+    return lines
+
+
+def csv_text(rows: Sequence[RunRow], varying: Sequence[str], folded: bool = False) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run", "status", *varying, *METRIC_COLUMNS])
+    if folded:
+        writer.writerow([*varying, "seeds", *(f"{name}_{part}" for name in SETTING_METRICS
+                                              for part in ("mean", "std"))])
+        for row in rows:
+            writer.writerow([*(row.settings.get(key, "") for key in varying), row.seeds,
+                             *(blank(part.get(name)) for name in SETTING_METRICS
+                               for part in (row.metrics, row.stds))])
+        return out.getvalue()
+    writer.writerow(["run", "status", *varying, *METRIC_COLUMNS, "error"])
     for row in rows:
         writer.writerow([row.run, row.status, *(row.settings.get(key, "") for key in varying),
-                         *("" if row.metrics.get(name) is None else row.metrics[name]
-                           for name in METRIC_COLUMNS)])
+                         *(blank(row.metrics.get(name)) for name in METRIC_COLUMNS),
+                         row.error or ""])
     return out.getvalue()
+
+
+def blank(value: Optional[float]):
+    return "" if value is None else value
 
 
 def format_metric(name: str, value: Optional[float]) -> str:
     if value is None:
         return "-"
-    if name == "epochs":
+    if name == "epochs_done":
         return str(int(value))
     if name == "time":
         return duration(value)
@@ -253,10 +336,12 @@ def diff_text(run_a: Path, run_b: Path) -> str:
                          right_from=3)
     else:
         lines.append("config: the same settings")
-    neutral = [key for key in differ if key in LEFT_OUT]
-    if neutral:
-        lines.append("also differ (cannot change results): " + ", ".join(
-            f"{key} {shown(flat_a, key)} vs {shown(flat_b, key)}" for key in neutral))
+    for label, keys in (("change only the last digits", LAST_DIGITS),
+                        ("cannot change results", LEFT_OUT - LAST_DIGITS)):
+        others = [key for key in differ if key in keys]
+        if others:
+            lines.append(f"also differ ({label}): " + ", ".join(
+                f"{key} {shown(flat_a, key)} vs {shown(flat_b, key)}" for key in others))
     lines.append("")
     table = [["metric", "A", "B", "B - A"],
              ["status", a.get("status", "unknown"), b.get("status", "unknown"), ""]]

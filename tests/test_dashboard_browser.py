@@ -1,5 +1,7 @@
-"""What a person sees: `dropout-lab tensorboard` over a real sweep (per-layer p and weight decay,
-4 tiny jobs), opened in headless Chromium through Playwright.
+"""What a person sees: `dropout-lab tensorboard` over a folder of two sweeps with disjoint swept
+keys (per-layer p x seed; learning rate) and a single run (weight decay), tiny runs, opened in
+headless Chromium through Playwright: one HParams view with every swept key checked and every
+value in its filter, one row per setting with its seeds folded, numeric axes, the charts.
 
 Needs `chromium` on the PATH (Debian: apt-get install chromium) and the playwright package (its
 Python driver only: the browser is the system's). Outside CI it is skipped when either is
@@ -7,20 +9,27 @@ missing; in CI (CI=true, which .ci/run sets and scripts/setup.sh then installs b
 missing browser fails it.
 """
 
+import json
 import os
 import select
 import shutil
+import statistics
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, run_cli
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SWEPT = ["model.dropout.p=[0.2,0.5],[0.5,0.2]", "optim.weight_decay=0,1e-4"]
+TINY = ["data.subset=500", "data.test_subset=200", "trainer.epochs=2", "trainer.progress=false",
+        "trainer.num_threads=1"]
 TIMEOUT_MS = 60_000
+# The rows: one per setting, named by its values of the keys swept anywhere in the folder.
+ROWS = {"p1=0.2 p2=0.5 wd=0 lr=0.5": "0,1", "p1=0.5 p2=0.2 wd=0 lr=0.5": "0,1",
+        "p1=0.2 p2=0.5 wd=0 lr=0.1": "0", "p1=0.2 p2=0.5 wd=0 lr=0.3": "0",
+        "p1=0.2 p2=0.5 wd=1e-4 lr=0.5": "0"}
 
 
 def browser_or_skip() -> str:
@@ -43,17 +52,21 @@ def browser_or_skip() -> str:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    """(URL of a `dropout-lab tensorboard` over a finished 4-job sweep, the job folder names)."""
+    """(URL of a `dropout-lab tensorboard` over the folder, the folder, the chromium)."""
     chromium = browser_or_skip()
-    sweep_dir = tmp_path_factory.mktemp("dashboard") / "sweep"
-    run_cli("sweep", "--jobs", "2", "--sweep-dir", sweep_dir, *SWEPT, *TINY, check=True)
-    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    server = subprocess.Popen([sys.executable, "-m", "dropout_lab", "tensorboard", str(sweep_dir)],
+    root = tmp_path_factory.mktemp("dashboard") / "outputs"
+    run_cli("sweep", "--jobs", "2", "--sweep-dir", root / "probs",
+            "model.dropout.p=[0.2,0.5],[0.5,0.2]", "seed=0,1", *TINY, check=True)
+    run_cli("sweep", "--jobs", "2", "--sweep-dir", root / "rates", "optim.lr=0.1,0.3", *TINY,
+            check=True)
+    run_cli("train", "optim.weight_decay=1e-4", f"hydra.run.dir={root / 'single'}", *TINY,
+            check=True)
+    server = subprocess.Popen([sys.executable, "-m", "dropout_lab", "tensorboard", str(root)],
                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([server.stdout], [], [], 60)
         assert ready, "no URL printed within 60 s"
-        yield server.stdout.readline().split()[-1], jobs, chromium
+        yield server.stdout.readline().split()[-1], root, chromium
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -67,7 +80,7 @@ def page(dashboard):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(TIMEOUT_MS)
             yield page
         finally:
@@ -78,43 +91,86 @@ def cell_texts(locator):
     return [text.strip() for text in locator.all_text_contents() if text.strip()]
 
 
-@pytest.mark.slow
-def test_hparams_table_has_a_row_per_job_and_shows_the_swept_keys(dashboard, page):
+def table_rows(page):
+    """The HParams table as shown: its headers, and {trial ID: {header: cell text}}."""
     from playwright.sync_api import expect
 
-    url, jobs, _ = dashboard
-    page.goto(url + "#hparams")
+    page.goto(page.url.split("#")[0] + "#hparams")
     cells = page.locator("tf-hparams-table-view vaadin-grid-cell-content")
-    trial_ids = cells.filter(has_text="_p=[")  # the Trial ID cells: the job folder names
-    expect(trial_ids).to_have_count(len(jobs), timeout=TIMEOUT_MS)
-    assert cell_texts(trial_ids) == jobs == [  # in job order, named by what was swept
-        f"{num:03d}_p={p},wd={wd},epochs=2,subset=1000,test_subset=500"
-        for num, (p, wd) in enumerate([("[0.2,0.5]", "0"), ("[0.2,0.5]", "1e-4"),
-                                       ("[0.5,0.2]", "0"), ("[0.5,0.2]", "1e-4")])]
-
+    expect(cells.filter(has_text="p1=")).to_have_count(len(ROWS), timeout=TIMEOUT_MS)
     headers = cell_texts(page.locator("tf-hparams-table-view .table-header"))
-    assert headers[:2] == ["Trial ID", "Show Metrics"]
-    assert {"p1", "p2", "weight decay"} <= set(headers)  # the swept keys' columns, by default
-    assert {"test acc (steady)", "test acc (best)", "gap (train - test)"} <= set(headers)
-    for absent in ("train images", "test images", "standardize", "seed"):  # not swept: unchecked
-        assert absent not in headers
-
-    checked = dict(page.locator("paper-checkbox.hparam-checkbox").evaluate_all(
-        "boxes => boxes.map(box => [box.textContent.trim(), box.checked])"))
-    assert checked["p1"] and checked["p2"] and checked["weight decay"]
-    assert not checked["train images"] and not checked["status"]
-    assert "data.cache_dir" not in checked and "cache_dir" not in str(checked)  # left out
+    texts = [text.strip() for text in cells.all_text_contents()][len(headers):]
+    rows = {}
+    for start in [k for k, text in enumerate(texts) if text in ROWS]:
+        rows[texts[start]] = dict(zip(headers, texts[start:start + len(headers)]))
+    return headers, rows
 
 
 @pytest.mark.slow
-def test_per_layer_probabilities_are_numeric_axes(dashboard, page):
-    url, jobs, _ = dashboard
+def test_one_view_of_two_sweeps_and_a_run_checks_every_swept_key(dashboard, page):
+    url, _, _ = dashboard
+    page.goto(url)
+    headers, rows = table_rows(page)
+    assert headers[:2] == ["Trial ID", "Show Metrics"]
+    # every key swept anywhere (the seeds of each row fill the fifth column), nothing constant
+    assert set(headers[2:7]) == {"p1", "p2", "lr", "weight decay", "seeds"}
+    assert {"test acc (steady)", "test acc (best)", "gap (train - test)"} <= set(headers)
+    checked = dict(page.locator("paper-checkbox.hparam-checkbox").evaluate_all(
+        "boxes => boxes.map(box => [box.textContent.trim(), box.checked])"))
+    assert {name for name, on in checked.items() if on} == {"p1", "p2", "lr", "weight decay", "seeds"}
+    assert "seed" not in checked and "learning rate" not in headers
+    assert "lr (last epoch)" not in page.content()  # not a metric: its per-epoch chart stays
+
+    # Each filter lists every value used anywhere in the folder, numbers as numbers.
+    values = {}  # hparam -> the values its filter offers
+    for hparam in page.locator("div.hparam").all():
+        name = hparam.locator("paper-checkbox.hparam-checkbox").text_content().strip()
+        options = cell_texts(hparam.locator("paper-checkbox.discrete-value-checkbox"))
+        values[name] = options
+    for name, numbers in (("lr", [0.1, 0.3, 0.5]), ("weight decay", [0.0, 1e-4]),
+                          ("p1", [0.2, 0.5]), ("p2", [0.2, 0.5])):
+        assert [float(text) for text in values[name]] == pytest.approx(numbers)
+    assert values["seeds"] == ["0", "0,1"] and values["standardize"] == ["false"]
+
+
+@pytest.mark.slow
+def test_the_seeds_of_a_setting_are_one_row_with_their_mean(dashboard, page):
+    url, root, _ = dashboard
+    page.goto(url)
+    _, rows = table_rows(page)
+    assert set(rows) == set(ROWS)  # 7 runs, 5 settings
+    assert {name: row["seeds"] for name, row in rows.items()} == ROWS
+    for p1, p2 in ((0.2, 0.5), (0.5, 0.2)):
+        runs = [json.loads(path.read_text()) for path in (root / "probs").glob("*/summary.json")]
+        steady = [run["steady"]["test_accuracy"] for run in runs
+                  if run["config"]["model"]["dropout"]["p"] == [p1, p2]]
+        assert len(steady) == 2
+        shown = float(rows[f"p1={p1} p2={p2} wd=0 lr=0.5"]["test acc (steady)"])
+        assert shown == pytest.approx(statistics.fmean(steady), abs=1e-5)  # 5 digits shown
+
+    # One click away: Show Metrics on a row draws its seeds' curves (the page fetches each one).
+    fetched = []
+    page.on("request", lambda request: fetched.append(json.loads(request.post_data)["sessionName"])
+            if request.url.endswith("/metric_evals") else None)
+    cells = page.locator("tf-hparams-table-view vaadin-grid-cell-content")
+    texts = [text.strip() for text in cells.all_text_contents()]
+    cells.nth(texts.index("p1=0.5 p2=0.2 wd=0 lr=0.5") + 1).locator("paper-checkbox").click()
+    page.locator("tf-hparams-session-group-details").first.wait_for()
+    page.wait_for_timeout(3000)
+    seeds = sorted(path.parent.name for path in (root / "probs").glob("*/summary.json")
+                   if json.loads(path.read_text())["config"]["model"]["dropout"]["p"] == [0.5, 0.2])
+    assert sorted(set(fetched)) == [f"probs/{job}" for job in seeds]
+
+
+@pytest.mark.slow
+def test_per_layer_probabilities_are_numeric_axes_with_a_line_per_setting(dashboard, page):
+    url, _, _ = dashboard
     page.goto(url + "#hparams")
     page.get_by_text("Parallel Coordinates View").click()
     # Scale choices (linear, log, quantile) are offered for numeric columns only.
     numeric = page.locator("tf-hparams-scale-and-color-controls .column-title")
     numeric.first.wait_for()
-    assert {"p1", "p2", "weight decay"} <= set(cell_texts(numeric))
+    assert {"p1", "p2", "lr", "weight decay"} <= set(cell_texts(numeric))
     axes = page.locator("tf-hparams-parallel-coords-plot g.axis-parent")
     axes.first.wait_for()
     ticks = {}  # axis title -> its tick labels
@@ -128,7 +184,7 @@ def test_per_layer_probabilities_are_numeric_axes(dashboard, page):
         assert min(values) == pytest.approx(0.2) and max(values) == pytest.approx(0.5)
         assert len(values) > 2
     lines = page.locator("tf-hparams-parallel-coords-plot g.foreground path")
-    assert lines.count() == len(jobs)  # one line per job
+    assert lines.count() == len(ROWS)  # one line per setting, not per run
 
 
 @pytest.mark.slow

@@ -123,12 +123,13 @@ def test_the_experiment_declares_types_domains_and_what_to_show():
 
 def test_validation_metrics_are_declared_when_a_run_holds_out_a_split():
     plain = [m.name.tag for m in parse_experiment(hparams.experiment_summary(grid())).metric_infos]
-    assert "optim/lr" in plain and not {"steady/accuracy_val", "accuracy/val", "loss/val"} & set(plain)
+    assert not {"steady/accuracy_val", "accuracy/val", "loss/val"} & set(plain)
+    assert "optim/lr" not in plain  # the last epoch's rate: about 0 under cosine (its chart stays)
     runs = grid(data__validation=[0, 10000])  # one run with a split is enough
     tags = [m.name.tag for m in parse_experiment(hparams.experiment_summary(runs)).metric_infos]
     assert tags[:5] == ["steady/accuracy_test", "steady/accuracy_val", "best/accuracy_test",
                         "accuracy/test", "accuracy/val"]
-    assert {"loss/val", "optim/lr"} <= set(tags)
+    assert "loss/val" in tags
 
 
 def test_many_values_of_a_number_make_an_interval():
@@ -137,6 +138,73 @@ def test_many_values_of_a_number_make_an_interval():
     (lr,) = [info for info in experiment.hparam_infos if info.name == "optim.lr"]
     assert lr.HasField("domain_interval")
     assert (lr.domain_interval.min_value, lr.domain_interval.max_value) == pytest.approx((0.01, 0.12))
+
+
+# --- a folder's dashboard: two sweeps and a single run, seeds folded ----------------------
+
+def sessions(prefix, runs, status="completed"):
+    return [hparams.Session(f"{prefix}/{k:03d}", values, status, 0.0) for k, values in enumerate(runs)]
+
+
+def folder(sessions_list):
+    """(experiment, {run: SessionStartInfo}) of hparams.folder_dashboard over the sessions."""
+    from tensorboard.plugins.hparams import metadata
+
+    contents = hparams.folder_dashboard(sessions_list, "outputs")
+    assert list(contents)[0] == "."  # the experiment first: TensorBoard takes the first
+    experiment = metadata.parse_experiment_plugin_data(contents["."][metadata.EXPERIMENT_TAG])
+    starts = {run: metadata.parse_session_start_info_plugin_data(tags[metadata.SESSION_START_INFO_TAG])
+              for run, tags in contents.items() if metadata.SESSION_START_INFO_TAG in tags}
+    return experiment, starts
+
+
+def test_a_folder_of_two_sweeps_and_a_run_declares_every_swept_key_with_all_its_values():
+    from tensorboard.plugins.hparams import api_pb2
+
+    first = sessions("a", grid(optim__weight_decay=[0.0, 1e-3], seed=[0, 1]))
+    second = sessions("b", grid(optim__lr=[0.1, 0.3], model__hidden=[[512, 256], [256, 128]]))
+    single = [hparams.Session("single", grid(trainer__epochs=[3])[0], "diverged", 0.0)]
+    experiment, starts = folder(first + second + single)
+    infos = {info.name: info for info in experiment.hparam_infos}
+    checked = {name for name, info in infos.items() if info.differs}
+    assert checked == {"optim.weight_decay", "optim.lr", "model.hidden", "trainer.epochs", "seeds"}
+    for name, values in (("optim.weight_decay", [0.0, 1e-3]), ("optim.lr", [0.1, 0.3, 0.5]),
+                         ("trainer.epochs", [3.0, 10.0])):  # numbers, every value used
+        assert infos[name].type == api_pb2.DATA_TYPE_FLOAT64
+        assert [v.number_value for v in infos[name].domain_discrete.values] == values
+    assert [v.string_value for v in infos["model.hidden"].domain_discrete.values] == [
+        "[256,128]", "[256,256]", "[512,256]"]
+    assert not infos["model.dropout.p1"].differs and not infos["data.standardize"].differs
+    assert "seed" not in infos and "optim/lr" not in {m.name.tag for m in experiment.metric_infos}
+
+    # The seeds of a setting: one group, named by its values of the swept keys.
+    groups = {run: start.group_name for run, start in starts.items()}
+    assert groups["a/000"] == groups["a/001"] == "wd=0 lr=0.5 hidden=[256,256] epochs=10"
+    assert groups["a/002"] == groups["a/003"] == "wd=1e-3 lr=0.5 hidden=[256,256] epochs=10"
+    assert groups["b/000"] == "wd=0 lr=0.1 hidden=[512,256] epochs=10"
+    assert groups["single"] == "wd=0 lr=0.5 hidden=[256,256] epochs=3"
+    assert len(set(groups.values())) == 2 + 4 + 1
+    seeds = starts["a/001"].hparams["seeds"].string_value
+    assert seeds == "0,1" and "seed" not in starts["a/001"].hparams
+    assert starts["single"].hparams["status"].string_value == "diverged"
+
+
+def test_a_folder_of_one_setting_is_one_group_named_after_the_folder():
+    experiment, starts = folder(sessions("s", grid(seed=[0, 1, 2])))
+    assert {start.group_name for start in starts.values()} == {"outputs"}
+    assert not [info.name for info in experiment.hparam_infos
+                if info.differs and info.name not in hparams.HEADLINE + ["model.dropout.p1",
+                                                                         "model.dropout.p2"]]
+
+
+def test_a_folder_without_runs_declares_nothing():
+    assert hparams.folder_dashboard([], "outputs") == {}
+
+
+def test_group_names_stay_distinct_where_short_numbers_would_merge_them():
+    runs = grid(optim__lr=[0.123451, 0.123452])
+    assert hparams.group_names(runs, ["optim.lr"]) == ["lr=0.123451", "lr=0.123452"]
+    assert hparams.group_names(grid(optim__lr=[0.1, 1e-4]), ["optim.lr"]) == ["lr=0.1", "lr=1e-4"]
 
 
 # --- real event files ---------------------------------------------------------------------
@@ -162,7 +230,8 @@ def test_a_single_run_declares_its_own_experiment(tmp_path):
     shown = {info.display_name for info in experiment_in(events).hparam_infos if info.differs}
     assert shown == {"p1", "p2", "dropout kind", "weight decay", "lr"}
     metrics = [m.name.tag for m in experiment_in(events).metric_infos]
-    assert {"steady/accuracy_val", "accuracy/val", "loss/val", "optim/lr"} <= set(metrics)
+    assert {"steady/accuracy_val", "accuracy/val", "loss/val"} <= set(metrics)
+    assert events.Scalars("optim/lr")  # the per-epoch chart, not a metric
     for tag in metrics:  # each declared metric has its scalar in the run
         assert events.Scalars(tag), tag
     end = events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_END_INFO_TAG]

@@ -1,9 +1,12 @@
-"""`dropout-lab runs` and `dropout-lab diff` on a real sweep (real processes, real summaries),
-and `runs` over hundreds of runs: instant, and without importing torch."""
+"""`dropout-lab runs` and `dropout-lab diff` on real sweeps (real processes, real summaries): the
+table, a sweep with failed jobs, one line per setting (--by-setting), and `runs` over hundreds
+of runs: instant, and without importing torch."""
 
 import csv
 import io
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 
@@ -37,7 +40,7 @@ def test_runs_lists_each_job_with_its_swept_setting_and_metrics(sweep_dir):
     assert lines[0] == f"2 runs under {sweep_dir} (2 completed)"
     assert lines[1] == "same in all: epochs=2 subset=1000 test_subset=500"
     assert lines[2].split() == ["run", "status", "wd", "steady", "test", "acc", "best", "gap",
-                                "epochs", "time"]
+                                "epochs", "done", "time"]  # epochs trained, not the setting
     for line, job in zip(lines[3:], jobs(sweep_dir)):
         summary = read_summary(job)
         cells = line.split()
@@ -84,6 +87,82 @@ def test_diff_shows_the_differing_keys_and_the_metrics_side_by_side(sweep_dir):
 
 
 @pytest.mark.slow
+def test_diff_names_threads_as_changing_the_last_digits_and_paths_as_changing_nothing(sweep_dir,
+                                                                                     tmp_path):
+    first = jobs(sweep_dir)[0]
+    other = tmp_path / "other"
+    shutil.copytree(first, other)
+    summary = read_summary(other)
+    summary["config"]["trainer"]["num_threads"] = 2
+    summary["config"]["data"]["dir"] = "/elsewhere"
+    (other / "summary.json").write_text(json.dumps(summary))
+    lines = run_cli("diff", first, other, check=True).stdout.splitlines()
+    assert "config: the same settings" in lines
+    assert "also differ (change only the last digits): trainer.num_threads 1 vs 2" in lines
+    data_dir = read_summary(first)["config"]["data"]["dir"]  # null: the installed copy
+    assert f"also differ (cannot change results): data.dir {data_dir or 'null'} vs /elsewhere" in lines
+
+
+@pytest.fixture(scope="module")
+def failing_sweep(tmp_path_factory):
+    """Two seeds of a good setting, and two jobs that fail on their config (one hidden layer,
+    the default two dropout probabilities): no config in their summaries."""
+    sweep_dir = tmp_path_factory.mktemp("failing") / "sweep"
+    result = run_cli("sweep", "--sweep-dir", sweep_dir, "model.hidden=[128],[256,256]", "seed=0,1",
+                     *TINY)
+    assert result.returncode == 1, result.stderr
+    return sweep_dir
+
+
+@pytest.mark.slow
+def test_runs_without_a_config_are_described_by_their_overrides_and_error(failing_sweep):
+    lines = run_cli("runs", failing_sweep, check=True).stdout.splitlines()
+    assert lines[0] == f"4 runs under {failing_sweep} (2 failed, 2 completed)"
+    # the one swept key: not the ~30 keys a run without a config lacks
+    assert lines[2].split() == ["run", "status", "seed", "steady", "test", "acc", "best", "gap",
+                                "epochs", "done", "time"]
+    rows = [line.split() for line in lines[3:7]]
+    failed = [row for row in rows if row[1] == "failed"]
+    assert len(failed) == 2 and all(set(row[2:]) == {"-"} for row in failed)
+    errors = lines[lines.index("errors:") + 1:]
+    assert len(errors) == 2
+    for line, row in zip(errors, failed):
+        assert line.startswith(f"  {row[0]} [model.hidden=[128] seed=")  # its overrides
+        assert "trainer.num_threads" not in line  # what cannot change results left out
+        assert "model.dropout.p has 2 values but model.hidden has 1 layer" in line
+    only = run_cli("runs", failing_sweep, "--status", "failed", check=True).stdout.splitlines()
+    assert only[0] == f"2 runs under {failing_sweep} (2 failed)" and len(only) == 2 + 2 + 4
+    rows = list(csv.DictReader(io.StringIO(run_cli("runs", failing_sweep, "--csv", check=True).stdout)))
+    assert ["model.dropout.p has 2 values" in row["error"] for row in rows].count(True) == 2
+
+
+@pytest.mark.slow
+def test_by_setting_folds_the_seeds_into_mean_and_std(failing_sweep, sweep_dir):
+    lines = run_cli("runs", failing_sweep, "--by-setting", check=True).stdout.splitlines()
+    assert lines[0] == f"4 runs under {failing_sweep} (2 failed, 2 completed), 1 setting"
+    assert lines[2].split() == ["seeds", "steady", "test", "acc", "best", "gap"]
+    good = [read_summary(job) for job in jobs(failing_sweep) if read_summary(job).get("config")]
+    steady = [summary["steady"]["test_accuracy"] for summary in good]
+    cells = lines[3].split()
+    assert cells[:4] == ["2/2", f"{statistics.fmean(steady):.4f}", "±",
+                         f"{statistics.stdev(steady):.4f}"]  # sample std (n - 1)
+    assert lines[lines.index("errors:") - 2:lines.index("errors:")] == [lines[3], ""]
+
+    by_steady = run_cli("runs", sweep_dir, "--by-setting", "--sort", "steady", check=True)
+    rows = by_steady.stdout.splitlines()[3:]
+    finals = {read_summary(job)["config"]["optim"]["weight_decay"]:
+              read_summary(job)["steady"]["test_accuracy"] for job in jobs(sweep_dir)}
+    best_first = sorted(finals, key=finals.get, reverse=True)
+    assert [row.split()[0] for row in rows] == ["0" if wd == 0 else "1e-3" for wd in best_first]
+    assert all(row.split()[1] == "1/1" for row in rows)  # one seed each: the mean, no ±
+    table = list(csv.DictReader(io.StringIO(
+        run_cli("runs", sweep_dir, "--by-setting", "--csv", check=True).stdout)))
+    assert [row["optim.weight_decay"] for row in table] == ["0.0", "0.001"]
+    assert {float(row["steady_mean"]) for row in table} == set(finals.values())
+    assert {row["steady_std"] for row in table} == {""}
+
+
+@pytest.mark.slow
 def test_a_validation_split_gets_its_column_and_diff_row(tiny_cli_run, sweep_dir):
     # The tiny run holds out data.validation=500; the sweep's runs hold out none.
     _, run_dir = tiny_cli_run
@@ -110,8 +189,10 @@ def test_bad_paths_and_options_are_one_line_and_exit_2(sweep_dir, tmp_path):
                    "--status has to be one of running, completed, diverged, failed, interrupted, "
                    "not 'done'")
     one_error_line(run_cli("runs", sweep_dir, "--sort", "speed"),
-                   "--sort has to be one of run, status, steady, val, test_acc, best, gap, epochs, "
-                   "time, wd, not 'speed'")
+                   "--sort has to be one of run, status, steady, val, test_acc, best, gap, "
+                   "epochs_done, time, wd, not 'speed'")
+    one_error_line(run_cli("runs", sweep_dir, "--by-setting", "--sort", "run"),
+                   "--sort has to be one of steady, val, test_acc, best, gap, wd, not 'run'")
     one_error_line(run_cli("diff", jobs(sweep_dir)[0], tmp_path / "nowhere"),
                    f"{tmp_path / 'nowhere'} is not a dropout-lab run (it does not exist)")
     one_error_line(run_cli("diff", tmp_path, jobs(sweep_dir)[0]),
