@@ -40,7 +40,7 @@ import numpy as np
 from scipy import optimize, stats
 from scipy.stats import qmc
 
-from dropout_lab.report import mean_std
+from dropout_lab.inference.describe import mean_std
 
 ALPHA = 0.05  # two-sided level of every verdict (after Holm's correction)
 POWER = 0.8  # the power at which the detectable effect is stated
