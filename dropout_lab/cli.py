@@ -219,6 +219,34 @@ def exercise(
     raise typer.Exit(messages.exercises_exit_code(result))
 
 
+@app.command(context_settings={"ignore_unknown_options": True})
+def compare(
+    a: str = typer.Argument(..., help="Setting A: its overrides in one quoted argument, e.g. 'model.dropout.p=[0.2,0.5]'."),
+    b: str = typer.Argument(..., help="Setting B, the same way."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, show_default=False, help="Hydra overrides for both, e.g. trainer.epochs=5"),
+    margin: float = typer.Option(0.005, "--margin", help="Practical margin δ of the metric: a difference within ±δ counts as equivalent."),
+    max_seeds: int = typer.Option(30, "--max-seeds", help="Seeds per setting at most; looks at 5, 10, 20, 30, 40, ... up to it."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (more than 1: the joblib launcher)."),
+    launcher: Optional[str] = typer.Option(
+        None, "--launcher", help="basic, joblib, local or slurm (as for sweep)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Output folder (default outputs/compare/DATE/TIME_ID); an existing "
+                            "one resumes the same comparison."),
+    verbose: bool = VERBOSE,
+):
+    """Is setting A better than B, equivalent within ±margin, or undecided? Paired seeds in
+    rounds, a group-sequential test; report.md and decision.json in --out."""
+    from dropout_lab import messages
+    from dropout_lab.compare import run_compare
+
+    with reported_errors(verbose):
+        result = run_compare(messages.split_overrides(a), messages.split_overrides(b),
+                             overrides or [], margin=margin, max_seeds=max_seeds, jobs=jobs,
+                             launcher=launcher, out=out)
+    typer.echo(messages.describe_compare(result))
+
+
 def main() -> None:
     """The console script. A process that imported torch spends long in interpreter
     teardown after its last line (unloading torch's native libraries), so once a command has
