@@ -27,13 +27,13 @@ and scipy's ``ttest_rel``, and the one-look step-down against statsmodels' ``mul
 """
 
 import math
-from dataclasses import dataclass, field
-from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
 
-from dropout_lab.inference.sequential import ALPHA, MIN_SEEDS, Design
+from dropout_lab.inference.sequential import MIN_SEEDS, Design
 
 A_BETTER, B_BETTER, EQUIVALENT, UNDECIDED = "A better", "B better", "equivalent", "undecided"
 ANSWERS = (A_BETTER, B_BETTER, EQUIVALENT, UNDECIDED)
@@ -89,8 +89,9 @@ class Answer:
     def text(self, digits: int = 4) -> str:
         """'A better (dropout 0.5 higher): Δ = +0.0123, 95% CI ..., 10 seeds'."""
         q = self.question
-        if self.delta is None:
-            return f"{UNDECIDED} ({self.why})"
+        if self.why:  # no test yet
+            observed = "" if self.delta is None else f"; Δ = {self.delta:+.{digits}f}"
+            return f"{UNDECIDED} ({self.why}{observed})"
         numbers = (f"Δ = {self.delta:+.{digits}f}" + (
             f", 95% CI {self.ci[0]:+.{digits}f} to {self.ci[1]:+.{digits}f}" if self.ci else "")
             + f", {self.seeds} paired seeds")
