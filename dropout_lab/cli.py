@@ -203,6 +203,10 @@ def exercise(
     out: Optional[Path] = typer.Option(
         None, "--out", help="Output folder (default outputs/exercises/DATE/TIME_ID); an existing "
                             "one resumes: completed runs are skipped."),
+    until_decided: bool = typer.Option(
+        False, "--until-decided", help="Seeds in rounds (looks at 5, 10, 20, 30, ...), added only "
+                                       "to the settings of questions still undecided."),
+    max_seeds: int = typer.Option(30, "--max-seeds", min=2, help="With --until-decided: seeds per setting at most."),
     verbose: bool = VERBOSE,
 ):
     """Answer the textbook's dropout exercises with experiments: sweep, measure, report.md each."""
@@ -211,7 +215,8 @@ def exercise(
 
     with reported_errors(verbose):
         result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out,
-                               seeds=seeds, launcher=launcher)
+                               seeds=seeds, launcher=launcher,
+                               max_seeds=max_seeds if until_decided else None)
     typer.echo(messages.describe_exercises(result))
     problem = messages.exercises_problem(result)
     if problem:

@@ -52,6 +52,51 @@ def test_quick_exercise_writes_its_report(quick_all, number):
 
 
 @pytest.mark.slow
+def test_quick_reports_give_every_declared_question_one_of_four_answers(quick_all):
+    for folder in sorted(quick_all.glob("exercise_*")):
+        results = json.loads((folder / "results.json").read_text())
+        report = (folder / "report.md").read_text()
+        for question in results["questions"]:
+            assert question["answer"] in ("A better", "B better", "equivalent", "undecided")
+            assert f"**{question['question']}**" in report
+        assert "significantly" not in report and "Statistical tests" not in report
+        assert "(no verdict)" not in report
+
+
+@pytest.mark.slow
+def test_until_decided_adds_seeds_only_to_the_open_questions_settings(tmp_path):
+    """Exercise 2 --quick, looks at 5 and 7 seeds: the first round runs the grid, the second
+    the two settings of its open questions; the rerun trains nothing."""
+    out = tmp_path / "out"
+    args = ("exercise", "2", "--quick", "--until-decided", "--max-seeds", "7", "--out", out)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = out / "exercise_2" / "runs"
+    rounds = sorted(path.name for path in runs.iterdir() if path.is_dir())
+    results = json.loads((out / "exercise_2" / "results.json").read_text())
+    assert rounds[0] == "seeds_0-4" and len(list((runs / "seeds_0-4").glob("*/summary.json"))) == 10
+    if any(q["answer"] == "undecided" for q in results["questions"]):  # a second round ran
+        assert rounds[1:] == ["seeds_5-6_kind=custom", "seeds_5-6_kind=none"]
+    assert "a group-sequential design with looks at 5, 7 seeds" in results["design"]
+    report = (out / "exercise_2" / "report.md").read_text()
+    assert f"--until-decided --max-seeds 7 --out {out}" in report
+    stamps = sorted(path.stat().st_mtime_ns for path in runs.glob("*/*/summary.json"))
+    assert run_cli(*args).returncode == 0
+    assert sorted(path.stat().st_mtime_ns for path in runs.glob("*/*/summary.json")) == stamps
+
+
+def test_until_decided_refuses_seeds_set_otherwise():
+    from dropout_lab.errors import ConfigError
+    from dropout_lab.exercises.runner import sequential_design
+
+    assert sequential_design(None, None, []) is None
+    assert sequential_design(20, None, []).looks == (5, 10, 20)
+    for seeds, overrides in ((3, []), (None, ["seed=0,1"])):
+        with pytest.raises(ConfigError, match="--until-decided chooses the seeds"):
+            sequential_design(20, seeds, overrides)
+
+
+@pytest.mark.slow
 def test_quick_runs_are_normal_runs_of_a_sweep(quick_all):
     runs = sorted((quick_all / "exercise_6" / "runs").glob("*/summary.json"))
     assert len(runs) == 8  # quick: weight decay {0, 1e-4} x dropout off/on x seeds {0, 1}

@@ -56,12 +56,14 @@ def questions_lines(answers, design) -> List[str]:
     if not answers:
         return []
     rows = [[a.question.name, a.question.a, a.question.b, a.question.metric,
-             f"±{a.question.margin:g}", a.answer, a.seeds] for a in answers]
+             f"±{a.question.margin:g}", a.answer, a.seeds,
+             "; ".join(f"{look.seeds}: {look.answer}" for look in a.looks) or a.why]
+            for a in answers]
     looks = (design.text() if design is not None else
              f"a fixed design: one look at the seeds run ({max(a.seeds for a in answers)})")
     return ["## Questions (declared before the runs)", "",
             markdown_table(["question", "A", "B", "metric", "margin δ", "answer",
-                            "paired seeds"], rows), "",
+                            "paired seeds", "looks (seeds: answer)"], rows), "",
             f"{len(answers)} questions, one family (Holm). Design: {looks}. {HOW_DECIDED}", ""]
 
 
@@ -100,7 +102,8 @@ def common_settings(runs: Sequence[dict]) -> str:
     epochs = sorted({run["config"]["trainer"]["epochs"] for run in done})
     train_images = data["subset"] or 60000
     test_images = data["test_subset"] or 10000
-    return (f"{len(runs)} runs ran, {len(done)} completed, seeds {seeds(runs)}; "
+    return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} ran, {len(done)} completed, "
+            f"seeds {seeds(runs)}; "
             f"{'/'.join(map(str, epochs))} epochs "
             f"on {train_images} training images (test on {test_images}); {optim['name']} "
             f"lr {optim['lr']}, batch {trainer['batch_size']}; hidden layers "
@@ -217,7 +220,7 @@ def first_finding(result: dict) -> str:
     questions = result.get("questions") or []
     if questions:
         q = questions[0]
-        return f"{q['question']}: {q['answer']} ({q['seeds']} seeds)"
+        return f"{q['question']}: {q['answer']} ({q['seeds']} seed{'' if q['seeds'] == 1 else 's'})"
     return (result["conclusion"] or [""])[0].replace("\n", " ")
 
 
