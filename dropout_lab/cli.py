@@ -250,6 +250,10 @@ def compare(
                              overrides or [], margin=margin, max_seeds=max_seeds, jobs=jobs,
                              launcher=launcher, out=out)
     typer.echo(messages.describe_compare(result))
+    problem = messages.compare_problem(result)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(messages.exit_code(failed=problem is not None))
 
 
 def main() -> None:

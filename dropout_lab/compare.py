@@ -22,6 +22,7 @@ from dropout_lab.disk import read_json, write_json, write_text
 from dropout_lab.errors import ConfigError
 from dropout_lab.inference.decide import MARGIN, Answer, Question, answer_questions
 from dropout_lab.inference.sequential import ALPHA, Design, look_schedule
+from dropout_lab.run_folder import Status
 
 DECISION, REPORT, RUNS = "decision.json", "report.md", "runs"
 METRIC = "steady test accuracy"
@@ -52,6 +53,7 @@ class CompareResult:
     answer: Answer
     plan: ComparePlan
     lost: Dict[str, List[int]] = field(default_factory=dict)  # arm -> seeds without a value
+    failed: List[str] = field(default_factory=list)  # run folders that failed (not diverged)
 
 
 def run_compare(a: List[str], b: List[str], common: Optional[List[str]] = None, *,
@@ -69,16 +71,18 @@ def run_compare(a: List[str], b: List[str], common: Optional[List[str]] = None, 
     question = Question("A − B", "A", "B", METRIC, margin)
     design = Design(plan.looks, plan.alpha)
     values: Dict[str, Dict[int, float]] = {"A": {}, "B": {}}
-    first = 0
+    first, failed = 0, []
     for n in plan.looks:
         for arm, overrides in (("A", plan.a), ("B", plan.b)):
-            values[arm].update(run_round(arm, overrides, plan.common, first, n, out, jobs,
-                                         launcher))
+            runs = run_round(arm, overrides, plan.common, first, n, out, jobs, launcher)
+            values[arm].update(seed_values(runs))
+            failed += [str(run["run_dir"]) for run in runs
+                       if run["status"] not in (Status.COMPLETED, Status.DIVERGED)]
         first = n
         answer = answer_questions([question], {question.name: (values["A"], values["B"])},
                                   design)[0]
         lost = {arm: sorted(s for s, v in vals.items() if v != v) for arm, vals in values.items()}
-        result = CompareResult(out, answer, plan, lost)
+        result = CompareResult(out, answer, plan, lost, failed)
         write_decision(result, design)
         if answer.decided:
             break
@@ -129,23 +133,31 @@ def check_same_plan(out: Path, plan: ComparePlan) -> None:
 
 
 def run_round(arm: str, overrides, common, first: int, last: int, out: Path, jobs: int,
-              launcher: Optional[str]) -> Dict[int, float]:
-    """Seeds first..last-1 of one arm, as one sweep: {seed: steady test accuracy}, NaN for a
-    run without one (diverged or failed), which drops that seed from the pairing."""
-    from dropout_lab.exercises.runs import steady_value
-    from dropout_lab.run_folder import Status
+              launcher: Optional[str]) -> List[dict]:
+    """Seeds first..last-1 of one arm, as one sweep: its run records."""
     from dropout_lab.sweep.run import run_sweep
 
     seeds = f"seed={first}" if last - first == 1 else f"seed=range({first},{last})"
-    result = run_sweep([*common, *overrides, seeds],
-                       sweep_dir=out / RUNS / f"{arm}_seeds_{first}-{last - 1}", jobs=jobs,
-                       launcher=launcher)
-    values = {}
-    for run in result.runs:
-        value = steady_value(run) if run["status"] == Status.COMPLETED else None
-        values[run["config"].get("seed", run.get("params", {}).get("seed"))] = (
-            float("nan") if value is None else float(value))
-    return {int(seed): value for seed, value in values.items() if seed is not None}
+    return run_sweep([*common, *overrides, seeds],
+                     sweep_dir=out / RUNS / f"{arm}_seeds_{first}-{last - 1}", jobs=jobs,
+                     launcher=launcher).runs
+
+
+def seed_values(runs: List[dict]) -> Dict[int, float]:
+    """{seed: steady test accuracy}, NaN for a run without one (diverged or failed), which
+    drops that seed from the pairing. A run that failed before its config was written is
+    known by its seed override."""
+    from dropout_lab.exercises.questions import METRICS, by_seed
+
+    known = [run for run in runs if run.get("config")]
+    values = by_seed(known, METRICS[METRIC])
+    for run in runs:
+        if not run.get("config"):
+            seed = next((o.split("=", 1)[1] for o in run["overrides"] if o.startswith("seed=")),
+                        None)
+            if seed is not None:
+                values[int(seed)] = float("nan")
+    return {int(seed): value for seed, value in values.items()}
 
 
 # --- decision.json and report.md -----------------------------------------------------------
@@ -156,6 +168,7 @@ def write_decision(result: CompareResult, design: Design) -> None:
         "answer": answer.answer, "plan": result.plan.as_json(), "design": design_json(design),
         "seeds": answer.seeds, "delta": answer.delta, "ci": list(answer.ci) if answer.ci else None,
         "seeds_needed": answer.seeds_needed, "lost_seeds": result.lost,
+        "failed_runs": result.failed,
         "looks": [vars(look) for look in answer.looks], "text": answer.text()})
     write_text(result.out_dir / REPORT, report_markdown(result, design))
 
@@ -207,7 +220,8 @@ def report_markdown(result: CompareResult, design: Design) -> str:
         markdown_table(["paired seeds", "Δ", "p (Δ = 0)", "nominal level", "p (TOST)",
                         "nominal level (TOST)", "answer"], rows) if rows else
         f"No look yet ({answer.why}).", "",
-        f"Runs lost (diverged or failed; each drops only its own seed): {lost or 'none'}.",
+        f"Runs lost (diverged or failed; each drops only its own seed): {lost or 'none'}"
+        + (f"; failed, retried by a rerun: {', '.join(result.failed)}." if result.failed else "."),
         "", f"Runs: `{RUNS}/` (one sweep per arm and round). Resume: rerun the same command "
         f"with `--out {result.out_dir}` (completed runs are not trained again).", ""]
     return "\n".join(lines)

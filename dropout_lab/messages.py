@@ -133,3 +133,11 @@ def split_overrides(arm: str) -> list:
 def describe_compare(result) -> str:
     return (f"answer: {result.answer.text()}\n"
             f"report: {result.out_dir / 'report.md'} (decision.json beside it)")
+
+
+def compare_problem(result) -> Optional[str]:
+    """Runs that failed (an error, a lost job; not a diverged run, which is a result)."""
+    if not result.failed:
+        return None
+    return (f"{plural(len(result.failed), 'run')} failed and left out ({', '.join(result.failed)}); "
+            f"run the same command with --out {result.out_dir} to retry them")

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from dropout_lab.compare import ComparePlan, check_plan, run_compare
+from dropout_lab.compare import ComparePlan, check_plan, run_compare, seed_values
 from dropout_lab.errors import ConfigError
 from tests.conftest import run_cli
 
@@ -32,6 +32,18 @@ def test_a_changed_design_is_refused_before_any_run(tmp_path):
     with pytest.raises(ConfigError, match="another design"):
         run_compare(["model.dropout.kind=none"], ["optim.lr=0.1"], margin=0.01, max_seeds=10,
                     out=tmp_path)
+
+
+def test_a_lost_run_is_nan_for_its_own_seed_only():
+    """A diverged run, and a run that failed before writing its config, drop their seeds."""
+    def run(seed, status, value=0.85):
+        return {"status": status, "overrides": [f"seed={seed}"], "steady_test_accuracy": value,
+                "config": {"seed": seed}, "history": []}
+
+    runs = [run(0, "completed"), run(1, "diverged"), dict(run(2, "failed"), config={})]
+    values = seed_values(runs)
+    assert values[0] == 0.85 and set(values) == {0, 1, 2}
+    assert values[1] != values[1] and values[2] != values[2]  # NaN
 
 
 @pytest.mark.slow

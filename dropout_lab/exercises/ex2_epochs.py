@@ -148,10 +148,9 @@ def plot_curves(groups, names, path: Path) -> str:
     figure, axes = new_figure(len(METRICS), width=4.6)
     for ax, (metric, title) in zip(axes, METRICS.items()):
         for key, group in groups.items():
-            points = [point for point in zip(*curve(group, metric)) if point[1] is not None]
-            if not points:  # e.g. no gap without the eval-mode train pass (eval_train_subset=0)
-                continue
-            epochs, means, stds = zip(*points)
+            if not all(row.get(metric) is not None for run in group for row in run["history"]):
+                continue  # e.g. no gap without the eval-mode train pass (eval_train_subset=0)
+            epochs, means, stds = curve(group, metric)
             ax.plot(epochs, means, label=names[key])
             std_band(ax, epochs, means, stds, alpha=0.2)
         ax.set(xlabel="epoch", title=title)

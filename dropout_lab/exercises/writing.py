@@ -42,11 +42,12 @@ HOW_DECIDED = (
     "these rates. Tables and plots describe the runs; they give no verdicts.")
 
 
-def answer_lines(answers) -> List[str]:
-    """The report's opening: each declared question and its answer."""
+def answer_lines(answers, findings: Findings) -> List[str]:
+    """The report's opening: each declared question and its answer; an exercise without
+    questions (3) is answered by its first measured finding."""
     if not answers:
-        return ["This exercise declares no comparison: it is answered by the measurements "
-                "below."]
+        return [f"{(findings.conclusion or [''])[0]} (A measurement: this exercise compares no "
+                f"settings.)"]
     return [f"- **{a.question.name}** ({a.question.a} vs {a.question.b}, {a.question.metric}): "
             f"{a.text()}." for a in answers]
 
@@ -144,7 +145,7 @@ def setup_section(exercise: Exercise, findings: Findings, context: dict) -> List
     lines = ["## Setup", "", f"As configured (configs/experiment/{exercise.experiment}.yaml): "
              f"{exercise.design}", "", f"- This invocation: {common_settings(runs)}",
              *rerun_lines(exercise, context),
-             f"- {METRIC}",
+             *([f"- {METRIC}"] if exercise.questions else []),
              f"- Time: {context['seconds']:.0f} s for this invocation (sweep, measurements and "
              f"report; a resumed sweep skips completed runs); the runs' own wall times add up to "
              f"{run_seconds(runs):.0f} s."]
@@ -175,7 +176,7 @@ def report_markdown(exercise: Exercise, findings: Findings, context: dict) -> st
     answers = context.get("answers", [])
     parts = [f"# Exercise {exercise.number}: {exercise.title}", "",
              exercise.question, "",
-             "## Answer", "", *answer_lines(answers), "",
+             "## Answer", "", *answer_lines(answers, findings), "",
              *questions_lines(answers, context.get("design")),
              *setup_section(exercise, findings, context), "",
              *results_section(findings),

@@ -241,7 +241,7 @@ def _answer(question: Question, i: int, result: dict, design: Design) -> Answer:
     n_last = int(result["n"][-1, 0, i])
     if not looks:
         delta = float(result["mean"][-1, 0, i]) if n_last else None
-        why = ("no seed ran both settings" if not n_last else
+        why = ("no seed has a value in both settings" if not n_last else
                f"{n_last} paired seed{'s' if n_last > 1 else ''}: a test needs "
                f"{max(MIN_SEEDS, design.looks[0])}")
         return Answer(question, UNDECIDED, n_last, delta, why=why)
