@@ -206,17 +206,18 @@ def exercise(
     until_decided: bool = typer.Option(
         False, "--until-decided", help="Seeds in rounds (looks at 5, 10, 20, 30, ...), added only "
                                        "to the settings of questions still undecided."),
-    max_seeds: int = typer.Option(30, "--max-seeds", min=2, help="With --until-decided: seeds per setting at most."),
+    max_seeds: Optional[int] = typer.Option(
+        None, "--max-seeds", min=2, help="With --until-decided: seeds per setting at most (default 30)."),
     verbose: bool = VERBOSE,
 ):
     """Answer the textbook's dropout exercises with experiments: sweep, measure, report.md each."""
     from dropout_lab import messages
-    from dropout_lab.exercises.runner import run_exercises
+    from dropout_lab.exercises.runner import run_exercises, until_decided_seeds
 
     with reported_errors(verbose):
         result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out,
                                seeds=seeds, launcher=launcher,
-                               max_seeds=max_seeds if until_decided else None)
+                               max_seeds=until_decided_seeds(until_decided, max_seeds))
     typer.echo(messages.describe_exercises(result))
     problem = messages.exercises_problem(result)
     if problem:

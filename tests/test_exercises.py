@@ -87,8 +87,11 @@ def test_until_decided_adds_seeds_only_to_the_open_questions_settings(tmp_path):
 
 def test_until_decided_refuses_seeds_set_otherwise():
     from dropout_lab.errors import ConfigError
-    from dropout_lab.exercises.runner import sequential_design
+    from dropout_lab.exercises.runner import sequential_design, until_decided_seeds
 
+    assert until_decided_seeds(True, None) == 30 and until_decided_seeds(False, None) is None
+    with pytest.raises(ConfigError, match="--max-seeds goes with --until-decided"):
+        until_decided_seeds(False, 12)
     assert sequential_design(None, None, []) is None
     assert sequential_design(20, None, []).looks == (5, 10, 20)
     for seeds, overrides in ((3, []), (None, ["seed=0,1"])):

@@ -32,6 +32,7 @@ from dropout_lab.inference.sequential import Design, look_schedule
 from dropout_lab.run_folder import Status
 
 OUT_ROOT = Path("outputs/exercises")
+DEFAULT_MAX_SEEDS = 30  # --until-decided without --max-seeds
 # --quick: a small data subset, 2 epochs, one seed, one thread; exercises shrink their grids too.
 QUICK = ("data.subset=1000", "data.test_subset=500", "trainer.epochs=2", "seed=0",
          "trainer.num_threads=1", "trainer.progress=false")
@@ -94,6 +95,16 @@ def seed_overrides(seeds: Optional[int], overrides: List[str]) -> List[str]:
 
 def _sets_seed(overrides: List[str]) -> bool:
     return any(o.split("=", 1)[0].lstrip("+~") == "seed" for o in overrides)
+
+
+def until_decided_seeds(until_decided: bool, max_seeds: Optional[int]) -> Optional[int]:
+    """The options' --max-seeds (default 30) with --until-decided; None without it."""
+    if not until_decided:
+        if max_seeds is not None:
+            raise ConfigError("--max-seeds goes with --until-decided (seeds in rounds up to it); "
+                              "for a fixed number of seeds use --seeds K")
+        return None
+    return DEFAULT_MAX_SEEDS if max_seeds is None else max_seeds
 
 
 def sequential_design(max_seeds: Optional[int], seeds: Optional[int],
