@@ -287,10 +287,12 @@ def test_tost_equals_statsmodels_ttost_paired():
 
 def test_one_look_step_down_is_statsmodels_holm():
     rng = np.random.default_rng(5)
-    differences = rng.normal(0.004, 0.006, (40, 4, 6))  # some rejected, some not
+    differences = rng.normal(0.004, 0.006, (12, 4, 6))  # some rejected, some not
     result = answer_arrays(differences, [1e-12] * 4, LookDesign((6,)))  # no equivalence
-    for family, code in zip(result["p_sup"][0], result["code"]):
-        assert np.array_equal(multipletests(family, 0.05, "holm")[0], code != 3)
+    decided = result["code"] != 3
+    assert 0 < decided.sum() < decided.size  # both kinds of outcome are checked
+    for family, code in zip(result["p_sup"][0], decided):  # (statsmodels: ~0.1 s per call)
+        assert np.array_equal(multipletests(family, 0.05, "holm")[0], code)
 
 
 def test_the_boundaries_spend_the_planned_level():
