@@ -394,6 +394,7 @@ def test_report_opens_with_the_answer_and_states_the_runs_that_ran(tmp_path):
     text = report_markdown(ex1_probabilities.EXERCISE, findings, context)
     assert text.index("## Answer") < text.index("## Questions") < text.index("## Setup")
     assert "- **the textbook swap** ((0.2, 0.5) vs (0.5, 0.2), steady test accuracy): A better" in text
+    assert "this invocation changed the seeds or the budget, as the next line says" in text
     assert "This invocation: 9 runs ran, 9 completed, seeds [0, 1, 2]" in text
     assert f"--out {tmp_path}" in text and "hidden layers [256, 256]." in text
     assert "significant" not in text.split("## Setup")[1]

@@ -142,8 +142,12 @@ def rerun_lines(exercise: Exercise, context: dict) -> List[str]:
 
 def setup_section(exercise: Exercise, findings: Findings, context: dict) -> List[str]:
     runs = context["runs"]
-    lines = ["## Setup", "", f"As configured (configs/experiment/{exercise.experiment}.yaml): "
-             f"{exercise.design}", "", f"- This invocation: {common_settings(runs)}",
+    overridden = (context["quick"] or context.get("design") is not None
+                  or any(o.startswith("seed=") for o in context["user_overrides"]))
+    note = ("; this invocation changed the seeds or the budget, as the next line says"
+            if overridden else "")
+    lines = ["## Setup", "", f"As configured (configs/experiment/{exercise.experiment}.yaml"
+             f"{note}): {exercise.design}", "", f"- This invocation: {common_settings(runs)}",
              *rerun_lines(exercise, context),
              *([f"- {METRIC}"] if exercise.questions else []),
              f"- Time: {context['seconds']:.0f} s for this invocation (sweep, measurements and "
