@@ -221,20 +221,58 @@ def exercise(
     out: Optional[Path] = typer.Option(
         None, "--out", help="Output folder (default outputs/exercises/DATE/TIME_ID); an existing "
                             "one resumes: completed runs are skipped."),
+    until_decided: bool = typer.Option(
+        False, "--until-decided", help="Seeds in rounds (looks at 5, 10, 20, 30, ...), added only "
+                                       "to the settings of questions still undecided."),
+    max_seeds: Optional[int] = typer.Option(
+        None, "--max-seeds", min=2, help="With --until-decided: seeds per setting at most (default 30)."),
     verbose: bool = VERBOSE,
 ):
     """Answer the textbook's dropout exercises with experiments: sweep, measure, report.md each."""
     from dropout_lab import messages
-    from dropout_lab.exercises.runner import run_exercises
+    from dropout_lab.exercises.runner import run_exercises, until_decided_seeds
 
     with reported_errors(verbose):
         result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out,
-                               seeds=seeds, launcher=launcher)
+                               seeds=seeds, launcher=launcher,
+                               max_seeds=until_decided_seeds(until_decided, max_seeds))
     typer.echo(messages.describe_exercises(result))
     problem = messages.exercises_problem(result)
     if problem:
         typer.echo(f"error: {problem}", err=True)
     raise typer.Exit(messages.exercises_exit_code(result))
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def compare(
+    a: str = typer.Argument(..., help="Setting A: its overrides in one quoted argument, e.g. 'model.dropout.p=[0.2,0.5]'."),
+    b: str = typer.Argument(..., help="Setting B, the same way."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None, show_default=False, help="Hydra overrides for both, e.g. trainer.epochs=5"),
+    margin: float = typer.Option(0.005, "--margin", help="Practical margin δ of the metric: a difference within ±δ counts as equivalent."),
+    max_seeds: int = typer.Option(30, "--max-seeds", help="Seeds per setting at most; looks at 5, 10, 20, 30, 40, ... up to it."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (more than 1: the joblib launcher)."),
+    launcher: Optional[str] = typer.Option(
+        None, "--launcher", help="basic, joblib, local or slurm (as for sweep)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Output folder (default outputs/compare/DATE/TIME_ID); an existing "
+                            "one resumes the same comparison."),
+    verbose: bool = VERBOSE,
+):
+    """Is setting A better than B, equivalent within ±margin, or undecided? Paired seeds in
+    rounds, a group-sequential test; report.md and decision.json in --out."""
+    from dropout_lab import messages
+    from dropout_lab.compare import run_compare
+
+    with reported_errors(verbose):
+        result = run_compare(messages.split_overrides(a), messages.split_overrides(b),
+                             overrides or [], margin=margin, max_seeds=max_seeds, jobs=jobs,
+                             launcher=launcher, out=out)
+    typer.echo(messages.describe_compare(result))
+    problem = messages.compare_problem(result)
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(messages.exit_code(failed=problem is not None))
 
 
 def main() -> None:

@@ -164,3 +164,25 @@ def exercises_exit_code(result) -> int:
     """1 when a run failed, else 0: a diverged run is a measured result, which the reports
     count (the reports are written either way)."""
     return exit_code(failed=exercises_problem(result) is not None)
+
+
+# --- compare ----------------------------------------------------------------------------------
+
+def split_overrides(arm: str) -> list:
+    """One quoted argument of overrides ('a=1 b=[2,3]') as a list."""
+    import shlex
+
+    return shlex.split(arm)
+
+
+def describe_compare(result) -> str:
+    return (f"answer: {result.answer.text()}\n"
+            f"report: {result.out_dir / 'report.md'} (decision.json beside it)")
+
+
+def compare_problem(result) -> Optional[str]:
+    """Runs that failed (an error, a lost job; not a diverged run, which is a result)."""
+    if not result.failed:
+        return None
+    return (f"{plural(len(result.failed), 'run')} failed and left out ({', '.join(result.failed)}); "
+            f"run the same command with --out {result.out_dir} to retry them")

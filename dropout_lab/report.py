@@ -11,12 +11,16 @@ import csv
 import io
 import math
 import re
-import statistics
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.disk import save_figure, write_text
+<<<<<<< HEAD
 from dropout_lab.errors import ConfigError
+=======
+from dropout_lab.errors import RunError
+from dropout_lab.inference.describe import mean_std
+>>>>>>> decide
 from dropout_lab.run_folder import (OVERRIDES, Status, has_summary, read_summary, steady,
                                     tuned_metric)
 from dropout_lab.tables import markdown_table
@@ -158,14 +162,6 @@ def by_setting(runs: Sequence[dict], keys: Optional[Sequence[str]] = None) -> Di
     for run in runs:
         groups.setdefault(setting_of(run, keys), []).append(run)
     return groups
-
-
-def mean_std(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
-    """Mean and sample standard deviation (n - 1); std is None for fewer than 2 values."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = None,

@@ -1,14 +1,15 @@
 """Exercise 2: train for many more epochs, with and without dropout."""
 
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from dropout_lab.exercises.figures import save_panels
 from dropout_lab.exercises.runs import (at_epoch, dropout_name, group_by, peak, probabilities,
                                         steady_epochs, steady_metric, window_mean)
-from dropout_lab.exercises.stats import Family, change, difference, verdict
+from dropout_lab.exercises.stats import change
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
+from dropout_lab.inference.decide import Question, fisher_counts
 from dropout_lab.plots import new_figure, std_band
 from dropout_lab.report import curve
 from dropout_lab.run_folder import Status
@@ -21,6 +22,15 @@ TEXTBOOK_EPOCHS = 10
 # full exercises' completed runs the median largest dip is 0.04 and ordinary ones reach 0.17.
 COLLAPSE = 0.2
 
+DROPOUT, NONE = ("model.dropout.kind=custom",), ("model.dropout.kind=none",)
+# Declared before the runs; one family, Holm.
+QUESTIONS = (
+    Question("dropout at the end of long training", "dropout (0.2, 0.5)", "no dropout",
+             a_overrides=DROPOUT, b_overrides=NONE),
+    Question("dropout at the end of long training, gap", "dropout (0.2, 0.5)", "no dropout",
+             metric="steady gap", higher_is_better=False, a_overrides=DROPOUT, b_overrides=NONE),
+)
+
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
@@ -30,43 +40,31 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     reference = min(TEXTBOOK_EPOCHS, max(1, last // 2))  # the textbook's budget, or halfway
     window = steady_epochs(next(iter(groups.values()))[0])
     names = {key: dropout_name(key) for key in groups}
-    comparisons = family(groups, names, reference, last, window)
+    changes = {(key, metric): change(run_change(run, reference, last, window, metric)
+                                     for run in group)
+               for key, group in groups.items() for metric in ("test_accuracy", "gap")}
     tables = [over_training_table(groups, names, reference, last),
-              change_table(groups, names, comparisons, reference, last, window),
+              change_table(groups, names, changes, reference, last, window),
               endpoints_table(groups, names)]
     plots = [("Train accuracy (dropout on and eval mode), test accuracy and gap per epoch "
               "(mean ± std over seeds)", plot_curves(groups, names, out_dir / "curves.png"))]
-    lines = conclusion(groups, names, comparisons, reference, last)
+    lines = observations(groups, names, changes, reference, last)
     stable, trouble = stability(runs)
     # Runs that diverged or collapsed are the long run's first finding, before any average.
     lines = [stable] + lines if trouble else lines + [stable]
     numbers = {names[k]: {m: [steady_metric(g, m).mean, steady_metric(g, m).std,
                               steady_metric(g, m).n] for m in METRICS}
                for k, g in groups.items()}
-    return Findings(tables, plots, lines, numbers=numbers, comparisons=comparisons)
+    return Findings(tables, plots, lines, numbers=numbers)
 
 
-def change_name(key, metric: str, names) -> str:
-    return f"{names[key]}: change of {metric} over training"
-
-
-def family(groups, names, reference: int, last: int, window: int) -> dict:
-    """Dropout against none at the end (steady gap and test accuracy), and each setting's change
-    from the reference window to the last (each run against itself), Holm-adjusted together."""
-    comparisons = Family()
-    plain = [key for key in groups if not any(key)]
-    noisy = [key for key in groups if any(key)]
-    if plain and noisy:
-        none, drop = plain[0], noisy[0]
-        for metric in ("gap", "test_accuracy"):
-            comparisons.add(f"end, {metric}: {names[drop]} − {names[none]}", difference(
-                steady_metric(groups[drop], metric), steady_metric(groups[none], metric)))
-    for key, group in groups.items():
-        for metric in ("test_accuracy", "gap"):
-            comparisons.add(change_name(key, metric, names), change(
-                window_mean(run, last, metric, window) - window_mean(run, reference, metric, window)
-                for run in group))
-    return comparisons.adjust()
+def run_change(run: dict, reference: int, last: int, window: int, metric: str) -> Optional[float]:
+    """The run's change of ``metric`` from the window ending at ``reference`` to the one ending
+    at ``last``; None where the run has no such metric (e.g. no gap with
+    trainer.eval_train_subset=0)."""
+    start = window_mean(run, reference, metric, window)
+    end = window_mean(run, last, metric, window)
+    return None if start is None or end is None else end - start
 
 
 def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], reference: int,
@@ -79,47 +77,34 @@ def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str]
                  ["epoch", "setting", *METRICS.values()], rows)
 
 
-def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], comparisons: dict,
+def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
                  reference: int, last: int, window: int) -> Table:
     """Each run's change from the reference epoch to the last, and its peak."""
     peaks = {key: peak(group) for key, group in groups.items()}
     return Table(
         f"From epoch {reference} to epoch {last} (each run against itself)",
         ["setting", "Δ test acc", "Δ gap", "peak test acc", "epoch of the peak"],
-        [[names[key], comparisons[change_name(key, "test_accuracy", names)].text(),
-          comparisons[change_name(key, "gap", names)].text(),
+        [[names[key], changes[(key, "test_accuracy")].text(), changes[(key, "gap")].text(),
           peaks[key][0].text(), peaks[key][1].text(1)] for key in groups],
         f"Each end is the mean over {window} epochs (up to epoch {reference}, up to epoch "
-        f"{last}). The peak is each run's best epoch: an optimistic number (the maximum of a "
-        f"noisy curve).")
+        f"{last}); Δ with its 95% CI over the runs. The peak is each run's best epoch: an "
+        f"optimistic number (the maximum of a noisy curve).")
 
 
-def conclusion(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], comparisons: dict,
-               reference: int, last: int) -> List[str]:
+def observations(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+                 reference: int, last: int) -> List[str]:
     lines = []
-    plain = [key for key in groups if not any(key)]
-    noisy = [key for key in groups if any(key)]
-    if plain and noisy:
-        none, drop = plain[0], noisy[0]
-        for metric, words in (("gap", {"metric": "steady gap", "higher_is_better": None}),
-                              ("test_accuracy", {"metric": "steady test accuracy"})):
-            lines.append(f"After {last} epochs, " + verdict(
-                names[drop], steady_metric(groups[drop], metric), names[none],
-                steady_metric(groups[none], metric),
-                comparison=comparisons[f"end, {metric}: {names[drop]} − {names[none]}"], **words))
     for key in groups:
-        gap = comparisons[change_name(key, "gap", names)]
-        test = comparisons[change_name(key, "test_accuracy", names)]
         lines.append(f"{names[key]}: from epoch {reference} to {last} the gap changes by "
-                     f"{gap.text()} and test accuracy by {test.text()}"
-                     + growth_words(gap, test))
+                     f"{changes[(key, 'gap')].text()} and test accuracy by "
+                     f"{changes[(key, 'test_accuracy')].text()}.")
     return lines
 
 
 def stability(runs: List[dict]) -> Tuple[str, bool]:
     """How many runs of each setting ended badly or collapsed on the way (long training at
     lr 0.5 can diverge, or fall far below its own peak and climb back), and whether any did."""
-    parts, trouble = [], False
+    parts, trouble, counts = [], False, []
     for key in sorted({probabilities(run) for run in runs if run["config"]}):
         mine = [run for run in runs if run["config"] and probabilities(run) == key]
         done = [run for run in mine if run["status"] == Status.COMPLETED]
@@ -134,7 +119,13 @@ def stability(runs: List[dict]) -> Tuple[str, bool]:
                  if falls else ", none collapsed")
         trouble |= bool(bad or falls)
         parts.append(part)
-    return "Stability over the long run: " + "; ".join(parts) + ".", trouble
+        counts.append((len(bad) + len(falls), len(mine)))
+    text = "Stability over the long run: " + "; ".join(parts) + "."
+    if len(counts) == 2 and trouble:
+        text += (f" Fisher's exact test of these counts (diverged, failed or collapsed runs), "
+                 f"two-sided: p = {fisher_counts(*counts[0], *counts[1]):.2g} (outside the "
+                 f"declared family, so descriptive).")
+    return text, trouble
 
 
 def collapse(history: List[dict], drop: float = COLLAPSE) -> str:
@@ -153,24 +144,12 @@ def collapse(history: List[dict], drop: float = COLLAPSE) -> str:
             f"{history[-1]['test_accuracy']:.3f} at the end")
 
 
-def growth_words(gap, test) -> str:
-    if not gap.known:
-        return "."
-    if gap.significant and gap.delta > 0:
-        words = "; training longer widens the gap"
-        if test.known and not (test.significant and test.delta > 0):
-            words += " without a significant gain in test accuracy"
-        return words + "."
-    if gap.significant:
-        return "; the gap narrows."
-    return (f"; the gap does not change significantly (a change of {gap.detectable:.4f} would "
-            f"have been detected with 80% power).")
-
-
 def plot_curves(groups, names, path: Path) -> str:
     figure, axes = new_figure(len(METRICS), width=4.6)
     for ax, (metric, title) in zip(axes, METRICS.items()):
         for key, group in groups.items():
+            if not all(row.get(metric) is not None for run in group for row in run["history"]):
+                continue  # e.g. no gap without the eval-mode train pass (eval_train_subset=0)
             epochs, means, stds = curve(group, metric)
             ax.plot(epochs, means, label=names[key])
             std_band(ax, epochs, means, stds, alpha=0.2)
@@ -192,4 +171,5 @@ EXERCISE = Exercise(
             "change from epochs 8-10 to the last three."),
     analyze=analyze,
     quick=("trainer.epochs=4", "seed=0,1"),
+    questions=QUESTIONS,
 )

@@ -29,7 +29,7 @@ from typing import Dict, List
 from dropout_lab.exercises.figures import save_panels
 from dropout_lab.exercises.runs import (completed, dropout_name, dropout_of, final, group_by,
                                         last_epoch, probabilities)
-from dropout_lab.exercises.stats import Family, difference, estimate, verdict
+from dropout_lab.exercises.stats import difference, estimate
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.plots import new_figure
 from dropout_lab.report import curve
@@ -154,7 +154,7 @@ def layer_count(runs: List[dict]) -> int:
 
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
-    tables, plots, lines, comparisons = [], [], [], {}
+    tables, plots, lines = [], [], []
     checks = measurements.get("checks", [])
     if checks:
         tables.append(mc_table(checks, measurements["examples"]))
@@ -172,31 +172,11 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
         plots.append(("Each hidden layer's activation variance per epoch (mean over units and "
                       "seeds): before the noise (ReLU output) and after it",
                       plot_variance(groups, n_layers, out_dir / "variance_over_training.png")))
-        comparisons = variance_family(groups, n_layers)
-        lines += training_conclusion(groups, n_layers, comparisons)
+        lines += training_observations(groups, n_layers)
     else:
         lines.append("The runs logged no activation statistics (logging.activation_stats=false).")
     return Findings(tables, plots, lines, numbers={"mc_checks": [
-        {k: v for k, v in c.items() if not k.endswith("per_unit")} for c in checks]},
-        comparisons=comparisons)
-
-
-def variance_name(key, plain, k: int) -> str:
-    return f"layer {k} Var[h], last epoch: {dropout_name(key)} − {dropout_name(plain)}"
-
-
-def variance_family(groups: Dict[tuple, List[dict]], n_layers: int) -> dict:
-    """Each layer's activation variance before the noise, dropout against none (paired by
-    seed), Holm-adjusted together."""
-    comparisons = Family()
-    plain = [key for key in groups if not any(key)]
-    for key in [key for key in groups if any(key)]:
-        for k in range(1, n_layers + 1):
-            if plain:
-                metric = f"layer{k}_var_before_noise"
-                comparisons.add(variance_name(key, plain[0], k), difference(
-                    final(groups[key], metric), final(groups[plain[0]], metric)))
-    return comparisons.adjust()
+        {k: v for k, v in c.items() if not k.endswith("per_unit")} for c in checks]})
 
 
 def mc_table(checks: List[dict], examples: int) -> Table:
@@ -263,8 +243,7 @@ def variance_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
                  rows)
 
 
-def training_conclusion(groups: Dict[tuple, List[dict]], n_layers: int,
-                        comparisons: dict) -> List[str]:
+def training_observations(groups: Dict[tuple, List[dict]], n_layers: int) -> List[str]:
     lines = []
     plain = [key for key in groups if not any(key)]
     noisy = [key for key in groups if any(key)]
@@ -280,10 +259,10 @@ def training_conclusion(groups: Dict[tuple, List[dict]], n_layers: int,
         if plain:
             for k in range(1, n_layers + 1):
                 metric = f"layer{k}_var_before_noise"
-                lines.append(f"Layer {k} before the noise, last epoch, " + verdict(
-                    dropout_name(key), final(group, metric), dropout_name(plain[0]),
-                    final(groups[plain[0]], metric), metric="Var[h]", higher_is_better=None,
-                    comparison=comparisons[variance_name(key, plain[0], k)]))
+                mine, theirs = final(group, metric), final(groups[plain[0]], metric)
+                lines.append(f"Layer {k} before the noise, last epoch, Var[h]: "
+                             f"{dropout_name(key)} {mine.text()} vs {dropout_name(plain[0])} "
+                             f"{theirs.text()}, Δ = {difference(mine, theirs).text()}.")
     return lines
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import List
 
 from dropout_lab.exercises.figures import errorbar, log_x_ticks, save_panels
-from dropout_lab.exercises.stats import Estimate, Family, change, estimate
+from dropout_lab.exercises.stats import Estimate, change, estimate
 from dropout_lab.exercises.types import Exercise, Findings, Table
+from dropout_lab.inference.decide import Question
 from dropout_lab.plots import new_figure
 
 FULL_KS, QUICK_KS = (1, 2, 4, 8, 16, 32, 64), (1, 2, 4, 8)
@@ -134,40 +135,38 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
         return Findings.nothing("No trained network to evaluate: nothing to conclude.")
     ks = measurements["ks"]
     deterministic = estimate(r["deterministic"]["accuracy"] for r in results)
-    comparisons = family(results, ks)
-    deltas = {k: comparisons[k_name(k)] for k in ks}
+    deltas = {k: change(mask_mean(r, k) - r["deterministic"]["accuracy"] for r in results)
+              for k in ks}
     top = str(ks[-1])
+    gain = change(r["mc"][top]["auroc"] - r["deterministic"]["auroc"] for r in results)
     tables = [accuracy_table(results, ks, deterministic, deltas, measurements["repeats"]),
               entropy_table(results, top)]
     plots = [("Test accuracy and cost against the number of stochastic passes K",
               plot_k(results, ks, deterministic, out_dir / "mc_accuracy.png")),
              (f"Predictive entropy of right and wrong predictions, K = {top} (seed "
               f"{results[0]['seed']})", plot_entropy(results[0], out_dir / "entropy.png"))]
-    return Findings(tables, plots, conclusion(results, ks, deterministic, deltas, fastest(results),
-                                              comparisons[AUROC]),
+    return Findings(tables, plots, observations(results, ks, deltas, fastest(results), gain),
                     numbers={"deterministic": [deterministic.mean, deterministic.std],
-                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}},
-                    comparisons=comparisons)
+                             "delta": {k: [d.delta, d.se] for k, d in deltas.items()}})
 
 
-AUROC = "AUROC of entropy (flags wrong), MC at the largest K − deterministic"
+LARGEST_K, ONE_PASS = "the MC average of the largest K", "one stochastic pass"
+# Declared before the runs; one family, Holm. Both arms are measurements of the same networks.
+QUESTIONS = (
+    Question(LARGEST_K, "MC average of the largest K passes", "deterministic pass",
+             metric="test accuracy"),
+    Question(ONE_PASS, "one stochastic pass", "deterministic pass", metric="test accuracy"),
+)
 
 
-def k_name(k: int) -> str:
-    return f"test acc: MC average of K = {k} − deterministic"
-
-
-def family(results: List[dict], ks) -> dict:
-    """Each K's accuracy against the deterministic pass and the AUROC change at the largest K,
-    each network against itself, Holm-adjusted together."""
-    comparisons = Family()
-    for k in ks:
-        comparisons.add(k_name(k), change(mask_mean(r, k) - r["deterministic"]["accuracy"]
-                                          for r in results))
-    top = str(ks[-1])
-    comparisons.add(AUROC, change(r["mc"][top]["auroc"] - r["deterministic"]["auroc"]
-                                  for r in results))
-    return comparisons.adjust()
+def question_values(question: Question, runs: List[dict], measurements: dict):
+    """({seed: the MC accuracy}, {seed: the deterministic accuracy}) of each trained network."""
+    results = measurements.get("runs", [])
+    if not results:
+        return {}, {}
+    k = measurements["ks"][-1] if question.name == LARGEST_K else measurements["ks"][0]
+    return ({r["seed"]: mask_mean(r, k) for r in results},
+            {r["seed"]: r["deterministic"]["accuracy"] for r in results})
 
 
 def accuracy_table(results: List[dict], ks, deterministic: Estimate, deltas: dict,
@@ -185,8 +184,8 @@ def accuracy_table(results: List[dict], ks, deterministic: Estimate, deltas: dic
          "Δ vs deterministic (paired by seed)", "seconds (fastest)", "cost × deterministic"], rows,
         f"{len(results)} trained networks, {results[0]['test_images']} test images. K = 1 is a "
         f"single stochastic pass. The mask-draw spread pools {repeats}//K draws "
-        f"per network; Δ pairs each network with its own deterministic pass (a paired t-test "
-        f"over the networks, Holm-adjusted with the exercise's family).")
+        f"per network; Δ pairs each network with its own deterministic pass (95% CI over the "
+        f"networks, this row alone).")
 
 
 def entropy_table(results: List[dict], top: str) -> Table:
@@ -209,40 +208,15 @@ def entropy_table(results: List[dict], top: str) -> Table:
         "right one (0.5: no signal).")
 
 
-def conclusion(results, ks, deterministic, deltas, det_seconds, gain) -> List[str]:
-    lines = []
-    single = deltas[ks[0]]
-    lines.append(f"One stochastic pass against the deterministic pass: {single.text()} in test "
-                 f"accuracy (paired by network)"
-                 + (", a significant loss: a single noisy pass is a worse predictor."
-                    if single.significant and single.delta < 0 else "."))
-    below = [k for k in ks if not deltas[k].known or (deltas[k].significant and deltas[k].delta < 0)]
-    if not below:
-        lines.append(f"No K tested ({ks[0]} to {ks[-1]}) leaves the MC average significantly below "
-                     f"the deterministic pass.")
-    elif below[-1] != ks[-1]:
-        k = ks[ks.index(below[-1]) + 1]
-        lines.append(f"The MC average is not significantly below the deterministic pass "
-                     f"from K = {k} on, at {fastest(results, k) / det_seconds:.0f}× its time.")
-    else:
-        lines.append(f"Up to K = {ks[-1]} the MC average stays significantly below the "
-                     f"deterministic pass: its deficit shrinks to {deltas[ks[-1]].text()}, "
-                     f"small but consistent over the networks.")
-    top = deltas[ks[-1]]
+def observations(results, ks, deltas, det_seconds, gain) -> List[str]:
+    """What the measurements show, without verdicts (those are the declared questions')."""
     cost = fastest(results, ks[-1]) / det_seconds
-    if top.significant and top.delta > 0:
-        lines.append(f"At K = {ks[-1]} the MC average beats the deterministic pass by "
-                     f"{top.text()} at {cost:.0f}× its time: a trade of compute for accuracy; the "
-                     f"deterministic pass is the one-pass approximation of that average.")
-    else:
-        where = ("significantly below" if top.significant else
-                 "not significantly different from" if top.known else "(no verdict) next to")
-        lines.append(f"At K = {ks[-1]} the MC average is {where} the deterministic pass "
-                     f"({top.text()}) and costs {cost:.0f}× its time: one deterministic pass "
-                     f"(the expected value of the noise) gives at least the accuracy of averaging "
-                     f"many masks, which is why dropout is switched off at test time.")
-    lines.append(entropy_line(results, str(ks[-1]), gain))
-    return lines
+    lines = ["Test accuracy, MC average − deterministic pass, per K: "
+             + "; ".join(f"K = {k}: {deltas[k].text()}" for k in ks) + ".",
+             f"The MC average of K = {ks[-1]} passes costs {cost:.0f}× the deterministic pass's "
+             f"time; the deterministic pass (eval mode) is the one-pass approximation of that "
+             f"average (the expected value of the noise)."]
+    return lines + [entropy_line(results, str(ks[-1]), gain)]
 
 
 def entropy_line(results, k: str, gain) -> str:
@@ -251,12 +225,10 @@ def entropy_line(results, k: str, gain) -> str:
     wrong = estimate(r["mc"][k]["predictive_entropy_wrong"] for r in results)
     area = estimate(r["mc"][k]["auroc"] for r in results)
     higher = "higher" if wrong.mean > right.mean else "lower"
-    versus = ("better than" if gain.significant and gain.delta > 0 else
-              "worse than" if gain.significant else "not significantly different from")
-    return (f"Uncertainty: wrong predictions have a {higher} predictive entropy than right ones "
-            f"(K = {k}: {wrong.text(3)} against {right.text(3)} nats); entropy ranks a wrong "
-            f"prediction above a right one with probability {area.text(3)}, {versus} the "
-            f"deterministic softmax's (AUROC change {gain.text(3)}).")
+    return (f"Uncertainty: wrong predictions have a {higher} mean predictive entropy than right "
+            f"ones (K = {k}: {wrong.text(3)} against {right.text(3)} nats); entropy ranks a "
+            f"wrong prediction above a right one with probability {area.text(3)}; the AUROC "
+            f"change against the deterministic softmax's is {gain.text(3)}.")
 
 
 def plot_k(results, ks, deterministic: Estimate, path: Path) -> str:
@@ -302,4 +274,6 @@ EXERCISE = Exercise(
             "spread over masks."),
     analyze=analyze,
     measure=measure,
+    questions=QUESTIONS,
+    values=question_values,
 )

@@ -12,9 +12,10 @@ from typing import Dict, List, Tuple
 from dropout_lab.exercises.figures import errorbar, save_panels
 from dropout_lab.exercises.runs import (dropout_of, group_by, instability, noise_kind,
                                         probabilities, seconds_per_epoch, steady_metric)
-from dropout_lab.exercises.stats import Family, difference, verdict
+from dropout_lab.exercises.stats import difference
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
+from dropout_lab.inference.decide import Question
 
 final = steady_metric  # the exercise's metric: the steady value of each run
 from dropout_lab.plots import new_figure
@@ -60,23 +61,28 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     moments = {key: noise_moments(key) for key in groups}
     order = sorted(groups, key=lambda key: (round(moments[key]["variance"], 6), key[0]))
     pairs = matched_pairs(order, moments)
-    comparisons = family(groups, order, pairs)
-    tables = [noise_table(groups, order, moments), matched_table(groups, pairs, comparisons),
+    tables = [noise_table(groups, order, moments), matched_table(groups, pairs),
               endpoints_table({key: groups[key] for key in order}, {key: name(key) for key in order})]
-    lines = ([answer(pairs, comparisons)]
-             + [f"At matched variance {variance:.3f}, steady " + verdict(
-                 name(three), final(groups[three]), name(other), final(groups[other]),
-                 comparison=comparisons[matched_name(three, other)])
-                for variance, three, other in pairs]
-             + sparsity_lines(order)
+    lines = (sparsity_lines(order)
              + instability({name(key): final(groups[key]) for key in order}))
     plots = [("Final test accuracy per noise, by the noise variance (mean ± std over seeds)",
               plot_noises(groups, order, moments, out_dir / "noises.png"))]
-    return Findings(tables, plots, lines, comparisons=comparisons)
+    return Findings(tables, plots, lines)
 
 
-def matched_name(three, other, metric: str = "test_accuracy") -> str:
-    return f"{metric}: {name(three)} − {name(other)}"
+def noise(kind: str, p: float, mode: str = "") -> Tuple[str, ...]:
+    extra = f",three_valued:{mode}" if mode else ""
+    return (f"model.dropout={{kind:{kind},p:{p:g}{extra}}}",)
+
+
+# Declared before the runs; one family, Holm: three-valued noise against Bernoulli and
+# Gaussian noise of the same mean and variance.
+QUESTIONS = tuple(
+    Question(f"three-valued against {other} at p {p:g}", f"three-valued {mode} (p={p:g})",
+             f"{other} (p={p:g})", a_overrides=noise("three_valued", p, mode),
+             b_overrides=noise(kind, p))
+    for p, mode in ((0.2, "variance_matched"), (0.4, "uniform"))
+    for kind, other in (("custom", "Bernoulli"), ("gaussian", "Gaussian")))
 
 
 def variance_partners(order):
@@ -85,20 +91,6 @@ def variance_partners(order):
     return [(three, partner) for three in order if three[0] == "three_valued"
             for partner in bernoulli
             if abs(noise_moments(partner)["variance"] - noise_moments(three)["variance"]) < 1e-6]
-
-
-def family(groups, order, pairs) -> dict:
-    """Two families, each Holm-adjusted: the matched comparisons in test accuracy (the
-    question), and the same in the gap. Training time is not compared: the sweep runs the
-    settings in order, two at a time, so machine load, not the noise, sets their s/epoch."""
-    adjusted = {}
-    for metric in ("test_accuracy", "gap"):
-        matched = Family()
-        for _, three, other in pairs:
-            matched.add(matched_name(three, other, metric), difference(
-                final(groups[three], metric), final(groups[other], metric)))
-        adjusted.update(matched.adjust())
-    return adjusted
 
 
 def matched_pairs(order: List[tuple], moments: Dict[tuple, dict]) -> List[Tuple[float, tuple, tuple]]:
@@ -123,43 +115,15 @@ def noise_table(groups, order, moments) -> Table:
         "more than the noise, so it is shown, not compared.")
 
 
-def matched_table(groups, pairs, comparisons) -> Table:
+def matched_table(groups, pairs) -> Table:
     rows = [[f"{variance:.3f}", name(three), name(other),
-             comparisons[matched_name(three, other)].text(),
-             comparisons[matched_name(three, other, "gap")].text()]
+             difference(final(groups[three]), final(groups[other])).text(),
+             difference(final(groups[three], "gap"), final(groups[other], "gap")).text()]
             for variance, three, other in pairs]
     return Table("Three-valued noise against the others at the same variance",
                  ["Var[ξ]", "three-valued", "against", "Δ test acc", "Δ gap"], rows,
                  "Δ = three-valued − the other; matched mean (1) and variance, so only "
                  "the shape of the noise differs.")
-
-
-def answer(pairs, comparisons) -> str:
-    """'Can it work better?' from the matched-variance comparisons."""
-    better, worse, unknown, total = [], [], 0, len(pairs)
-    for _, three, other in pairs:
-        diff = comparisons[matched_name(three, other)]
-        if not diff.known:
-            unknown += 1
-        elif diff.significant:
-            (better if diff.delta > 0 else worse).append(f"{name(three)} vs {name(other)}")
-    if not total:
-        return "No three-valued run with a matched-variance partner: no answer."
-    if unknown == total:
-        return "Can three-valued noise work better? No verdict: fewer than 2 seeds."
-    if better:
-        return (f"Can three-valued noise work better? Yes, significantly in {len(better)} of "
-                f"{total} matched comparisons ({'; '.join(better)})"
-                + (f", and worse in {len(worse)} ({'; '.join(worse)})." if worse else "."))
-    if worse:
-        return (f"Can three-valued noise work better? Not here: it is significantly worse in "
-                f"{len(worse)} of {total} matched comparisons ({'; '.join(worse)}) and tied in the rest.")
-    detectable = max(comparisons[matched_name(three, other)].detectable for _, three, other in pairs
-                     if comparisons[matched_name(three, other)].known)
-    return (f"Can three-valued noise work better? Not measurably: in all {total} comparisons at "
-            f"matched mean and variance the difference in steady test accuracy is not "
-            f"significant (each could detect |Δ| ≥ {detectable:.4f} with 80% power or better): "
-            f"at a given mean and variance, no effect of the noise's shape shows at this budget.")
 
 
 def sparsity_lines(order) -> List[str]:
@@ -195,5 +159,7 @@ EXERCISE = Exercise(
             "close, so the exercise gets more seeds. Matching mean and variance leaves only the "
             "shape of the noise to differ."),
     analyze=analyze,
-    quick=("model.dropout={kind:none},{kind:custom,p:0.4},{kind:three_valued,p:0.4,three_valued:uniform}",),
+    quick=("model.dropout={kind:none},{kind:custom,p:0.4},{kind:gaussian,p:0.4},"
+           "{kind:three_valued,p:0.4,three_valued:uniform}",),
+    questions=QUESTIONS,
 )

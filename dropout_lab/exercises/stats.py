@@ -1,38 +1,25 @@
-"""Comparisons of settings over seeds: t-tests, 95% CIs, Holm's correction and detectable effects.
+"""Descriptive comparisons of settings over seeds for the exercises' tables: Δ with its 95% CI
+from a t interval, and the power of a t-test (for the seeds a fixed design would need).
 
-The conventions, stated once:
+The verdicts are not made here: they come from each exercise's declared questions
+(inference/decide.py). The conventions:
 
 - An ``Estimate`` is one metric of one setting over its runs (mean ± sample std), optionally
   keyed by seed.
 - A comparison is a contrast Δ = Σ weight·mean over settings: a ``difference`` (A − B), an
   interaction such as (A − B) − (C − D) (``contrast``), or the mean per-run ``change`` of a
-  metric (e.g. epoch 50 minus epoch 10 of the same runs). Each gets a two-sided p-value and a
-  95% CI of Δ from a t-test (scipy.stats):
-    * paired by seed (``ttest_rel`` / a one-sample test of the per-seed contrast) when every
-      setting involved is keyed by the same set of seeds: runs with the same seed share the batch
-      order and, where the layer sizes match, the initial weights, so their difference cancels
-      that noise.
-      A paired test stays valid when the pairing buys nothing; it only has fewer df.
-    * Welch's t-test (``ttest_ind(equal_var=False)``; Welch-Satterthwaite df for contrasts of
-      more than two settings) otherwise: unequal spreads across settings are allowed.
-- The comparisons of one exercise form a ``Family``; ``Family.adjust`` applies Holm's
-  correction, and a comparison is *significant* when its Holm-adjusted p < ALPHA (a comparison
-  outside a family is a family of one). The CI is for the comparison alone (not adjusted).
-- Every tested comparison states its minimum detectable effect: the smallest true |Δ| that its
-  test finds with POWER (80%) at level ALPHA/m, m the family size. ALPHA/m is the level of
-  Holm's first step, and Holm rejects whenever p < ALPHA/m, so the 80% is a guarantee for the
-  verdict the report prints, whatever the other comparisons do (at the unadjusted ALPHA it would
-  be an overstatement in every family with m > 1). It uses the observed SD (pooled over the
-  settings, or of the per-seed contrast when paired) as if it were the true one: with 3 seeds
-  (2 df) the 95% CI of the true SD runs from about 0.5× to 6× the observed one, so the
-  detectable effect is a rough guide, not a measurement.
+  metric (e.g. epoch 50 minus epoch 10 of the same runs), with a 95% CI (scipy.stats):
+    * paired by seed over the seeds every setting involved ran (at least 2): runs with the same
+      seed share the batch order and, where the layer sizes match, the initial weights, so
+      their difference cancels that noise; a seed lost in one setting drops out, no other;
+    * Welch's interval otherwise (Welch-Satterthwaite df for contrasts of more than two).
 """
 
 import math
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import (Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple,
                     Union)
 
@@ -40,23 +27,13 @@ import numpy as np
 from scipy import optimize, stats
 from scipy.stats import qmc
 
-from dropout_lab.report import mean_std
+from dropout_lab.inference.describe import mean_std
 
-ALPHA = 0.05  # two-sided level of every verdict (after Holm's correction)
-POWER = 0.8  # the power at which the detectable effect is stated
+ALPHA = 0.05  # two-sided level of a test in the power calculations
+POWER = 0.8  # the default power of ``seeds_needed``
 CONFIDENCE = 0.95  # of every CI (per comparison, not adjusted)
 
 SAME_SEED = "same seed: same batch order, and same initial weights where the layer sizes match"
-
-SIGNIFICANCE_RULE = (
-    "Each comparison is a t-test over seeds, paired by seed when every setting involved ran the "
-    f"same seeds ({SAME_SEED}), Welch's otherwise; its 95% CI is for that comparison alone. "
-    "The p-values of one exercise are adjusted together with Holm's method, and a comparison "
-    "is significant when its adjusted p < 0.05. Where it is not, the report states the "
-    "smallest difference the comparison could have detected with 80% power (at the level "
-    "0.05/m for m comparisons, from the observed spread over seeds, itself uncertain)."
-)
-
 
 # --- one setting over its seeds ----------------------------------------------------------------
 
@@ -240,11 +217,11 @@ def seeds_needed(delta: float, sd: float, paired: bool = False, power: float = P
 
 @dataclass(frozen=True)
 class Comparison:
-    """A contrast Δ of setting means with its test. Fields are None where not computable:
-    ``delta`` without a completed run in some setting; the test without 2 seeds per setting
-    (or 2 shared seeds) or without spread. ``method`` says which test and why, or why none.
-    ``adjusted_p`` is Holm-adjusted within a family of ``family_size`` tested comparisons
-    (equal to ``p_value`` for a comparison on its own)."""
+    """A contrast Δ of setting means, described: its estimate and 95% CI (for tables; the
+    verdicts come from the declared questions, inference/decide.py). Fields are None where not
+    computable: ``delta`` without a completed run in some setting; the CI without 2 seeds per
+    setting (or 2 shared seeds) or without spread. ``method`` says which t interval and why,
+    or why none."""
 
     delta: Optional[float]
     se: Optional[float] = None
@@ -253,63 +230,21 @@ class Comparison:
     ci: Optional[Tuple[float, float]] = None
     method: str = ""
     design: Optional[Design] = None
-    adjusted_p: Optional[float] = None
-    family_size: int = 1
 
     @property
     def known(self) -> bool:
-        """Whether there is a test (and so a verdict)."""
-        return self.p_value is not None
-
-    @property
-    def significant(self) -> bool:
-        return self.known and self.adjusted_p < ALPHA
-
-    @cached_property
-    def detectable(self) -> Optional[float]:
-        """Smallest true |Δ| found with 80% power at level ALPHA / family_size (module doc)."""
-        return None if self.design is None else self.design.detectable(ALPHA / self.family_size)
+        """Whether there is an interval."""
+        return self.ci is not None
 
     def text(self, digits: int = 4) -> str:
-        """Table cell: '+0.0123 (95% CI +0.0040 to +0.0206, p = 0.012)', or why no test."""
+        """Table cell: '+0.0123 (95% CI +0.0040 to +0.0206)', or why no interval."""
         if self.delta is None:
             return f"n/a ({self.method})"
         if not self.known:
-            return f"{self.delta:+.{digits}f} (no verdict: {self.method})"
-        holm = "" if self.family_size == 1 else f", Holm over {self.family_size}"
-        return f"{self.delta:+.{digits}f} ({self._ci_text(digits)}, {self._p_text()}{holm})"
-
-    def in_words(self, name_a: str, name_b: str, higher_is_better: Optional[bool] = True,
-                 digits: int = 4) -> str:
-        """The verdict on Δ = A − B for a student: which is higher and how sure, or that no
-        difference was detectable and how large one would have had to be."""
-        if not self.known:
-            return f"no verdict ({self.method})"
-        numbers = f"Δ = {self.delta:+.{digits}f}, {self._ci_text(digits)}, {self._p_text()}"
-        if self.significant:
-            direction = "higher" if self.delta > 0 else "lower"
-            winner = name_a if (self.delta > 0) == higher_is_better else name_b
-            so = "" if higher_is_better is None else f", so {winner} is better"
-            return f"{name_a} is significantly {direction}{so} ({numbers}{self._holm_text()})"
-        return (f"no significant difference: {numbers}"
-                f"{self._holm_text()}; with "
-                f"{self.design.sample} this comparison could detect |Δ| ≥ "
-                f"{self.detectable:.{digits}f} with {POWER:.0%} power")
-
-    def _ci_text(self, digits: int) -> str:
+            return f"{self.delta:+.{digits}f} (no interval: {self.method})"
         low, high = self.ci
-        return f"{CONFIDENCE:.0%} CI {low:+.{digits}f} to {high:+.{digits}f}"
-
-    def _p_text(self) -> str:
-        if self.family_size == 1:
-            return f"p {p_relation(self.p_value)}"
-        return f"adjusted p {p_relation(self.adjusted_p)}"
-
-    def _holm_text(self) -> str:
-        if self.family_size == 1:
-            return ""
-        verdict = "significant" if self.significant else "not significant"
-        return f", {verdict} after Holm's correction for {self.family_size} comparisons"
+        return (f"{self.delta:+.{digits}f} ({CONFIDENCE:.0%} CI {low:+.{digits}f} to "
+                f"{high:+.{digits}f})")
 
 
 def format_p(p: float) -> str:
@@ -332,18 +267,18 @@ def _untested(delta: Optional[float], why: str) -> Comparison:
 def _tested(delta: float, se: float, df: float, p_value: float, ci: Tuple[float, float],
             method: str, design: Design) -> Comparison:
     return Comparison(float(delta), float(se), float(df), float(p_value),
-                      (float(ci[0]), float(ci[1])), method, design, float(p_value))
+                      (float(ci[0]), float(ci[1])), method, design)
 
 
 def _shared_seeds(estimates: Sequence[Estimate]) -> Optional[List[Hashable]]:
-    """The common seeds when every estimate is keyed by the same set of ≥ 2 seeds, else None.
-    A partial overlap (a failed run) is not paired: Welch's test then uses every run."""
+    """The seeds every estimate has (in the first one's order) when there are ≥ 2, else None.
+    A seed lost in one setting (a diverged run) drops out of the pairing, no other seed."""
     if any(est.seeds is None for est in estimates):
         return None
-    seed_sets = {frozenset(est.seeds) for est in estimates}
-    if len(seed_sets) != 1 or len(estimates[0].seeds) < 2:
+    common = set.intersection(*(set(est.seeds) for est in estimates))
+    if len(common) < 2:
         return None
-    return list(estimates[0].seeds)
+    return [seed for seed in estimates[0].seeds if seed in common]
 
 
 def _why_unpaired(estimates: Sequence[Estimate], paired: Optional[bool]) -> str:
@@ -351,7 +286,7 @@ def _why_unpaired(estimates: Sequence[Estimate], paired: Optional[bool]) -> str:
         return "unpaired by choice"
     if any(est.seeds is None for est in estimates):
         return "unpaired: runs not keyed by seed"
-    return "unpaired: the settings ran different seeds"
+    return "unpaired: fewer than 2 seeds in common"
 
 
 def _one_sample(values: Sequence[float], method: str, sample: str) -> Comparison:
@@ -464,86 +399,3 @@ def change(deltas: Union[Estimate, Iterable[Optional[float]]]) -> Comparison:
         return _untested(values.mean, "fewer than 2 runs")
     return _one_sample(values.values, f"paired t-test over {values.n} runs (each run against "
                                       f"itself)", f"{values.n} runs")
-
-
-# --- the family of an exercise -----------------------------------------------------------------
-
-def holm(p_values) -> np.ndarray:
-    """Holm-adjusted p-values along the last axis (vectorised over leading axes).
-
-    Sorted ascending, p_(i) (i = 1..m) becomes max_{j ≤ i} (m − j + 1)·p_(j), capped at 1:
-    rejecting where the adjusted p < α is Holm's step-down test, which keeps the probability
-    of any false "significant" in the family ≤ α whatever the dependence between the tests.
-    """
-    p_values = np.asarray(p_values, dtype=float)
-    m = p_values.shape[-1]
-    order = np.argsort(p_values, axis=-1, kind="stable")
-    scaled = np.take_along_axis(p_values, order, axis=-1) * np.arange(m, 0, -1)  # (m−i+1)·p_(i)
-    stepped = np.minimum(np.maximum.accumulate(scaled, axis=-1), 1.0)
-    adjusted = np.empty_like(stepped)
-    np.put_along_axis(adjusted, order, stepped, axis=-1)
-    return adjusted
-
-
-class Family:
-    """The comparisons one exercise reports, corrected together for multiplicity.
-
-    Add every comparison the report gives a verdict on, then use the ones ``adjust`` returns:
-    their ``significant``, text and detectable effect account for the family's size.
-    Comparisons without a test are kept but not counted.
-    """
-
-    def __init__(self):
-        self._comparisons: Dict[str, Comparison] = {}
-
-    def add(self, name: str, comparison: Comparison) -> Comparison:
-        if name in self._comparisons:
-            raise ValueError(f"comparison {name!r} is already in the family")
-        self._comparisons[name] = comparison
-        return comparison
-
-    def __len__(self) -> int:
-        return len(self._comparisons)
-
-    def adjust(self) -> Dict[str, Comparison]:
-        """{name: comparison with Holm-adjusted p and the family size}, in the order added."""
-        tested = [name for name, c in self._comparisons.items() if c.known]
-        adjusted = dict(zip(tested, holm([self._comparisons[n].p_value for n in tested])))
-        return {name: replace(c, adjusted_p=float(adjusted[name]), family_size=len(tested))
-                if name in adjusted else c for name, c in self._comparisons.items()}
-
-
-def verdict(name_a: str, a: Estimate, name_b: str, b: Estimate, metric: str = "test accuracy",
-            higher_is_better: Optional[bool] = True,
-            comparison: Optional[Comparison] = None) -> str:
-    """One sentence on ``metric``: both settings (mean ± std) and the verdict on A − B.
-    ``comparison``: A − B as adjusted by the exercise's Family (default: ``difference(a, b)``
-    on its own, a family of one). ``higher_is_better=None`` (e.g. the gap) states the
-    direction without naming a winner."""
-    comparison = difference(a, b) if comparison is None else comparison
-    return (f"{metric}: {name_a} {a.text()} vs {name_b} {b.text()}: "
-            f"{comparison.in_words(name_a, name_b, higher_is_better)}.")
-
-
-def seeds_to_detect(comparison: Comparison, delta: Optional[float] = None,
-                    limit: int = 1000) -> Optional[int]:
-    """Seeds per setting (or paired seeds) with which ``comparison``'s design finds a true |Δ| =
-    ``delta`` (default: the observed |Δ|) with POWER at level ALPHA / family_size, from its
-    observed SD; None without a test, ``limit + 1`` when more than ``limit`` would be needed."""
-    design = comparison.design
-    delta = abs(comparison.delta if delta is None else delta) if comparison.delta is not None else 0.0
-    if design is None or not delta > 0:
-        return None
-    alpha = ALPHA / comparison.family_size
-
-    def enough(n: int) -> bool:
-        sizes = (n,) if design.paired else (n,) * len(design.sizes)
-        return replace(design, sizes=sizes).power(delta, alpha) >= POWER
-
-    if not enough(limit):
-        return limit + 1
-    low, high = 1, limit  # a test needs 2 seeds, so enough(1) is False by convention
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if enough(middle) else (middle, high)
-    return high

@@ -30,9 +30,6 @@ class Findings:
     conclusion: List[str]
     setup: List[str] = field(default_factory=list)
     numbers: Dict[str, Any] = field(default_factory=dict)
-    # The exercise's family of comparisons, Holm-adjusted (stats.Family.adjust): each gets a row
-    # of the report's "Statistical tests" table, and results.json keeps them.
-    comparisons: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def nothing(cls, reason: str = NO_COMPLETED_RUN) -> "Findings":
@@ -50,6 +47,12 @@ class Exercise:
     quick: Tuple[str, ...] = ()  # overrides that shrink the sweep for --quick
     # (completed runs, out_dir, quick) -> JSON-able measurements on the trained models
     measure: Optional[Callable[[List[dict], Path, bool], dict]] = None
+    # The family of questions, declared before any run (inference.decide.Question), answered
+    # together: Holm's correction over the family, paired by seed.
+    questions: Tuple[Any, ...] = ()
+    # (question, runs, measurements) -> ({seed: A's value}, {seed: B's value}); default: the
+    # arms' runs by their overrides, the question's metric of each (exercises/questions.py)
+    values: Optional[Callable[[Any, List[dict], dict], Tuple[dict, dict]]] = None
 
     @property
     def experiment(self) -> str:

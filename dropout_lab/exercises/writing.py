@@ -6,7 +6,6 @@ from typing import Dict, List, Sequence
 
 from dropout_lab.disk import read_json, write_json, write_text
 from dropout_lab.exercises.runs import completed, seeds
-from dropout_lab.exercises.stats import ALPHA, POWER, Comparison, format_p, seeds_to_detect
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.run_folder import Status
 from dropout_lab.tables import markdown_table
@@ -26,81 +25,51 @@ METRIC = (
     "textbook's train accuracy, measured during the epoch with dropout on, is labelled as such "
     "where shown.")
 
-SIGNIFICANCE = (
-    "How to read a verdict. Another seed (another initialisation and batch order) gives a "
-    "slightly different accuracy, so a difference between two settings could be luck. Each "
-    "comparison states Δ with its 95% confidence interval (the true differences that fit the "
-    "runs) and a p-value: how often luck alone would give a difference at least this large if "
-    "the settings were equal. Runs with the same seed share their batch order (and their "
-    "initial weights where the layer sizes match), so where every setting involved ran the "
-    "same seeds they are compared seed by seed (a paired t-test), which cancels that shared "
-    "luck; otherwise Welch's t-test compares the averages. An exercise makes several "
-    "comparisons, each with its own chance of a fluke, so their p-values are adjusted together "
-    "(Holm's method), and a comparison is called significant when its adjusted p < 0.05. "
-    "Not significant does not mean equal: the table gives the smallest difference each "
-    "comparison would have detected with 80% power, and how many seeds it would take to detect "
-    "one as large as the difference observed.")
+HOW_DECIDED = (
+    "How the answers are found. Each exercise declares its questions in code before any run: "
+    "setting A against setting B (fixed, not picked from the results), on one metric, with a "
+    "practical margin δ. Runs with the same seed share their batch order (and their initial "
+    "weights where the layer sizes match), so each question compares A and B seed by seed "
+    "(paired t-tests over the seeds both ran; a lost run drops only its own seed). A question "
+    "ends as \"A better\" or \"B better\" (the paired t-test of Δ = 0 rejects), "
+    "\"equivalent\" (both one-sided tests of |Δ| ≥ δ reject: TOST, the difference is within "
+    "±δ) or \"undecided\" (neither, at the seeds run: the interval and the seeds a decision "
+    "would likely take are given). The questions of one exercise are one family: Holm's "
+    "step-down over its tests of Δ = 0 and, at the same adjusted levels, over its TOSTs, so "
+    "the chance of any wrong \"better\" in the exercise is at most 5%, and of any wrong "
+    "\"equivalent\" at most 5%. With --until-decided the seeds come in rounds and each look "
+    "spends part of the 5% (Lan-DeMets O'Brien-Fleming alpha spending), so repeated looks keep "
+    "these rates. Tables and plots describe the runs; they give no verdicts.")
 
 
-def significance_lines(comparisons: Dict[str, Comparison]) -> List[str]:
-    """The report's paragraph on significance and its table of the family's tests."""
-    if not comparisons:
+def answer_lines(answers, findings: Findings) -> List[str]:
+    """The report's opening: each declared question and its answer; an exercise without
+    questions (3) is answered by its first measured finding."""
+    if not answers:
+        return [f"{(findings.conclusion or [''])[0]} (A measurement: this exercise compares no "
+                f"settings.)"]
+    return [f"- **{a.question.name}** ({a.question.a} vs {a.question.b}, {a.question.metric}): "
+            f"{a.text()}." for a in answers]
+
+
+def questions_lines(answers, design) -> List[str]:
+    """The declared questions, the family's correction and the design."""
+    if not answers:
         return []
-    tested = sum(c.known for c in comparisons.values())
-    lines = ["### Statistical tests", "", SIGNIFICANCE, "",
-             markdown_table(["comparison", "Δ", "95% CI of Δ", "test", "p", "adjusted p (Holm)",
-                             "Holm over", "significant", f"detectable |Δ| ({POWER:.0%} power)",
-                             "seeds to detect the observed Δ"],
-                            [comparison_row(name, c) for name, c in comparisons.items()]), "",
-             f"{tested} tested comparisons; \"Holm over\" is the size m of the family each "
-             f"was adjusted in. Significant: adjusted p < {ALPHA}. The detectable |Δ| is at "
-             f"level {ALPHA}/m (Holm's first step), from the observed spread over seeds, itself "
-             f"uncertain with few seeds. Δ is in the metric's own units (accuracy: 0.01 = 1 "
-             f"point).",
-             ""]
-    return lines
+    rows = [[a.question.name, a.question.a, a.question.b, a.question.metric,
+             f"±{a.question.margin:g}", a.answer, a.seeds,
+             "; ".join(f"{look.seeds}: {look.answer}" for look in a.looks) or a.why]
+            for a in answers]
+    looks = (design.text() if design is not None else
+             f"a fixed design: one look at the seeds run ({max(a.seeds for a in answers)})")
+    return ["## Questions (declared before the runs)", "",
+            markdown_table(["question", "A", "B", "metric", "margin δ", "answer",
+                            "paired seeds", "looks (seeds: answer)"], rows), "",
+            f"{len(answers)} questions, one family (Holm). Design: {looks}. {HOW_DECIDED}", ""]
 
 
-def comparison_row(name: str, comparison: Comparison) -> list:
-    c = comparison
-    if not c.known:
-        return [name, "n/a" if c.delta is None else f"{c.delta:+.4f}", "", c.method, "", "", "",
-                "no verdict", "", ""]
-    needed = "" if c.significant else seeds_needed_text(c)
-    return [name, f"{c.delta:+.4f}", f"{c.ci[0]:+.4f} to {c.ci[1]:+.4f}", c.method,
-            format_p(c.p_value), format_p(c.adjusted_p), c.family_size,
-            "yes" if c.significant else "no",
-            f"{c.detectable:.4f}", needed]
-
-
-def seeds_needed_text(comparison: Comparison) -> str:
-    """How many seeds it would take to detect a true Δ as large as the observed one."""
-    needed = seeds_to_detect(comparison)
-    per = "paired seeds" if comparison.design.paired else "seeds per setting"
-    if needed is None:
-        return "none would: the observed Δ is 0"
-    if needed > 1000:
-        return f"over 1,000 {per}: too small to matter at this budget"
-    return f"{needed} {per}"
-
-
-def comparisons_json(comparisons: Dict[str, Comparison]) -> Dict[str, dict]:
-    """The family's comparisons for results.json."""
-    return {name: {"delta": c.delta, "ci": list(c.ci) if c.ci else None, "p": c.p_value,
-                   "adjusted_p": c.adjusted_p, "significant": c.significant, "method": c.method,
-                   "family_size": c.family_size,
-                   "detectable": c.detectable if c.known else None,
-                   "seeds_to_detect_observed": seeds_to_detect(c) if c.known else None}
-            for name, c in comparisons.items()}
-
-
-def ties_with_best(tied: Sequence[str], others: int) -> str:
-    """'3 of the other 15 settings are not significantly below it (Holm over those 15
-    comparisons): a, b, c.' for the settings whose difference from the best is not significant."""
-    verb = "is" if len(tied) == 1 else "are"
-    return (f"{len(tied)} of the other {others} settings {verb} not significantly below it "
-            f"(Holm over those {others} comparisons)"
-            + (f": {', '.join(tied)}." if tied else "."))
+def answers_json(answers) -> List[dict]:
+    return [a.as_json() for a in answers]
 
 
 def endpoints_table(groups: Dict, names: Dict, title: str = "Test accuracy: steady, final "
@@ -134,10 +103,12 @@ def common_settings(runs: Sequence[dict]) -> str:
     epochs = sorted({run["config"]["trainer"]["epochs"] for run in done})
     train_images = data["subset"] or 60000
     test_images = data["test_subset"] or 10000
-    return (f"{len(done)} completed runs, seeds {seeds(runs)}; {'/'.join(map(str, epochs))} epochs "
+    return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} ran, {len(done)} completed, "
+            f"seeds {seeds(runs)}; "
+            f"{'/'.join(map(str, epochs))} epochs "
             f"on {train_images} training images (test on {test_images}); {optim['name']} "
             f"lr {optim['lr']}, batch {trainer['batch_size']}; hidden layers "
-            f"{sorted({str(r['config']['model']['hidden']) for r in done})} unless the table says.")
+            f"{' or '.join(sorted({str(list(r['config']['model']['hidden'])) for r in done}))}.")
 
 
 def run_seconds(runs: Sequence[dict]) -> float:
@@ -150,23 +121,35 @@ def rerun_lines(exercise: Exercise, context: dict) -> List[str]:
     overrides = " ".join(context["overrides"])
     user_overrides = " ".join(context["user_overrides"])
     rerun = f"dropout-lab exercise {exercise.number}" + (" --quick" if context["quick"] else "")
+    design = context.get("design")
+    if design is not None:
+        rerun += f" --until-decided --max-seeds {design.looks[-1]}"
+    rerun += f" --out {context['out_dir']}"
+    where = (f"[`{RUNS}/`]({RUNS}/report.md) (the sweep's own report)" if design is None else
+             f"`{RUNS}/`, one sweep per round (seeds_FIRST-LAST, and the setting where a round "
+             f"ran only the open questions' settings)")
     return [
-        f"- Every run is a normal run in [`{RUNS}/`]({RUNS}/report.md) (the sweep's own report); "
-        f"view them with `dropout-lab tensorboard {context['sweep_dir']}`.",
-        f"- Rerun: `{rerun}{' ' + user_overrides if user_overrides else ''}`, "
-        f"or the sweep alone: `dropout-lab sweep experiment={exercise.experiment}"
-        f"{' ' + overrides if overrides else ''}` (configs/experiment/{exercise.experiment}.yaml).",
+        f"- Every run is a normal run in {where}; view them with "
+        f"`dropout-lab tensorboard {context['sweep_dir']}`.",
+        f"- Resume or rerun (completed runs are skipped): "
+        f"`{rerun}{' ' + user_overrides if user_overrides else ''}`"
+        + ("" if design is not None else
+           f"; the sweep alone: `dropout-lab sweep experiment={exercise.experiment}"
+           f"{' ' + overrides if overrides else ''} --sweep-dir {context['sweep_dir']}`")
+        + f" (configs/experiment/{exercise.experiment}.yaml).",
     ]
 
 
 def setup_section(exercise: Exercise, findings: Findings, context: dict) -> List[str]:
     runs = context["runs"]
-    lines = ["## Setup", "", exercise.design, "", f"- Runs: {common_settings(runs)}",
+    overridden = (context["quick"] or context.get("design") is not None
+                  or any(o.startswith("seed=") for o in context["user_overrides"]))
+    note = ("; this invocation changed the seeds or the budget, as the next line says"
+            if overridden else "")
+    lines = ["## Setup", "", f"As configured (configs/experiment/{exercise.experiment}.yaml"
+             f"{note}): {exercise.design}", "", f"- This invocation: {common_settings(runs)}",
              *rerun_lines(exercise, context),
-             f"- {METRIC}",
-             "- Significance: a t-test per comparison (paired by seed where the settings ran "
-             "the same seeds, else Welch's), Holm-adjusted over the exercise; significant: "
-             "adjusted p < 0.05 (see \"Statistical tests\" below).",
+             *([f"- {METRIC}"] if exercise.questions else []),
              f"- Time: {context['seconds']:.0f} s for this invocation (sweep, measurements and "
              f"report; a resumed sweep skips completed runs); the runs' own wall times add up to "
              f"{run_seconds(runs):.0f} s."]
@@ -186,17 +169,22 @@ def results_section(findings: Findings) -> List[str]:
             lines += [table.note, ""]
     for caption, name in findings.plots:
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
-    return lines + significance_lines(findings.comparisons)
+    return lines
 
 
 def report_markdown(exercise: Exercise, findings: Findings, context: dict) -> str:
-    """The report: question, setup, results (tables, plots), conclusion (one bullet a line).
-    ``context``: runs, overrides, user_overrides, quick, sweep_dir, seconds."""
+    """The report: the answer first (question, answers to the declared questions), then how it
+    was found (the questions and design, setup), results (tables, plots) and observations.
+    ``context``: runs, overrides, user_overrides, quick, sweep_dir, seconds, out_dir, answers,
+    design."""
+    answers = context.get("answers", [])
     parts = [f"# Exercise {exercise.number}: {exercise.title}", "",
-             "## Question", "", exercise.question, "",
+             exercise.question, "",
+             "## Answer", "", *answer_lines(answers, findings), "",
+             *questions_lines(answers, context.get("design")),
              *setup_section(exercise, findings, context), "",
              *results_section(findings),
-             "## Conclusion", "", *(f"- {line}" for line in findings.conclusion)]
+             "## Observations (descriptive)", "", *(f"- {line}" for line in findings.conclusion)]
     return "\n".join(parts) + "\n"
 
 
@@ -214,7 +202,9 @@ def results_json(exercise: Exercise, findings: Findings, context: dict) -> dict:
                    for t in findings.tables],
         "conclusion": findings.conclusion,
         "numbers": findings.numbers,
-        "comparisons": comparisons_json(findings.comparisons),
+        "design": (context["design"].text() if context.get("design") is not None
+                   else "fixed: one look at the seeds run"),
+        "questions": answers_json(context.get("answers", [])),
     }
 
 
@@ -230,6 +220,15 @@ def save_measurements(out_dir: Path, measurements: dict) -> None:
     write_json(Path(out_dir) / MEASUREMENTS, measurements)
 
 
+def first_finding(result: dict) -> str:
+    """The first declared question's answer, else the first observation."""
+    questions = result.get("questions") or []
+    if questions:
+        q = questions[0]
+        return f"{q['question']}: {q['answer']} ({q['seeds']} seed{'' if q['seeds'] == 1 else 's'})"
+    return (result["conclusion"] or [""])[0].replace("\n", " ")
+
+
 def write_index(out_dir: Path) -> Path:
     """index.md linking every exercise report in ``out_dir`` (also those of earlier
     invocations into the same folder), with each one's first conclusion and time."""
@@ -237,14 +236,14 @@ def write_index(out_dir: Path) -> Path:
                      key=lambda result: result["exercise"])
     rows = [[f"[{r['exercise']}](exercise_{r['exercise']}/{REPORT})", r["title"], r["jobs"],
              r["jobs"] - r["completed"], f"{r['seconds']:.0f}", f"{r.get('run_seconds', 0):.0f}",
-             (r["conclusion"] or [""])[0].replace("\n", " ")] for r in results]
+             first_finding(r)] for r in results]
     total = sum(r["seconds"] for r in results)
     text = "\n".join([
         "# Dropout exercises: answers from measured data", "",
         "Each report gives the question, the setup, the tables and plots, and a conclusion "
-        "computed from the numbers. " + METRIC, "", SIGNIFICANCE, "",
+        "computed from the numbers. " + METRIC, "", HOW_DECIDED, "",
         markdown_table(["exercise", "question", "jobs", "not completed", "time (s)",
-                        "runs' time (s)", "first finding"], rows),
+                        "runs' time (s)", "first answer"], rows),
         "", f"Total time: {total:.0f} s (the last invocation of each exercise; one that resumed "
             f"skipped its completed runs). Runs' time: the runs' own wall times added up.", ""])
     path = Path(out_dir) / INDEX
