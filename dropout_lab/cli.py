@@ -95,9 +95,13 @@ def sweep(
 ):
     """Run a Hydra multirun of training runs, then write the report (report.md, report.csv)."""
     from dropout_lab import messages
+    from dropout_lab.sweep.plan import earlier_sweep
     from dropout_lab.sweep.run import run_sweep
 
     with reported_errors(verbose):
+        earlier = None if sweep_dir else earlier_sweep(overrides or [])
+        if earlier:
+            typer.echo(messages.earlier_sweep_note(earlier), err=True)
         result = run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs, launcher=launcher,
                            dry_run=dry_run, retries=retries)
     typer.echo(messages.describe_sweep(result, dry_run))

@@ -1,7 +1,7 @@
 """``dropout-lab tensorboard [DIR]``: TensorBoard on 127.0.0.1 over a run or sweep folder.
 
 A sweep folder holds one TensorBoard run per job (run_log.py), named by its job folder
-(``007_p=[0.2,0.5],wd=1e-4``, job_names.py), so the scalars, the custom "train vs test" charts
+(``007_p=0.2-0.5_wd=1e-4``, job_names.py), so the scalars, the custom "train vs test" charts
 and the HParams table compare every job; the sweep's experiment (which hparams, their domains,
 the columns shown at first: hparams.py) is an event file at the sweep folder's root, the run
 TensorBoard lists as ".". A single run declares its own.
