@@ -5,7 +5,9 @@ config.yaml's ``hydra.sweep.subdir``, resolved by Hydra when it starts a job and
 planner (sweep/plan.py) before anything runs. The planner registers it in the sweep's process
 before Hydra starts; Hydra's launchers hand the registered resolvers to the processes that
 start jobs (joblib workers, submitit on Slurm nodes) with the rest of Hydra's state
-(``hydra.core.singleton.Singleton.get_state``).
+(``hydra.core.singleton.Singleton.get_state``). What the name depends on beyond the job's own
+overrides reaches those processes as files and settings, not as state: the sweep's constant
+keys in EXCLUDE_KEYS, the folders of a resumed sweep in SWEEP_DIR/job_folders.json.
 """
 
 from dropout_lab.job_names import job_folder

@@ -2,8 +2,13 @@
 as Hydra's; the constant keys left out of folder names; old folders found on resume."""
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
+
+from conftest import REPO
 
 from dropout_lab.errors import ConfigError
 from dropout_lab.sweep.plan import constant_keys, plan_sweep
@@ -36,7 +41,7 @@ def hydra_composition(job):
 def test_the_planned_configs_are_hydras(overrides):
     plan = plan_sweep(overrides)
     assert len(plan.configs) + len(plan.problems) == len(plan.jobs) > 1
-    sample = sorted({*range(0, len(plan.jobs), max(1, len(plan.jobs) // 10)), len(plan.jobs) - 1})
+    sample = sorted({*range(0, len(plan.jobs), max(1, len(plan.jobs) // 5)), len(plan.jobs) - 1})
     for num in sample:
         try:
             expected = hydra_composition(plan.jobs[num])
@@ -113,3 +118,40 @@ def test_a_resumed_sweep_finds_its_folders_under_their_old_names(tmp_path):
     assert plan_sweep(grid).subdirs == plan.subdirs  # the same every time it is planned
     # Only the jobs whose folder is not their plain name are in the map the workers read.
     assert set(plan.folder_map.values()) == {plan.subdirs[0], plan.subdirs[1], plan.subdirs[3]}
+
+
+def test_a_rerun_without_sweep_dir_names_the_earlier_sweep(tmp_path, monkeypatch):
+    """One line on stderr before anything runs: where the same sweep ran, how to continue it."""
+    import yaml
+
+    from conftest import invoke
+
+    grid = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+    search = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    for name, task, sweeper in [
+            ("2026-12-01/10-00-00_aaaaaa", ["seed=0,1", "trainer.num_threads=1"], grid),
+            ("2026-12-02/09-00-00_bbbbbb", ["seed=0,1,2"], grid),  # newer, another grid
+            ("2026-12-02/10-00-00_cccccc", ["seed=0,1"], search)]:  # newer, cannot continue
+        (tmp_path / "outputs/sweeps" / name).mkdir(parents=True)
+        (tmp_path / "outputs/sweeps" / name / "multirun.yaml").write_text(yaml.safe_dump(
+            {"hydra": {"overrides": {"hydra": [], "task": task}, "sweeper": {"_target_": sweeper}}}))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("sweep", "--dry-run", "seed=0,1")
+    assert result.exit_code == 0, result.stderr
+    earlier = "outputs/sweeps/2026-12-01/10-00-00_aaaaaa"
+    assert result.stderr.splitlines() == [
+        f"note: the same sweep ran before in {earlier}; this one starts anew (to continue "
+        f"that one instead, run the same command with --sweep-dir {earlier})"]
+    assert invoke("sweep", "--dry-run", "seed=0,1", "--sweep-dir", "elsewhere").stderr == ""
+    assert invoke("sweep", "--dry-run", "seed=1,0").stderr == ""  # another order: other jobs
+
+
+@pytest.mark.slow
+def test_plan_benchmark_script_runs():
+    """scripts/bench_plan.py on two small grids prints the slope (no timing asserted)."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_plan.py"), "--seeds", "2", "5",
+         "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 jobs (model.dropout.p=0.2,0.5 seed=range(2)): dry run" in result.stdout
+    assert re.search(r"per job: \([\d.]+ - [\d.]+\) s / \(10 - 4\) jobs = -?\d+\.\d\d ms", result.stdout)

@@ -151,6 +151,26 @@ def test_a_sweep_resumed_with_more_seeds_keeps_its_finished_runs(tmp_path):
         ("0.2", "0"), ("0.2", "1"), ("0.5", "0"), ("0.5", "1")]
 
 
+@pytest.mark.slow
+def test_a_sweep_resumed_in_worker_processes_finds_an_older_versions_folders(tmp_path):
+    # Folders named as dropout-lab named them before (brackets, every override): the workers,
+    # which resolve the folder names themselves, find them through SWEEP_DIR/job_folders.json.
+    sweep_dir = tmp_path / "sweep"
+    run_cli("sweep", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,0.5", *SMALL, check=True)
+    old_names = ["000_p=0.2,epochs=1,subset=500,test_subset=500",
+                 "001_p=0.5,epochs=1,subset=500,test_subset=500"]
+    for folder, old_name in zip(job_dirs(sweep_dir), old_names):
+        folder.rename(sweep_dir / old_name)
+    before = {d.name: (d / "summary.json").stat().st_mtime_ns for d in job_dirs(sweep_dir)}
+    again = run_cli("sweep", "--jobs", "2", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,0.5,0.8",
+                    *SMALL)
+    assert again.returncode == 0, again.stderr
+    assert "sweep: 3 of 3 jobs completed" in again.stdout
+    assert [d.name for d in job_dirs(sweep_dir)] == [*old_names, "002_p=0.8"]
+    assert {name: (sweep_dir / name / "summary.json").stat().st_mtime_ns for name in old_names} \
+        == before  # skipped, not trained again
+
+
 def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_cli("sweep", "--launcher", "local", "--sweep-dir", sweep_dir, "seed=0,1", *SMALL)

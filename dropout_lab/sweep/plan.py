@@ -315,9 +315,10 @@ def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) ->
 
 
 def earlier_sweep(overrides: Sequence[str], root: Path = SWEEP_ROOT) -> Optional[Path]:
-    """The newest sweep under ``root`` started with the same overrides (Hydra's multirun.yaml
-    holds them; the threads and the progress bar do not count), or None: a sweep started
-    again without --sweep-dir trains everything again in a new folder."""
+    """The newest grid sweep under ``root`` started with the same overrides (Hydra's
+    multirun.yaml holds them; the threads and the progress bar do not count), or None: a
+    sweep started again without --sweep-dir trains everything again in a new folder. (A
+    search cannot be continued: it is not one.)"""
     import yaml
 
     if any(override_key(o) == "hydra.sweep.dir" for o in overrides):
@@ -327,10 +328,11 @@ def earlier_sweep(overrides: Sequence[str], root: Path = SWEEP_ROOT) -> Optional
     for path in sorted(Path(root).glob("*/*/multirun.yaml"), reverse=True):  # newest first
         try:
             with open(path) as file:
-                task = yaml.load(file, Loader=loader)["hydra"]["overrides"]["task"]
-        except (OSError, yaml.YAMLError, KeyError, TypeError):
+                saved = yaml.load(file, Loader=loader)["hydra"]
+            task, sweeper = saved["overrides"]["task"], saved.get("sweeper", {}).get("_target_")
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
             continue  # not Hydra's, or half-written: not a sweep to continue
-        if settings_identity(map(str, task)) == wanted:
+        if settings_identity(map(str, task)) == wanted and str(sweeper).endswith("BasicSweeper"):
             return path.parent
     return None
 
