@@ -35,6 +35,8 @@ def hydra_composition(job):
     ["experiment=exercise_7", "data.subset=1000"],  # dict values: {kind:custom,p:[0.2,0.5]}
     ["experiment=exercise_1"],  # list items: model.dropout.p.0, model.dropout.p.1
     ["model.dropout.p=[0.2,0.2]", "model.dropout.p.1=0.5,0.8", "optim.lr=0.1,1e-3"],  # nested
+    ["model.dropout.p=0.3,[0.2,0.5],0.1,[0.9]", "model.hidden=[64],[64,64]",  # one key: a list,
+     "trainer.epochs=1,2", "data.subset=null,100"],  # then a number; int and null values
     ["model.dropout={kind:custom,p:0.5},{kind:none}", "model.dropout.three_valued=variance_matched",
      "model.dropout.kind=three_valued,custom"],  # one node inside another, 0.5 and variance_matched
 ])
@@ -87,7 +89,8 @@ def test_the_mixed_grid_needs_no_composition_per_job(monkeypatch):
         raise AssertionError("a job was composed by Hydra")
 
     monkeypatch.setattr(plan_module, "full_record", composed)
-    for overrides in (MIXED_GRID, ["experiment=exercise_7"], ["experiment=exercise_1"]):
+    for overrides in (MIXED_GRID, ["experiment=exercise_7"], ["experiment=exercise_1"],
+                      ["model.dropout.p=0.3,[0.2,0.5]", "model.hidden=[64],[64,64]"]):
         assert len(plan_sweep(overrides).jobs) > 1
 
 

@@ -161,17 +161,18 @@ class JobConfigs:
         self.loader, self.sweep_cfg, self.parser = loader, sweep_cfg, parser
         self.parsed: Dict[str, Any] = {}  # override -> Hydra's Override
         self.groups: Dict[str, bool] = {}  # override -> whether it chooses a config group
-        self.bases: Dict[tuple, Any] = {}  # group choices -> (app DictConfig, plain dict) or None
+        self.bases: Dict[tuple, Any] = {}  # group choices -> (app DictConfig, its JSON) or None
         self.values: Dict[tuple, Any] = {}  # (group choices, override) -> the value it sets
         self.scratch: Dict[tuple, Any] = {}  # (group choices, key) -> a copy to apply them to
 
     def record(self, job: List[str]) -> dict:
         """The job's config as summary.json holds it; ConfigError for a range error."""
-        groups = tuple(o for o in job if self.parse(o) and self.groups[o])
-        values = [self.parse(o) for o in job if not self.groups[o]]
         from hydra.errors import HydraException
         from omegaconf.errors import OmegaConfBaseException
 
+        parsed = {override: self.parse(override) for override in job}
+        groups = tuple(o for o in job if self.groups[o])
+        values = [parsed[o] for o in job if not self.groups[o]]
         base = self.base(groups)
         if base is not None and independent(values):
             try:
@@ -219,8 +220,9 @@ class JobConfigs:
         if key not in self.values:
             fresh = isinstance(override.value(), dict)
             scratch_key = (groups, override.key_or_group)
-            cfg = (copy.deepcopy(self.bases[groups][0]) if fresh
-                   else self.scratch.pop(scratch_key, None) or copy.deepcopy(self.bases[groups][0]))
+            cfg = None if fresh else self.scratch.pop(scratch_key, None)
+            if cfg is None:
+                cfg = copy.deepcopy(self.bases[groups][0])
             ConfigLoaderImpl._apply_overrides_to_config([override], cfg)  # raises: cfg dropped
             node = OmegaConf.select(cfg, override.key_or_group)
             self.values[key] = (OmegaConf.to_container(node, resolve=True)
