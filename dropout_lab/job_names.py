@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-NUM_WIDTH = 3  # 000-999 sort as text; a sweep of 1,000 jobs or more gets longer numbers
+NUM_WIDTH = 3  # 000-999 sort as text; a sweep of 1,000 jobs or more gets wider numbers
 MAX_SETTINGS_CHARS = 80  # the part after the number; longer is cut (the number keeps it unique)
 FOLDER_MAP = "job_folders.json"  # settings -> folder, for jobs whose folder has another name
 # Overrides that never change a run's numbers (the launcher sets them per --jobs): a job's
@@ -172,9 +172,10 @@ def settings_identity(overrides: Iterable[str]) -> str:
 
 
 def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] = (),
-               sweep_dir: Optional[str] = None) -> str:
+               sweep_dir: Optional[str] = None, width: int = NUM_WIDTH) -> str:
     """The folder name of sweep job ``num`` with job ``overrides``: ``007_p=0.2-0.5_wd=1e-4``,
-    or the folder the sweep dir's FOLDER_MAP gives its settings."""
+    or the folder the sweep dir's FOLDER_MAP gives its settings. ``width``: the digits of the
+    number (the planner widens it for a sweep of 1,000 jobs or more)."""
     overrides = list(overrides)
     if sweep_dir:
         mapped = folder_map(sweep_dir).get(settings_identity(overrides))
@@ -183,7 +184,12 @@ def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] =
     settings = settings_label(overrides, exclude_keys)
     if len(settings) > MAX_SETTINGS_CHARS:  # cut: only the number tells such names apart
         settings = settings[:MAX_SETTINGS_CHARS - 3] + "..."
-    return f"{int(num):0{NUM_WIDTH}d}_{settings}"  # "003_" alone when nothing is left to name
+    return f"{int(num):0{int(width)}d}_{settings}"  # "003_" alone when nothing is left to name
+
+
+def number_width(jobs: int) -> int:
+    """The digits a sweep of ``jobs`` jobs numbers its folders with, so that they sort."""
+    return max(NUM_WIDTH, len(str(jobs - 1)))
 
 
 def folder_map(sweep_dir: str) -> Dict[str, str]:

@@ -158,3 +158,19 @@ def test_plan_benchmark_script_runs():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 jobs (model.dropout.p=0.2,0.5 seed=range(2)): dry run" in result.stdout
     assert re.search(r"per job: \([\d.]+ - [\d.]+\) s / \(10 - 4\) jobs = -?\d+\.\d\d ms", result.stdout)
+
+
+def test_a_sweep_of_1000_jobs_or_more_numbers_its_folders_so_that_they_sort():
+    from hydra import compose, initialize_config_dir
+
+    from dropout_lab.config import config_dir
+    from dropout_lab.sweep.plan import resolved_subdir
+
+    plan = plan_sweep(["seed=range(1001)"])
+    assert plan.subdirs[:2] == ["0000_seed=0", "0001_seed=1"] and plan.subdirs[-1] == "1000_seed=1000"
+    assert sorted(plan.subdirs) == plan.subdirs
+    # Hydra, given the planner's overrides, resolves hydra.sweep.subdir to the same names.
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=plan.hydra_overrides, return_hydra_config=True)
+    for num in (0, 999, 1000):
+        assert resolved_subdir(cfg, num, plan.jobs[num]) == plan.subdirs[num]

@@ -22,8 +22,8 @@ from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_resolvers import register_resolvers
 from dropout_lab.hydra_runner import PROG, config_error, hydra_quoted, typed_config
-from dropout_lab.job_names import (FOLDER_MAP, NEUTRAL_KEYS, job_folder, override_key,
-                                   plan_folders, settings_identity)
+from dropout_lab.job_names import (FOLDER_MAP, NEUTRAL_KEYS, NUM_WIDTH, job_folder,
+                                   number_width, override_key, plan_folders, settings_identity)
 from dropout_lab.run_folder import OVERRIDES, has_summary, read_summary, run_folders
 
 SWEEP_ROOT = Path("outputs/sweeps")
@@ -95,14 +95,19 @@ def plan_grid(configs: "JobConfigs", arguments) -> SweepPlan:
                      hydra_overrides=[naming_override(sweep_cfg, constant_keys(jobs))])
     exclude = list(sweep_cfg.hydra.job.config.override_dirname.exclude_keys)
     sweep_dir = Path(str(sweep_cfg.hydra.sweep.dir))
-    plan.folder_map = earlier_folders(
-        sweep_dir, [job_folder(num, job, exclude) for num, job in enumerate(jobs)], jobs)
-    plan_folders(str(sweep_dir), plan.folder_map)  # for the resolver in this process
+    width = number_width(len(jobs))
     ours = OmegaConf.to_container(sweep_cfg.hydra.sweep)["subdir"] == JOB_FOLDER_SUBDIR
+    if ours and width > NUM_WIDTH:  # 1,000 jobs or more: numbers that still sort as text
+        plan.hydra_overrides.append(
+            f"hydra.sweep.subdir={hydra_quoted(JOB_FOLDER_SUBDIR[:-1] + f',{width}}}')}")
+    plan.folder_map = earlier_folders(
+        sweep_dir, [job_folder(num, job, exclude, width=width) for num, job in enumerate(jobs)],
+        jobs)
+    plan_folders(str(sweep_dir), plan.folder_map)  # for the resolver in this process
     for num, job in enumerate(jobs):
         # What resolving hydra.sweep.subdir gives, without OmegaConf's parser for each job
-        subdir = job_folder(num, job, exclude, str(sweep_dir)) if ours else resolved_subdir(
-            sweep_cfg, num, job)
+        subdir = (job_folder(num, job, exclude, str(sweep_dir), width) if ours
+                  else resolved_subdir(sweep_cfg, num, job))
         plan.subdirs.append(checked_dirname(subdir))
         try:
             plan.configs[num] = configs.record(job)
