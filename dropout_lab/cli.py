@@ -85,7 +85,7 @@ def sweep(
         None, "--launcher", help="basic (one after another), joblib (local processes), "
                                  "local (submitit processes, all jobs at once) or slurm "
                                  "(configs/hydra/launcher/slurm.yaml)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides, run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides and folders, run nothing."),
     sweep_dir: Optional[Path] = typer.Option(
         None, "--sweep-dir", help="Sweep directory; an existing one resumes its sweep."),
     retries: int = typer.Option(
