@@ -94,7 +94,7 @@ def sweep(
         None, "--launcher", help="basic (one after another), joblib (local processes), "
                                  "local (submitit processes, all jobs at once) or slurm "
                                  "(configs/hydra/launcher/slurm.yaml)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides, run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs' overrides and folders, run nothing."),
     sweep_dir: Optional[Path] = typer.Option(
         None, "--sweep-dir", help="Sweep directory; an existing one resumes its sweep."),
     retries: int = typer.Option(
@@ -104,9 +104,13 @@ def sweep(
 ):
     """Run a Hydra multirun of training runs, then write the report (report.md, report.csv)."""
     from dropout_lab import messages
+    from dropout_lab.sweep.plan import earlier_sweep
     from dropout_lab.sweep.run import run_sweep
 
     with reported_errors(verbose):
+        earlier = None if sweep_dir else earlier_sweep(overrides or [])
+        if earlier:
+            typer.echo(messages.earlier_sweep_note(earlier), err=True)
         result = run_sweep(overrides or [], sweep_dir=sweep_dir, jobs=jobs, launcher=launcher,
                            dry_run=dry_run, retries=retries)
     typer.echo(messages.describe_sweep(result, dry_run))

@@ -99,7 +99,7 @@ def describe_sweep(result, dry_run: bool = False) -> str:
                     f"(hydra.sweeper.n_trials); nothing to list")
         lines = [f"{len(result.jobs)} jobs:"]
         for num, job in enumerate(result.jobs):
-            lines.append(f"  #{num}: {' '.join(job)}")
+            lines.append(f"  #{num}: {' '.join(job)} -> {result.folders[num]}")
             if num in result.problems:
                 lines.append(f"      bad config: {result.problems[num]}")
         return "\n".join(lines)
@@ -115,6 +115,12 @@ def describe_sweep(result, dry_run: bool = False) -> str:
     return "\n".join([f"sweep: {done} of {len(result.runs)} jobs completed{before}", *note,
                       f"report: {Path(sweep_dir) / 'report.md'}",
                       f"view: dropout-lab tensorboard {sweep_dir}"])
+
+
+def earlier_sweep_note(sweep_dir) -> str:
+    """The line for a sweep started again without --sweep-dir: where the earlier one is."""
+    return (f"note: the same sweep ran before in {sweep_dir}; this one starts anew (to continue "
+            f"that one instead, run the same command with --sweep-dir {sweep_dir})")
 
 
 def sweep_problem(result, dry_run: bool = False) -> Optional[str]:

@@ -46,8 +46,8 @@ def test_dry_run_lists_jobs_and_names_bad_cells(tmp_path):
     assert result.exit_code == 2, result.stderr
     lines = [line.strip() for line in result.stdout.splitlines()]
     assert lines[0] == "4 jobs:"
-    assert "#0: model.dropout.p=0.2 seed=0" in lines
-    assert "#3: model.dropout.p=1.5 seed=1" in lines
+    assert "#0: model.dropout.p=0.2 seed=0 -> 000_p=0.2_seed=0" in lines  # the job's folder
+    assert "#3: model.dropout.p=1.5 seed=1 -> 003_p=1.5_seed=1" in lines
     assert result.stderr.strip().splitlines() == ["error: 2 of 4 jobs have a bad config: #2, #3"]
     assert "Traceback" not in result.stderr
     assert not sweep_dir.exists()  # nothing ran, nothing written
@@ -144,11 +144,31 @@ def test_a_sweep_resumed_with_more_seeds_keeps_its_finished_runs(tmp_path):
                     *SMALL)
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("completed before, skipped") == 2
-    budget = ",epochs=1,subset=500,test_subset=500"
-    assert [d.name for d in job_dirs(sweep_dir)] == [f"{name}{budget}" for name in (
-        "000_p=0.2,seed=0", "000_p=0.2,seed=1", "001_p=0.5,seed=1", "002_p=0.5,seed=0")]
+    # The first sweep named only p (its seed was constant); the second names p and seed.
+    assert [d.name for d in job_dirs(sweep_dir)] == [
+        "000_p=0.2", "000_p=0.2_seed=0", "001_p=0.5", "002_p=0.5_seed=0"]
     assert sorted((r["model.dropout.p"], r["seed"]) for r in report_rows(sweep_dir)) == [
         ("0.2", "0"), ("0.2", "1"), ("0.5", "0"), ("0.5", "1")]
+
+
+@pytest.mark.slow
+def test_a_sweep_resumed_in_worker_processes_finds_an_older_versions_folders(tmp_path):
+    # Folders named as dropout-lab named them before (brackets, every override): the workers,
+    # which resolve the folder names themselves, find them through SWEEP_DIR/job_folders.json.
+    sweep_dir = tmp_path / "sweep"
+    run_cli("sweep", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,0.5", *SMALL, check=True)
+    old_names = ["000_p=0.2,epochs=1,subset=500,test_subset=500",
+                 "001_p=0.5,epochs=1,subset=500,test_subset=500"]
+    for folder, old_name in zip(job_dirs(sweep_dir), old_names):
+        folder.rename(sweep_dir / old_name)
+    before = {d.name: (d / "summary.json").stat().st_mtime_ns for d in job_dirs(sweep_dir)}
+    again = run_cli("sweep", "--jobs", "2", "--sweep-dir", sweep_dir, "model.dropout.p=0.2,0.5,0.8",
+                    *SMALL)
+    assert again.returncode == 0, again.stderr
+    assert "sweep: 3 of 3 jobs completed" in again.stdout
+    assert [d.name for d in job_dirs(sweep_dir)] == [*old_names, "002_p=0.8"]
+    assert {name: (sweep_dir / name / "summary.json").stat().st_mtime_ns for name in old_names} \
+        == before  # skipped, not trained again
 
 
 def test_submitit_local_runs_a_two_job_sweep(tmp_path):

@@ -29,6 +29,7 @@ from dropout_lab.exercises.runs import completed
 from dropout_lab.exercises.types import Exercise
 from dropout_lab.exercises.writing import RUNS, save_measurements, write_index, write_report
 from dropout_lab.inference.sequential import Design, look_schedule
+from dropout_lab.job_names import settings_identity
 from dropout_lab.run_folder import Status
 
 OUT_ROOT = Path("outputs/exercises")
@@ -254,15 +255,8 @@ def short_override(override: str) -> str:
     return ".".join(parts[-2:] if parts[-1].isdigit() else parts[-1:]) + "=" + value
 
 
-# Overrides that do not change a run's results (the launcher sets them per --jobs).
-NEUTRAL_OVERRIDES = ("trainer.num_threads=", "trainer.progress=")
-
-
 def runs_of_jobs(runs: List[dict], jobs: List[List[str]]) -> List[dict]:
     """The runs made by these jobs. A folder resumed with other overrides (say --quick into a
     full run's --out) also holds the earlier runs, and an analysis must not mix the two."""
-    def key(overrides):
-        return frozenset(o for o in overrides if not o.startswith(NEUTRAL_OVERRIDES))
-
-    wanted = {key(job) for job in jobs}
-    return [run for run in runs if key(run["overrides"]) in wanted]
+    wanted = {settings_identity(job) for job in jobs}
+    return [run for run in runs if settings_identity(run["overrides"]) in wanted]

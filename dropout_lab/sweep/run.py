@@ -8,7 +8,8 @@ and the list of failed jobs are read back from the jobs' summaries.
 
     SWEEP_DIR/
       multirun.yaml              Hydra's sweep config
-      NUM_KEY=VALUE,.../         one run folder per job (see run_folder.py), named from its overrides
+      NUM_KEY=VALUE_.../         one run folder per job (see run_folder.py), named by job_names.py
+      job_folders.json           the jobs whose folder has another name (resumed sweeps only)
       report.md, report.csv      the comparison (report.py), *.png plots
       optimization_results.yaml  Optuna's best parameters (searches only)
 """
@@ -28,7 +29,8 @@ from dropout_lab.hydra_runner import hydra_quoted, run_hydra
 from dropout_lab.run_folder import Status, read_status, record_failure, run_folders
 from dropout_lab.sweep.job import sweep_task
 from dropout_lab.sweep.launchers import LAUNCHERS, launcher_overrides, prestart_workers, stop_workers
-from dropout_lab.sweep.plan import SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir, plan_sweep
+from dropout_lab.sweep.plan import (SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir,
+                                    plan_sweep, save_folder_map)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class SweepResult:
     problems: Dict[int, str] = field(default_factory=dict)  # job -> config error, found up front
     sweeper: str = "basic"  # basic (a grid) or optuna (a search)
     nothing_to_run: bool = False  # a resumed sweep whose jobs had all completed
+    folders: List[str] = field(default_factory=list)  # each job's folder in the sweep dir (a grid)
 
 
 class SweepInterrupted(RunError):
@@ -69,21 +72,19 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     if joblib_workers and not (dry_run or resuming):  # warm up while the sweep is planned
         prestart_workers(jobs)
     selected = [f"hydra/launcher={LAUNCHERS[launcher]}"] if launcher in LAUNCHERS else []
-    # A dry run checks every job; a new sweep the first (the rest fail alone, recorded);
-    # a resumed one every job, to compare with the runs already there.
     # The sweep dir is part of the plan: a job whose settings have a folder there already, under
-    # another number (a resumed sweep with a larger grid), is planned into that folder.
+    # another name (a resumed sweep with a larger grid), is planned into that folder.
     named_dir = [f"hydra.sweep.dir={hydra_quoted(Path(sweep_dir).resolve())}"] if sweep_dir else []
-    plan = plan_sweep([*overrides, *selected, *named_dir],
-                      validate=None if dry_run or resuming else 1)
+    plan = plan_sweep([*overrides, *selected, *named_dir])
     extra = launcher_overrides(launcher, jobs, plan, overrides, retries)
     plan.jobs = [[*job, *(o for o in extra if not o.startswith("hydra"))] for job in plan.jobs]
-    overrides += extra
+    overrides += [*extra, *plan.hydra_overrides]
     if dry_run:
         return SweepResult(Path(sweep_dir) if sweep_dir else SWEEP_ROOT, [], [], plan.jobs,
-                           plan.problems, plan.sweeper)
+                           plan.problems, plan.sweeper, folders=plan.subdirs)
     if resuming:
         check_resumable(Path(sweep_dir), plan)
+        save_folder_map(Path(sweep_dir), plan.folder_map)
         if plan.subdirs and all((read_status(Path(sweep_dir) / subdir) or Status.RUNNING).final
                                 for subdir in plan.subdirs):
             result = finish_sweep(Path(sweep_dir), plan, interrupted=False)
