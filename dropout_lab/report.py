@@ -15,12 +15,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.disk import save_figure, write_text
-<<<<<<< HEAD
 from dropout_lab.errors import ConfigError
-=======
-from dropout_lab.errors import RunError
 from dropout_lab.inference.describe import mean_std
->>>>>>> decide
 from dropout_lab.run_folder import (OVERRIDES, Status, has_summary, read_summary, steady,
                                     tuned_metric)
 from dropout_lab.tables import markdown_table
