@@ -44,6 +44,7 @@ class RunRow:
     status: str
     settings: Dict[str, str]  # config key -> value as text, results-relevant keys only
     metrics: Dict[str, Optional[float]] = field(default_factory=dict)  # METRIC_COLUMNS keys
+    ran_on: str = ""  # the device actually used, its GPU and software (ran_on_text)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -54,6 +55,17 @@ def settings_of(config: Dict[str, Any]) -> Dict[str, str]:
             for key, value in flatten_config(config).items() if key not in LEFT_OUT}
 
 
+def ran_on_text(summary: dict) -> str:
+    """Where a run computed, as its summary records it (device.describe_device): 'cpu, torch
+    2.5.1' or 'cuda:0 NVIDIA H100 80GB HBM3, torch 2.5.1, CUDA 12.4'; '-' for older runs."""
+    device = summary.get("device")
+    if not device:
+        return "-"
+    where = f"{device['name']} {device['gpu']}" if device.get("gpu") else device["name"]
+    cuda = f", CUDA {device['cuda']}" if device.get("gpu") else ""
+    return f"{where}, torch {device['torch']}{cuda}"
+
+
 def read_row(run_dir: Path, root: Path) -> RunRow:
     name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
     try:
@@ -61,7 +73,10 @@ def read_row(run_dir: Path, root: Path) -> RunRow:
     except RunError:
         return RunRow(name, UNREADABLE, {})
     final, steady, best = (summary.get(part) or {} for part in ("final", "steady", "best"))
-    return RunRow(name, summary.get("status", "unknown"), settings_of(summary.get("config") or {}), {
+    settings = settings_of(summary.get("config") or {})
+    if summary.get("device"):  # where trainer.device (auto) actually put the run
+        settings["trainer.device"] = summary["device"]["name"]
+    return RunRow(name, summary.get("status", "unknown"), settings, {
         "steady": steady.get("test_accuracy"),
         "val": steady.get("val_accuracy"),
         "test_acc": final.get("test_accuracy"),
@@ -69,7 +84,7 @@ def read_row(run_dir: Path, root: Path) -> RunRow:
         "gap": final.get("gap"),
         "epochs": summary.get("epochs_done"),
         "time": (summary.get("timings") or {}).get("wall_seconds"),
-    })
+    }, ran_on_text(summary))
 
 
 def read_rows(root: Path, status: Optional[str] = None) -> List[RunRow]:
@@ -180,11 +195,11 @@ def runs_text(root: Path, sort: Optional[str] = None, status: Optional[str] = No
 def csv_text(rows: Sequence[RunRow], varying: Sequence[str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["run", "status", *varying, *METRIC_COLUMNS])
+    writer.writerow(["run", "status", *varying, *METRIC_COLUMNS, "ran_on"])
     for row in rows:
         writer.writerow([row.run, row.status, *(row.settings.get(key, "") for key in varying),
                          *("" if row.metrics.get(name) is None else row.metrics[name]
-                           for name in METRIC_COLUMNS)])
+                           for name in METRIC_COLUMNS), row.ran_on])
     return out.getvalue()
 
 
@@ -269,6 +284,7 @@ def diff_text(run_a: Path, run_b: Path) -> str:
     table.append(["epochs", str(a.get("epochs_done", "-")), str(b.get("epochs_done", "-")), ""])
     times = [(s.get("timings") or {}).get("wall_seconds") for s in (a, b)]
     table.append(["time", *(duration(t) if t is not None else "-" for t in times), ""])
+    table.append(["ran on", ran_on_text(a), ran_on_text(b), ""])
     lines += aligned(table, right_from=1)
     return "\n".join(lines) + "\n"
 
