@@ -191,14 +191,16 @@ class LocalLauncher(LostJobs, SubmititLocal):
         from dropout_lab.device import visible_gpus
 
         params = dict(self.params)
-        if params.get("gpus_per_node") is None:  # null: the GPUs this process sees, not none
-            gpus = visible_gpus()
-            params.update(gpus_per_node=len(gpus), visible_gpus=gpus)
+        gpus = visible_gpus() if params.get("gpus_per_node") is None else None
+        if gpus is not None:  # null: the GPUs this process sees (submitit's null: none)
+            params["gpus_per_node"] = len(gpus)
         executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"])
         queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(**{
             key if key in queue_keys else f"{self._EXECUTOR}_{key}": value
             for key, value in params.items() if key != "submitit_folder"})
+        if gpus:  # which ones: LocalExecutor's key, which AutoExecutor does not pass on
+            executor._executor.update_parameters(visible_gpus=gpus)
         return executor
 
     def submit(self, executor, overrides: List[str], index: int):
