@@ -15,7 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 SITE=${GPU_CHECK_SITE:-/tmp/dropout-lab-site}
-BUNDLE=gpu_bundle
+BUNDLE=${GPU_BUNDLE:-gpu_bundle}  # built by scripts/gpu_bundle.sh
 if [[ -n ${OUT:-} ]]; then
   exec > >(tee "$OUT/gpu_check.log") 2>&1
 fi

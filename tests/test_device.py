@@ -5,6 +5,7 @@ local launcher's GPUs, autocast's device type. No GPU is needed: where a test ha
 
 import ast
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,20 @@ def test_the_local_launchers_jobs_see_the_gpus_of_the_sweep(monkeypatch, tmp_pat
 def test_the_local_launcher_config_leaves_gpus_to_the_sweep():
     config = OmegaConf.load(Path(REPO, "configs/hydra/launcher/local.yaml"))
     assert config.gpus_per_node is None  # null: passed on (dropout_lab/sweep/local.py)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_says_in_one_line_what_it_lacks(tmp_path):
+    """scripts/gpu_check.sh on a machine without its bundle: exit 2 and one line (on a GPU
+    machine with the bundle it runs the cuda tests; without a GPU it ends with exit 3)."""
+    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh")], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "OUT": "",
+                                                        "GPU_BUNDLE": str(tmp_path / "none")})
+    assert result.returncode == 2
+    assert result.stdout.splitlines() == [
+        f"gpu_check: no {tmp_path / 'none'}/ here: build it with scripts/gpu_bundle.sh and "
+        f"carry it along"]
+
+
+def test_the_gpu_bundle_is_not_committed():
+    assert "/gpu_bundle/" in (REPO / ".gitignore").read_text().splitlines()

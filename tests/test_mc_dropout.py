@@ -110,12 +110,14 @@ def test_a_run_without_checkpoint_is_refused(tmp_path, tiny_cli_run):
 
 
 @pytest.mark.slow
-def test_a_bf16_runs_deterministic_pass_is_its_training_evaluation(tmp_path):
+def test_a_bf16_runs_deterministic_pass_is_its_training_evaluation(tmp_path, monkeypatch):
     """evaluate rebuilds the model in the run's precision: the deterministic pass of a bf16 run
     is the bf16 evaluation training logged, to the last bit (rebuilt in fp32 its loss differed
     in the fourth digit: 1.263777 against 1.264), and its masks draw under the same autocast."""
     from conftest import TINY
+    from dropout_lab import device as device_module
     from dropout_lab.device import cpu_has_native_bf16
+    from dropout_lab.errors import ConfigError
     from dropout_lab.hydra_runner import compose, typed_config
     from dropout_lab.train import train
 
@@ -125,3 +127,7 @@ def test_a_bf16_runs_deterministic_pass_is_its_training_evaluation(tmp_path):
     metrics = mc_evaluate(tmp_path, 2).metrics
     assert metrics["test_loss"] == result.final["test_loss"]
     assert metrics["test_accuracy"] == result.final["test_accuracy"]
+    # Where training would refuse bf16, so does evaluate: not an fp32 pass recorded as the run's.
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="trainer.precision=bf16 needs a CPU with native bf16"):
+        mc_evaluate(tmp_path, 2)
