@@ -88,7 +88,7 @@ def test_hparams_table_has_a_row_per_job_and_shows_the_swept_keys(dashboard, pag
     trial_ids = cells.filter(has_text="_p=[")  # the Trial ID cells: the job folder names
     expect(trial_ids).to_have_count(len(jobs), timeout=TIMEOUT_MS)
     assert cell_texts(trial_ids) == jobs == [  # in job order, named by what was swept
-        f"{num:03d}_p={p},wd={wd},epochs=2,subset=1000,test_subset=500"
+        f"{num:03d}_p={p},wd={wd},epochs=2,subset=1000,test_subset=500,device=cpu"
         for num, (p, wd) in enumerate([("[0.2,0.5]", "0"), ("[0.2,0.5]", "1e-4"),
                                        ("[0.5,0.2]", "0"), ("[0.5,0.2]", "1e-4")])]
 

@@ -181,8 +181,8 @@ def test_a_sweep_declares_the_experiment_once_at_its_root(tmp_path):
     assert [v.number_value for v in swept[0].domain_discrete.values] == [0.0, 1e-4]
     assert swept[0].differs
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
-    assert [job.name for job in jobs] == ["000_wd=0,epochs=2,subset=1000,test_subset=500",
-                                          "001_wd=1e-4,epochs=2,subset=1000,test_subset=500"]
+    budget = "epochs=2,subset=1000,test_subset=500,device=cpu"
+    assert [job.name for job in jobs] == [f"000_wd=0,{budget}", f"001_wd=1e-4,{budget}"]
     for job in jobs:  # the jobs write their sessions only: one experiment in the sweep
         events = read_events(job)
         assert experiment_in(events) is None

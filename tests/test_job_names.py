@@ -79,5 +79,5 @@ def test_hydra_names_the_folders_the_planner_planned(tmp_path):
     run_cli("sweep", "--jobs", "2", "--sweep-dir", tmp_path / "sweep", *overrides, check=True)
     made = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert made == plan_sweep(overrides, validate=0).subdirs == [
-        "000_p=[0.2,0.5],lr=0.05,epochs=2,subset=1000,test_subset=500",
-        "001_p=[0.5,0.2],lr=0.05,epochs=2,subset=1000,test_subset=500"]
+        "000_p=[0.2,0.5],lr=0.05,epochs=2,subset=1000,test_subset=500,device=cpu",
+        "001_p=[0.5,0.2],lr=0.05,epochs=2,subset=1000,test_subset=500,device=cpu"]
