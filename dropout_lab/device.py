@@ -43,6 +43,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def check_data_device(data, device: torch.device) -> None:
+    """ConfigError unless the ``data`` (a FashionMNIST) a caller passes to train() sits on the
+    run's ``device``: a GPU run given CPU data would fail inside its first step."""
+    if data is not None and data.train.images.device != device:
+        raise ConfigError(f"train() was given data on {data.train.images.device}, but the run "
+                          f"trains on {device}: load it with load_fashion_mnist(cfg.data, "
+                          f"device) for that device, or set trainer.device to match")
+
+
 def unusable_gpu_reason() -> Optional[str]:
     """Why torch cannot use the NVIDIA GPU this host has, or None (no GPU, or a usable one).
 

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from dropout_lab.activations import ActivationStats
 from dropout_lab.config import Config, OptimConfig, ScheduleConfig, flatten_config
-from dropout_lab.device import (autocast, describe_device, rng_state, run_device,
-                                set_rng_state)
+from dropout_lab.device import (autocast, check_data_device, describe_device, rng_state,
+                                run_device, set_rng_state)
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
@@ -274,14 +274,6 @@ def train(cfg: Config, run_dir: Path, resume: bool = False,
     run_dir = Path(run_dir)
     with exclusive_dir(run_dir):
         return _train(cfg, run_dir, resume, data)
-
-
-def check_data_device(data: Optional[FashionMNIST], device: torch.device) -> None:
-    """ConfigError unless the ``data`` a caller passes to train() sits on the run's device."""
-    if data is not None and data.train.images.device != device:
-        raise ConfigError(f"train() was given data on {data.train.images.device}, but the run "
-                          f"trains on {device}: load it with load_fashion_mnist(cfg.data, "
-                          f"device) for that device, or set trainer.device to match")
 
 
 def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST]) -> RunResult:
