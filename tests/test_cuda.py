@@ -94,7 +94,7 @@ def test_a_gpu_run_continues_and_is_evaluated_on_the_cpu(tmp_path):
     run_dir = tmp_path / "run"
     run_cli("train", *TINY, *GPU, "trainer.epochs=1", f"hydra.run.dir={run_dir}", check=True)
     assert read_summary(run_dir)["device"]["name"].startswith("cuda")
-    run_cli("train", "--resume", run_dir, "trainer.device=cpu", check=True)
+    run_cli("train", "--resume", run_dir, "trainer.device=cpu", "trainer.epochs=2", check=True)
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["epochs_done"] == 2
     assert summary["device"]["name"] == "cpu"  # the last session's
