@@ -1,5 +1,5 @@
-"""The CUDA path on a real GPU (`pytest -m cuda`; skipped without one; about 2 minutes with
-one): every dropout kind in fp32 and bf16, identical reruns, exact resume, a GPU run continued
+"""The CUDA path on a real GPU (`pytest -m cuda`; skipped without one; sized for about 2 minutes
+there): every dropout kind in fp32 and bf16, identical reruns, exact resume, a GPU run continued
 and evaluated on the CPU, a parallel sweep sharing one GPU. scripts/gpu_check.sh runs these on
 a lent GPU machine."""
 
