@@ -180,7 +180,7 @@ class TrainerConfig:
     # the clean generalisation gap. Train accuracy measured during the epoch has dropout on.
     eval_train_subset: int = 10000  # 0: off
     steady_epochs: int = 3  # the steady metric: the mean test accuracy of the last k epochs
-    precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see train.py)
+    precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see device.py)
 
     def __post_init__(self) -> None:
         check_choice(self.precision, "trainer.precision", PRECISIONS)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from dropout_lab.checks import check_positive
 from dropout_lab.data import Split, batches
+from dropout_lab.device import autocast
 from dropout_lab.dropout import is_stochastic
 from dropout_lab.errors import ConfigError, RunError
 from dropout_lab.disk import atomic_write, write_json
@@ -55,13 +56,15 @@ def entropy(probabilities: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def mc_statistics(model: torch.nn.Module, split: Split, samples: int, batch_size: int) -> dict:
+def mc_statistics(model: torch.nn.Module, split: Split, samples: int, batch_size: int,
+                  precision: str = "fp32") -> dict:
     """Per test image: mean softmax over ``samples`` passes of ``model`` in the mode it is in
-    (N, C), and the mean of the passes' own entropies (N,)."""
+    and in the run's ``precision`` (N, C), and the mean of the passes' own entropies (N,)."""
     mean_probabilities, mean_sample_entropy = [], []
     for images, _labels in batches(split, batch_size):
-        # (K, B, C): K passes, each with its own masks
-        passes = torch.stack([F.softmax(model(images), dim=-1) for _ in range(samples)])
+        with autocast(precision, images.device):  # K passes (K, B, C), each with its own masks
+            logits = [model(images).float() for _ in range(samples)]
+        passes = torch.stack([F.softmax(one, dim=-1) for one in logits])
         mean_probabilities.append(passes.mean(dim=0))
         mean_sample_entropy.append(entropy(passes).mean(dim=0))
     return {"probabilities": torch.cat(mean_probabilities),
@@ -174,13 +177,13 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
         raise RunError(f"the config and checkpoint in {run_dir} do not fit this version of "
                        f"dropout-lab: {str(error).strip().splitlines()[0]}") from None
     split = test_split(run)
-    batch_size = config.trainer.eval_batch_size
-    metrics = {"mc_samples": mc_samples, "seed": seed, "test_images": len(split),
-               **evaluate_split(model, split, batch_size)}  # the deterministic pass, as in training
+    batch_size, precision = config.trainer.eval_batch_size, config.trainer.precision
+    metrics = {"mc_samples": mc_samples, "seed": seed, "test_images": len(split),  # the
+               **evaluate_split(model, split, batch_size, precision=precision)}  # training's pass
     layers = stochastic_layers_on(model)
     with torch.random.fork_rng(devices=[]):  # seed the masks without touching the caller's RNG
         torch.manual_seed(seed)
-        statistics = mc_statistics(model, split, mc_samples, batch_size)
+        statistics = mc_statistics(model, split, mc_samples, batch_size, precision)
     model.eval()
     metrics.update(mc_metrics(statistics["probabilities"], statistics["sample_entropy"],
                               split.labels))

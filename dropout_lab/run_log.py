@@ -76,9 +76,10 @@ class RunLog:
 
     def __init__(self, run_dir: Path, config: dict, start_epoch: int = 1,
                  history: Optional[List[dict]] = None, tensorboard: bool = True,
-                 steady_epochs: int = 3):
+                 steady_epochs: int = 3, device: Optional[dict] = None):
         self.run_dir = Path(run_dir)
         self.config = config
+        self.device = device  # device.describe_device's: what the run computes on
         self.steady_epochs = steady_epochs
         self.history = list(history or [])
         self.started = time.time()
@@ -122,6 +123,7 @@ class RunLog:
             "error": error,
             "run_dir": str(self.run_dir),
             "config": self.config,
+            "device": self.device,
             "final": self.history[-1] if self.history else {},
             "steady": self.steady_metrics(),
             "best": best(self.history),

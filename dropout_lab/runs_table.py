@@ -50,6 +50,7 @@ class RunRow:
     metrics: Dict[str, Optional[float]] = field(default_factory=dict)  # METRIC_COLUMNS keys
     error: Optional[str] = None  # a failed run's one-line reason
     overrides: List[str] = field(default_factory=list)  # what a run without a config was given
+    ran_on: str = ""  # the device actually used, its GPU and software (ran_on_text)
 
 
 @dataclass
@@ -67,6 +68,17 @@ def settings_of(config: Dict[str, Any]) -> Dict[str, str]:
             for key, value in flatten_config(config).items() if key not in LEFT_OUT}
 
 
+def ran_on_text(summary: dict) -> str:
+    """Where a run computed, as its summary records it (device.describe_device): 'cpu, torch
+    2.5.1' or 'cuda:0 NVIDIA H100 80GB HBM3, torch 2.5.1, CUDA 12.4'; '-' for older runs."""
+    device = summary.get("device")
+    if not device:
+        return "-"
+    where = f"{device['name']} {device['gpu']}" if device.get("gpu") else device["name"]
+    cuda = f", CUDA {device['cuda']}" if device.get("gpu") else ""
+    return f"{where}, torch {device['torch']}{cuda}"
+
+
 def read_row(run_dir: Path, root: Path) -> RunRow:
     name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
     try:
@@ -74,7 +86,10 @@ def read_row(run_dir: Path, root: Path) -> RunRow:
     except RunError:
         return RunRow(name, UNREADABLE, {})
     final, steady, best = (summary.get(part) or {} for part in ("final", "steady", "best"))
-    return RunRow(name, summary.get("status", "unknown"), settings_of(summary.get("config") or {}), {
+    settings = settings_of(summary.get("config") or {})
+    if summary.get("device"):  # where trainer.device (auto) actually put the run
+        settings["trainer.device"] = summary["device"]["name"]
+    return RunRow(name, summary.get("status", "unknown"), settings, {
         "steady": steady.get("test_accuracy"),
         "val": steady.get("val_accuracy"),
         "test_acc": final.get("test_accuracy"),
@@ -82,7 +97,8 @@ def read_row(run_dir: Path, root: Path) -> RunRow:
         "gap": final.get("gap"),
         "epochs_done": summary.get("epochs_done"),
         "time": (summary.get("timings") or {}).get("wall_seconds"),
-    }, error=summary.get("error"), overrides=list(summary.get("overrides") or []))
+    }, ran_on=ran_on_text(summary), error=summary.get("error"),
+        overrides=list(summary.get("overrides") or []))
 
 
 def read_rows(root: Path, status: Optional[str] = None) -> List[RunRow]:
@@ -259,11 +275,11 @@ def csv_text(rows: Sequence[RunRow], varying: Sequence[str], folded: bool = Fals
                              *(blank(part.get(name)) for name in SETTING_METRICS
                                for part in (row.metrics, row.stds))])
         return out.getvalue()
-    writer.writerow(["run", "status", *varying, *METRIC_COLUMNS, "error"])
+    writer.writerow(["run", "status", *varying, *METRIC_COLUMNS, "ran_on", "error"])
     for row in rows:
         writer.writerow([row.run, row.status, *(row.settings.get(key, "") for key in varying),
                          *(blank(row.metrics.get(name)) for name in METRIC_COLUMNS),
-                         row.error or ""])
+                         row.ran_on, row.error or ""])
     return out.getvalue()
 
 
@@ -354,6 +370,7 @@ def diff_text(run_a: Path, run_b: Path) -> str:
     table.append(["epochs", str(a.get("epochs_done", "-")), str(b.get("epochs_done", "-")), ""])
     times = [(s.get("timings") or {}).get("wall_seconds") for s in (a, b)]
     table.append(["time", *(duration(t) if t is not None else "-" for t in times), ""])
+    table.append(["ran on", ran_on_text(a), ran_on_text(b), ""])
     lines += aligned(table, right_from=1)
     return "\n".join(lines) + "\n"
 

@@ -5,7 +5,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 
 from dropout_lab.activations import ActivationStats
 from dropout_lab.config import Config, OptimConfig, ScheduleConfig, flatten_config
+from dropout_lab.device import (autocast, check_data_device, describe_device, rng_state,
+                                run_device, set_rng_state)
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
@@ -29,9 +31,6 @@ from dropout_lab.run_log import RunLog, load_checkpoint
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
                      "trainer.eval_batch_size", "trainer.steady_epochs", "data.dir",
                      "data.cache_dir", "data.download", "logging.")
-
-# The dtype of the matrix products in each trainer.precision.
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 # Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
 # a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
@@ -56,59 +55,6 @@ class RunResult:
 
 class _Interrupted(Exception):
     pass
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu")
-    return torch.device(name)
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512_BF16 or AMX on this CPU: what oneDNN's bf16 matrix products run on.
-
-    ``torch.backends.cpu.get_cpu_capability()`` says only "AVX512", with or without bf16, so
-    ask torch's own CPUID query; /proc/cpuinfo where this torch lacks it."""
-    queries = [getattr(torch.cpu, name, None)
-               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if all(queries):
-        return any(query() for query in queries)
-    with suppress(OSError):
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-        return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse bf16 on hardware without native bf16 (ConfigError).
-
-    Refused rather than run in fp32 with a notice: the run's config, summary and hparams
-    would say bf16 for fp32 numbers, and a sweep over trainer.precision would compare fp32
-    with itself. Emulated bf16 would give bf16 numbers but run slower than fp32, which defeats
-    the only reason to choose it."""
-    if precision != "bf16":
-        return
-    if device.type == "cuda":
-        if not torch.cuda.is_bf16_supported(including_emulation=False):
-            raise ConfigError(f"trainer.precision=bf16 but {torch.cuda.get_device_name(device)} "
-                              f"has no native bf16; use trainer.precision=fp32")
-    elif device.type == "cpu" and not cpu_has_native_bf16():
-        raise ConfigError(f"trainer.precision=bf16 needs a CPU with native bf16 (AVX512_BF16 or "
-                          f"AMX), which this one ({torch.backends.cpu.get_cpu_capability()}) "
-                          f"lacks; use trainer.precision=fp32")
-
-
-def autocast(precision: str, device: torch.device):
-    """The context of the forward pass and the loss: bf16 autocast, or nothing at all for fp32
-    (so fp32 runs are bit for bit the runs before trainer.precision existed).
-
-    Enter it per step, never around ``optimizer.step()``: autocast caches the bf16 copy of
-    each weight until the context exits, so an update inside it would be read stale."""
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=PRECISION_DTYPES[precision])
 
 
 def build_optimizer(cfg: OptimConfig, params):
@@ -204,7 +150,8 @@ def evaluate_split(model, split: Split, batch_size: int, name: str = "test",
     for images, labels in batches(split, batch_size):
         with autocast(precision, split.images.device):
             logits = model(images)
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        # float32: in bf16 (8 significant bits) a batch's summed loss rounds to a multiple of 16
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").item()
         correct += (logits.argmax(dim=1) == labels).sum().item()
     return {f"{name}_loss": loss_sum / len(split), f"{name}_accuracy": correct / len(split)}
 
@@ -244,20 +191,6 @@ def stop_on_signals():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _rng_state(generator: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["shuffle"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def config_dict(cfg: Config) -> dict:
@@ -306,7 +239,8 @@ def restore_scheduler(checkpoint: dict, scheduler, run_dir: Path) -> None:
     scheduler.load_state_dict(checkpoint["scheduler"])
 
 
-def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_dir: Path) -> None:
+def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_dir: Path,
+            device: torch.device) -> None:
     """Load a checkpoint's weights, optimiser state and RNG states (the shuffle's included)."""
     try:
         model.load_state_dict(checkpoint["model"])
@@ -315,7 +249,7 @@ def restore(checkpoint: dict, model, optimizer, generator: torch.Generator, run_
         detail = "; ".join(line.strip() for line in str(error).strip().splitlines()[:2])
         raise ConfigError(f"the config does not fit the checkpoint in {run_dir}: "
                           f"{detail}") from None
-    _set_rng_state(checkpoint["rng"], generator)
+    set_rng_state(checkpoint["rng"], device, generator)
 
 
 def scheduler_state(scheduler) -> dict:
@@ -349,9 +283,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
         torch.set_num_threads(cfg.trainer.num_threads)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle order, on the CPU
-    device = resolve_device(cfg.trainer.device)
+    device = run_device(cfg.trainer)
+    check_data_device(data, device)
     precision = cfg.trainer.precision
-    check_precision(precision, device)
     model = build_model(cfg.model).to(device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     # Built before restore(): building a scheduler sets the optimiser's lr, which the
@@ -363,7 +297,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
 
     history, start_epoch = [], 1
     if checkpoint is not None:
-        restore(checkpoint, model, optimizer, generator, run_dir)
+        restore(checkpoint, model, optimizer, generator, run_dir, device)
         restore_scheduler(checkpoint, scheduler, run_dir)
         history, start_epoch = checkpoint["history"], checkpoint["epoch"] + 1
         if start_epoch > cfg.trainer.epochs and read_summary(run_dir)["status"] == Status.COMPLETED:
@@ -373,7 +307,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
     log = RunLog(run_dir, config, start_epoch, history, cfg.logging.tensorboard,
-                 cfg.trainer.steady_epochs)
+                 cfg.trainer.steady_epochs, describe_device(device))
     progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
                              steps_per_epoch * (start_epoch - 1))
     # Hooks only when asked for: without them the training loop is untouched.
@@ -399,7 +333,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 if cfg.logging.checkpoint:
                     log.save_checkpoint({"model": model.state_dict(),
                                          "optimizer": optimizer.state_dict(),
-                                         "rng": _rng_state(generator), "epoch": epoch,
+                                         "rng": rng_state(device, generator), "epoch": epoch,
                                          "config": config, **scheduler_state(scheduler)})
                 log.write_summary(Status.RUNNING)  # after the checkpoint: never ahead of it
                 if progress is not None:  # a line that stays, above the bar on a terminal

@@ -15,11 +15,18 @@ def run_config(run: dict):
 
 
 def trained_model(run: dict):
-    """The run's model with its last checkpoint's weights, on the CPU, in eval mode."""
+    """The run's model with its last checkpoint's weights, on the CPU, in eval mode. Evaluate
+    it in the run's precision (``run_config(run).trainer.precision`` through device.autocast):
+    a bf16 run is refused (ConfigError) on a CPU without native bf16, as training refuses it."""
+    import torch
+
+    from dropout_lab.device import check_precision
     from dropout_lab.model import build_model
     from dropout_lab.run_log import load_checkpoint
 
-    model = build_model(run_config(run).model)
+    config = run_config(run)
+    check_precision(config.trainer.precision, torch.device("cpu"))
+    model = build_model(config.model)
     model.load_state_dict(load_checkpoint(run["run_dir"])["model"])
     return model.eval()
 

@@ -38,9 +38,15 @@ def saved_bytes(layer: nn.Module, x: torch.Tensor) -> int:
     return sum(sizes)
 
 
+def synchronizer(x: torch.Tensor):
+    """Waits for the queued work of ``x``'s device: CUDA runs asynchronously, so a clock read
+    without it times the kernel launches, not the work."""
+    return (lambda: torch.cuda.synchronize(x.device)) if x.is_cuda else (lambda: None)
+
+
 def step_seconds(layer: nn.Module, x: torch.Tensor, grad: torch.Tensor, repeats: int) -> float:
     """Mean seconds of one forward + backward over ``repeats`` steps."""
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    sync = synchronizer(x)
     sync()
     started = time.perf_counter()
     for _ in range(repeats):
@@ -88,12 +94,15 @@ def variant_timings(p: float, rounds: int, device: str) -> None:
             lambda: (lambda noise: (noise >= p, noise.ge_(p).mul_(scale).mul_(x)))(torch.rand_like(x)),
     }
     print(f"\nvariants on 4096x4096 ({torch.get_num_threads()} threads), median ms of {rounds}:")
+    sync = synchronizer(x)
     for name, op in variants.items():
         op()
         times = []
         for _ in range(rounds):
+            sync()
             started = time.perf_counter()
             op()
+            sync()
             times.append(time.perf_counter() - started)
         print(f"  {1e3 * statistics.median(times):8.1f}  {name}")
 

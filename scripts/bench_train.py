@@ -20,6 +20,9 @@
 (e) With ``--precision bf16``: the epoch with ``trainer.precision=bf16`` (autocast) against the
     same matrix products in bf16 and against the fp32 epoch of (a), in the same rounds.
 
+``--device cuda`` runs (a), (d) and (e) on the GPU (data, model and products there; the clock
+waits for the GPU's queued work before each reading); (b) and (c) are the CPU's.
+
 Rounds interleave the contenders, so a neighbour's load hits each alike; the medians are
 compared. Extra arguments are config overrides (default: the default config). On a machine
 shared with other jobs, ``trainer.num_threads=1 --clock cpu`` gives steadier figures for (a):
@@ -27,7 +30,7 @@ process CPU time of one thread is not stretched by waiting for a core.
 
     .venv/bin/python scripts/bench_train.py [--rounds 5] [--textbook-rounds 3] [--workers 4]
                                             [--clock wall|cpu] [--skip-textbook] [--floor] [--compile]
-                                            [--precision bf16] [OVERRIDES...]
+                                            [--precision bf16] [--device cpu|cuda] [OVERRIDES...]
 """
 
 import argparse
@@ -47,8 +50,8 @@ from dropout_lab.config import PRECISIONS
 from dropout_lab.data import FILES, batches, find_source, load_fashion_mnist, read_verified
 from dropout_lab.errors import ConfigError
 from dropout_lab.model import N_CLASSES, N_INPUTS, build_model
-from dropout_lab.train import (PRECISION_DTYPES, build_optimizer, check_precision,
-                               evaluate_split, train_epoch)
+from dropout_lab.device import PRECISION_DTYPES, check_precision, resolve_device
+from dropout_lab.train import build_optimizer, evaluate_split, train_epoch
 
 
 def batch_sizes(n: int, batch_size: int) -> list:
@@ -57,16 +60,16 @@ def batch_sizes(n: int, batch_size: int) -> list:
 
 
 def matmul_epoch_seconds(layer_sizes: list, train_batches: list, test_batches: list,
-                         clock=time.perf_counter, dtype=torch.float32) -> float:
+                         clock=time.perf_counter, dtype=torch.float32, device="cpu") -> float:
     """Seconds for just the epoch's matrix products through ``torch.mm``, in autograd's layouts.
 
     Linear layer y = x W^T (W: out x in). Forward: mm(x, W^T). Backward: weight gradient
     mm(g^T, x) (out x in), input gradient mm(g, W) (B x in), for every layer but the first.
     Under bf16 autocast all of them run in bf16 (``dtype``).
     """
-    weights = [torch.randn(n_out, n_in, dtype=dtype)
+    weights = [torch.randn(n_out, n_in, dtype=dtype, device=device)
                for n_in, n_out in zip(layer_sizes, layer_sizes[1:])]
-    activations = {b: [torch.randn(b, n, dtype=dtype) for n in layer_sizes]  # x, hidden..., g
+    activations = {b: [torch.randn(b, n, dtype=dtype, device=device) for n in layer_sizes]
                    for b in set(train_batches) | set(test_batches)}
     started = clock()
     for b in train_batches:
@@ -90,7 +93,7 @@ class OurEpoch:
     def __init__(self, cfg, data, compiled: bool = False):
         torch.manual_seed(cfg.seed)
         self.cfg, self.data = cfg, data
-        self.model = build_model(cfg.model)
+        self.model = build_model(cfg.model).to(data.train.images.device)
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         if compiled:  # the same epoch with the model through torch.compile (inductor)
             self.model = torch.compile(self.model)
@@ -228,6 +231,18 @@ def print_times(name: str, times: list) -> float:
     return median
 
 
+def synchronised(clock, device: torch.device):
+    """``clock`` read after the device's queued work has finished (CUDA runs asynchronously:
+    unsynchronised, a reading times the launches, not the work)."""
+    if device.type != "cuda":
+        return clock
+
+    def read():
+        torch.cuda.synchronize(device)
+        return clock()
+    return read
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
@@ -248,26 +263,37 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="also (e): the epoch in this trainer.precision against its matrix "
                              "products in that dtype and against the epoch of (a)")
+    parser.add_argument("--device", default="cpu",
+                        help="trainer.device of (a), (d) and (e): cpu, cuda or cuda:N")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
-    cfg = typed_config(compose(["trainer.device=cpu", *args.overrides]))
+    device_override = f"trainer.device={args.device}"
+    cfg = typed_config(compose([device_override, *args.overrides]))
+    try:
+        device = resolve_device(args.device)
+    except ConfigError as error:
+        raise SystemExit(f"--device: {error}") from None
+    if device.type == "cuda" and (args.floor or not args.skip_textbook):
+        raise SystemExit("--device cuda: add --skip-textbook, leave out --floor (CPU baselines)")
     low = None  # (e): the config in --precision, when it differs from (a)'s
     if args.precision != cfg.trainer.precision:
-        low = typed_config(compose(["trainer.device=cpu", *args.overrides,
+        low = typed_config(compose([device_override, *args.overrides,
                                     f"trainer.precision={args.precision}"]))
         try:
-            check_precision(args.precision, torch.device("cpu"))
+            check_precision(args.precision, device)
         except ConfigError as error:
             raise SystemExit(f"--precision: {error}") from None
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    data = load_fashion_mnist(cfg.data, torch.device("cpu"))
+    clock = synchronised(time.process_time if args.clock == "cpu" else time.perf_counter, device)
+    data = load_fashion_mnist(cfg.data, device)
     layer_sizes = [N_INPUTS, *cfg.model.hidden, N_CLASSES]
     train_batches = batch_sizes(len(data.train), cfg.trainer.batch_size)
     test_batches = batch_sizes(len(data.test), cfg.trainer.eval_batch_size)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, "
+    where = f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}" \
+        if device.type == "cuda" else f"{os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, "
           f"{args.clock} clock; MLP {'-'.join(map(str, layer_sizes))}, dropout "
           f"{cfg.model.dropout.kind} p={cfg.model.dropout.p}, batch {cfg.trainer.batch_size}, "
           f"{len(data.train)} train / {len(data.test)} test images")
@@ -277,7 +303,7 @@ def main() -> None:
     def matmul_seconds(precision):
         def seconds(clock=time.perf_counter):
             return matmul_epoch_seconds(layer_sizes, train_batches, test_batches, clock,
-                                        PRECISION_DTYPES[precision])
+                                        PRECISION_DTYPES[precision], device)
         return seconds
 
     contenders = {"ours": ours.seconds, "matmul": matmul_seconds(cfg.trainer.precision)}

@@ -35,7 +35,8 @@ from scipy import stats
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.data import load_fashion_mnist
 from dropout_lab.run_folder import read_summary, steady
-from dropout_lab.train import check_precision, resolve_device, train
+from dropout_lab.device import check_precision, resolve_device
+from dropout_lab.train import train
 
 PAIR = ("fp32", "bf16")  # the precisions of a pair, in training order
 STEADY_EPOCHS = 3

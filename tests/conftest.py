@@ -16,13 +16,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-# A budget small enough for the suite: a data subset, 2 epochs, one thread, no progress bar.
+# A budget small enough for the suite: a data subset, 2 epochs, one thread, no progress bar, on
+# the CPU (the suite's figures and timings assume it; tests/test_cuda.py is the GPU's).
 TINY = [
     "data.subset=1000",
     "data.test_subset=500",
     "trainer.epochs=2",
     "trainer.progress=false",
     "trainer.num_threads=1",
+    "trainer.device=cpu",
 ]
 
 # The reference run of the reliability tests: epochs long enough (10,000 images, ~0.25 s each on
@@ -30,7 +32,7 @@ TINY = [
 # that the optimiser has state to restore.
 EPOCHS = 5
 BUDGET = ["data.subset=10000", "data.test_subset=1000", f"trainer.epochs={EPOCHS}",
-          "trainer.progress=false", "trainer.num_threads=1", "optim=adam"]
+          "trainer.progress=false", "trainer.num_threads=1", "optim=adam", "trainer.device=cpu"]
 
 
 # --- the CLI ------------------------------------------------------------------------------------

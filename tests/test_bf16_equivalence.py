@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from conftest import REPO, TINY
-from dropout_lab.train import cpu_has_native_bf16
+from dropout_lab.device import cpu_has_native_bf16
 
 sys.path.insert(0, str(REPO / "scripts"))
 from bf16_equivalence import main, tost  # noqa: E402

@@ -413,7 +413,8 @@ def test_custom_and_builtin_train_the_default_model_equally_well(tmp_path):
         config = Config(seed=0, data=data_config,
                         model=ModelConfig(dropout=DropoutConfig(kind=kind)),
                         optim=OptimConfig(lr=0.1),
-                        trainer=TrainerConfig(epochs=3, progress=False, num_threads=1),
+                        trainer=TrainerConfig(epochs=3, progress=False, num_threads=1,
+                                              device="cpu"),  # as the data
                         logging=LoggingConfig(tensorboard=False, checkpoint=False))
         result = train(config, tmp_path / kind, data=data)
         assert result.status == "completed"

@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from conftest import REPO, TINY, read_events, read_hparams, run_cli
+from dropout_lab import device as device_module
 from dropout_lab import train as train_module
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.config import DROPOUT_KINDS, DropoutConfig, ModelConfig
 from dropout_lab.errors import ConfigError
 from dropout_lab.model import build_model
 from dropout_lab.run_folder import read_summary
-from dropout_lab.train import autocast, cpu_has_native_bf16, resumable_checkpoint, train
+from dropout_lab.device import autocast, cpu_has_native_bf16
+from dropout_lab.train import resumable_checkpoint, train
 
 CPU = torch.device("cpu")
 MOMENTUM = ["optim.momentum=0.9", "optim.lr=0.1"]
@@ -56,7 +58,7 @@ def test_unknown_precision_is_one_line_and_exit_2(tmp_path):
 
 
 def test_bf16_without_native_bf16_is_refused_in_one_line(monkeypatch, tmp_path):
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(ConfigError) as refused:
         train(tiny_config("trainer.precision=bf16"), tmp_path)
     message = str(refused.value)
@@ -153,3 +155,14 @@ def test_benchmark_script_compares_bf16(tmp_path):
     assert "(e) the epoch with trainer.precision=bf16" in result.stdout
     assert "torch.mm only, same shapes, bf16" in result.stdout
     assert "faster than the fp32 epoch" in result.stdout
+
+
+def test_bf16_evaluation_losses_are_summed_in_float32(bf16_run):
+    """A bf16 logit's cross-entropy summed in bf16 keeps 8 significant bits: every test loss
+    came out a multiple of 16/2000 on 2,000 images. Summed in float32, a loss sum (500 images,
+    one evaluation batch) is almost never a bf16 number: 2 epochs x 2 splits here, each with
+    odds 2^-15 or so of being one by chance."""
+    for epoch in bf16_run.history:
+        for name, images in (("test", 500), ("train_eval", 1000)):
+            total = epoch[f"{name}_loss"] * images
+            assert torch.tensor(total).bfloat16().item() != pytest.approx(total, rel=1e-9), name

@@ -38,7 +38,7 @@ def test_runs_lists_each_job_with_its_swept_setting_and_metrics(sweep_dir):
     result = run_cli("runs", sweep_dir, check=True)
     lines = result.stdout.splitlines()
     assert lines[0] == f"2 runs under {sweep_dir} (2 completed)"
-    assert lines[1] == "same in all: epochs=2 subset=1000 test_subset=500"
+    assert lines[1] == "same in all: epochs=2 subset=1000 test_subset=500 device=cpu"
     assert lines[2].split() == ["run", "status", "wd", "steady", "test", "acc", "best", "gap",
                                 "epochs", "done", "time"]  # epochs trained, not the setting
     for line, job in zip(lines[3:], jobs(sweep_dir)):
@@ -60,6 +60,7 @@ def test_runs_sorts_filters_and_writes_csv(sweep_dir):
     assert [row["run"] for row in rows] == sorted(finals, key=finals.get, reverse=True)
     assert {row["run"]: float(row["test_acc"]) for row in rows} == finals  # full precision
     assert sorted(float(row["optim.weight_decay"]) for row in rows) == [0.0, 1e-3]
+    assert {row["ran_on"].split(",")[0] for row in rows} == {"cpu"}
 
     by_wd = run_cli("runs", sweep_dir, "--sort", "wd", check=True).stdout.splitlines()[3:]
     assert [line.split()[2] for line in by_wd] == ["0", "1e-3"]
@@ -67,7 +68,7 @@ def test_runs_sorts_filters_and_writes_csv(sweep_dir):
     assert none.stdout.splitlines()[0] == f"0 runs under {sweep_dir}"
     single = run_cli("runs", jobs(sweep_dir)[1], check=True).stdout.splitlines()  # wd=1e-3
     assert single[0] == f"1 run under {jobs(sweep_dir)[1]} (1 completed)"
-    assert single[1] == "same in all: wd=1e-3 epochs=2 subset=1000 test_subset=500"
+    assert single[1] == "same in all: wd=1e-3 epochs=2 subset=1000 test_subset=500 device=cpu"
 
 
 @pytest.mark.slow
@@ -84,6 +85,8 @@ def test_diff_shows_the_differing_keys_and_the_metrics_side_by_side(sweep_dir):
     assert steady.split()[3:] == [f"{a['steady']['test_accuracy']:.4f}",
                                   f"{b['steady']['test_accuracy']:.4f}", f"{change:+.4f}"]
     assert any(line.split()[:3] == ["status", "completed", "completed"] for line in lines)
+    ran_on = f"cpu, torch {a['device']['torch']}"  # the device actually used (trainer.device=cpu)
+    assert any(line.split() == ["ran", "on", *ran_on.split(), *ran_on.split()] for line in lines)
 
 
 @pytest.mark.slow

@@ -20,19 +20,20 @@ from dropout_lab.run_folder import read_summary
 from dropout_lab.sweep.job import TEST_MEMORY_LIMIT_ENV
 
 EPOCHS = 4
-# Epochs long enough (5,000 images, ~0.2 s each on one core) that a kill after epoch 1 lands
+# Epochs long enough (5,000 images, ~0.2 s each on one core; on the CPU, whatever the host has)
+# that a kill after epoch 1 lands
 # while epochs are still to run; Adam, so that the optimiser has state to restore.
 BUDGET = ["data.subset=5000", "data.test_subset=500", f"trainer.epochs={EPOCHS}",
-          "trainer.progress=false", "trainer.num_threads=1", "optim=adam"]
+          "trainer.progress=false", "trainer.num_threads=1", "optim=adam", "trainer.device=cpu"]
 # The job that is killed: seed 1, the second job, which starts beside the first.
 KILLED_SEED = 1
 # Out of memory: a [4096,4096] MLP with Adam needs about 320 MB for its weights, gradients and
 # moments; a [64,64] one next to nothing. Jobs may grow by LIMIT_MB (the first job in a worker
 # process grows by about 140 MB: TensorBoard's thread, first-use allocations). One batch per
-# epoch keeps the wide model cheap to train.
+# epoch keeps the wide model cheap to train. On the CPU: RLIMIT_AS never sees GPU memory.
 LIMIT_MB = 260
 OOM_BUDGET = ["data.subset=256", "data.test_subset=256", f"trainer.epochs={EPOCHS}",
-              "trainer.progress=false", "trainer.num_threads=1", "optim=adam"]
+              "trainer.progress=false", "trainer.num_threads=1", "optim=adam", "trainer.device=cpu"]
 
 
 def job_dir(sweep_dir: Path, num: int) -> Path:

@@ -53,8 +53,8 @@ def mc_variance(noise, h, draws: int, chunk: int = 16):
     """
     import torch
 
-    total = torch.zeros(h.shape, dtype=torch.float64)
-    total_sq = torch.zeros(h.shape, dtype=torch.float64)
+    total = torch.zeros(h.shape, dtype=torch.float64, device=h.device)
+    total_sq = torch.zeros(h.shape, dtype=torch.float64, device=h.device)
     noise.train()
     done = 0
     with torch.no_grad():

@@ -157,7 +157,7 @@ def shared_data(config):
     """The dataset for a job, loaded once per worker process: joblib and Optuna run several
     jobs in one process, and re-reading the cache for each would be most of a short job."""
     from dropout_lab.data import load_fashion_mnist
-    from dropout_lab.train import resolve_device
+    from dropout_lab.device import resolve_device
 
     device = resolve_device(config.trainer.device)
     key = (repr(config.data), str(device))

@@ -188,11 +188,19 @@ class LocalLauncher(LostJobs, SubmititLocal):
         plugin's internals: pyproject.toml pins hydra-submitit-launcher to 1.2.x)."""
         import submitit
 
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"])
+        from dropout_lab.device import visible_gpus
+
+        params = dict(self.params)
+        gpus = visible_gpus() if params.get("gpus_per_node") is None else None
+        if gpus is not None:  # null: the GPUs this process sees (submitit's null: none)
+            params["gpus_per_node"] = len(gpus)
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"])
         queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
         executor.update_parameters(**{
             key if key in queue_keys else f"{self._EXECUTOR}_{key}": value
-            for key, value in self.params.items() if key != "submitit_folder"})
+            for key, value in params.items() if key != "submitit_folder"})
+        if gpus:  # which ones: LocalExecutor's key, which AutoExecutor does not pass on
+            executor._executor.update_parameters(visible_gpus=gpus)
         return executor
 
     def submit(self, executor, overrides: List[str], index: int):
