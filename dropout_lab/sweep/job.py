@@ -12,7 +12,7 @@ from typing import Dict, Iterator, List, Optional
 
 from dropout_lab.errors import DropoutLabError, RunError, one_line
 from dropout_lab.hydra_runner import typed_config
-from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, has_summary, read_status,
+from dropout_lab.run_folder import (EVENTS_GLOB, Status, has_summary, read_status,
                                     read_summary, record_failure, rerun_resumes, tuned_metric)
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,11 @@ def memory_limit_for_tests() -> Iterator[None]:
 
 def clear_attempt(run_dir: Path) -> None:
     """Before a failed job starts anew: drop its old events and checkpoint (not its config)."""
-    for path in [*run_dir.glob(EVENTS_GLOB), run_dir / CHECKPOINT]:
+    from dropout_lab.checkpoint import remove_checkpoint  # torch: a skipped job needs none
+
+    for path in run_dir.glob(EVENTS_GLOB):
         path.unlink(missing_ok=True)
+    remove_checkpoint(run_dir)
 
 
 _DATA_CACHE: Dict[tuple, object] = {}
