@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from dropout_lab.activations import ActivationStats
 from dropout_lab.config import Config, OptimConfig, ScheduleConfig, flatten_config
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
+from dropout_lab.divergence import CHECK_STEPS, LossWatch
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
@@ -32,11 +33,6 @@ RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", 
 
 # The dtype of the matrix products in each trainer.precision.
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-# Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
-# a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
-# most this many steps, and the epoch it diverged in is reported either way.
-DIVERGENCE_CHECK_STEPS = 25
 
 
 @dataclass
@@ -161,10 +157,13 @@ def current_lr(optimizer) -> float:
 
 
 def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
-                interrupted: threading.Event, precision: str = "fp32", scheduler=None) -> dict:
-    """One pass over the shuffled training set with dropout on; mean loss and accuracy.
-    ``scheduler`` (build_scheduler's) steps after every optimiser step."""
+                interrupted: threading.Event, precision: str = "fp32", scheduler=None,
+                divergence_threshold: Optional[float] = None) -> dict:
+    """One pass over the shuffled training set with dropout on; mean loss and accuracy, or
+    {"diverged": why} (divergence.py). ``scheduler`` (build_scheduler's) steps after every
+    optimiser step."""
     model.train()
+    watch = LossWatch(divergence_threshold)
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -183,13 +182,14 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
             progress.update(1)
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
-            return {"diverged": True}
+        if (step + 1) % CHECK_STEPS == 0 and (why := watch.diverged(loss_sum.item(),
+                                                                     (step + 1) * batch_size)):
+            return {"diverged": why}
         if interrupted.is_set():
             raise _Interrupted
-    if not torch.isfinite(loss_sum):
-        return {"diverged": True}
     n = len(split)
+    if why := watch.diverged(loss_sum.item(), n):
+        return {"diverged": why}
     return {"train_loss": loss_sum.item() / n, "train_accuracy": correct.item() / n}
 
 
@@ -385,9 +385,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 lr = current_lr(optimizer)  # the epoch's first step's
                 train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
                                             generator, progress, interrupted, precision,
-                                            scheduler)
+                                            scheduler, cfg.trainer.divergence_threshold)
                 if train_metrics.get("diverged"):
-                    status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
+                    status, error = Status.DIVERGED, f"{train_metrics['diverged']} in epoch {epoch}"
                     break
                 metrics = {"epoch": epoch, "lr": lr,
                            **epoch_metrics(model, data, train_metrics, cfg)}
