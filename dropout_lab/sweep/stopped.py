@@ -15,7 +15,7 @@ result (slurm.py), and a job still "running" when the sweep ends (run.py).
 import errno
 import logging
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from dropout_lab.errors import RunError, one_line
 from dropout_lab.run_folder import has_summary, read_status, read_summary, record_stop
@@ -32,11 +32,19 @@ def stop_cause(error: BaseException) -> Optional[str]:
     its UncompletedJobError in the job then); None for an error of the job's own."""
     if out_of_memory(error):
         return f"ran out of memory ({one_line(error)})"
-    if isinstance(error, OSError) and error.errno in OUT_OF_ROOM:
+    if any(isinstance(cause, OSError) and cause.errno in OUT_OF_ROOM for cause in chain(error)):
         return f"ran out of disk space ({one_line(error)})"
     if type(error).__name__ == "UncompletedJobError":  # submitit's; not imported off Slurm
         return TIME_LIMIT
     return None
+
+
+def chain(error: Optional[BaseException]) -> Iterator[BaseException]:
+    """``error`` and the errors it was raised from or while handling (disk.py words an OSError
+    as a RunError naming the file; the OSError underneath says what ran out)."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def out_of_memory(error: BaseException) -> bool:
