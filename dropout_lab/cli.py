@@ -142,7 +142,7 @@ def runs(
                              "first), run, status or a shown setting (e.g. wd)."),
     status: Optional[str] = typer.Option(
         None, "--status", help="Only runs with this status: completed, diverged, failed, "
-                               "interrupted or running."),
+                               "stopped, interrupted or running."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV (one column per setting) instead of the table."),
     verbose: bool = VERBOSE,
 ):

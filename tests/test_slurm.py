@@ -277,8 +277,8 @@ def test_time_limit_and_scancel_stop_a_job_and_reruns_resume_it(slurm_cluster, t
     sweep = start_sweep(sweep_dir, *TIME_LIMITED, *ONE_MINUTE)
     try:
         job_id = wait_for(lambda: slurm_job_ids(sweep_dir).get(0), "the job's submission", sweep)
-        wait_for(lambda: restarts(job_id) == 1, "the requeue at the signal before the time limit",
-                 sweep, timeout=120)
+        wait_for(lambda: restarts(job_id) == 1 and job_state(job_id) == "PENDING",
+                 "the requeue at the signal before the time limit", sweep, timeout=120)
         release(job_id)
         code, out, err = finish(sweep)
         assert code == 1, out + err

@@ -116,16 +116,18 @@ def job_folders(sweep_dir: Path, plan: SweepPlan) -> List[Path]:
             else list(run_folders(sweep_dir)))
 
 
-def summary_stamps(folders: List[Path]) -> Dict[Path, int]:
-    """When each folder's summary.json was last written (ns), for the folders that have one."""
+def summary_stamps(folders: List[Path]) -> Dict[Path, tuple]:
+    """Which version of its summary.json each folder holds (inode and modification time: every
+    write makes a new file, renamed over the old one), for the folders that have one."""
     stamps = {}
     for folder in folders:
         with suppress(OSError):
-            stamps[folder] = (folder / SUMMARY).stat().st_mtime_ns
+            stat = (folder / SUMMARY).stat()
+            stamps[folder] = (stat.st_ino, stat.st_mtime_ns)
     return stamps
 
 
-def ended_jobs(sweep_dir: Path, plan: SweepPlan, before: Dict[Path, int]) -> Counter:
+def ended_jobs(sweep_dir: Path, plan: SweepPlan, before: Dict[Path, tuple]) -> Counter:
     """How many of the sweep's jobs have ended in this run of it, by status, from their
     summary.json files; a summary as it was when the sweep started (``before``:
     summary_stamps then) is an earlier run's: a job it says ended has not run again yet."""
