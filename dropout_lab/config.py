@@ -183,7 +183,7 @@ class TrainerConfig:
     precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see train.py)
     # A run whose mean training loss over a window of steps exceeds this ends diverged (as a
     # NaN loss does); None: only NaN/inf. See divergence.py and the README for the default.
-    divergence_threshold: Optional[float] = 100.0
+    divergence_threshold: Optional[float] = 1e5
 
     def __post_init__(self) -> None:
         check_choice(self.precision, "trainer.precision", PRECISIONS)

@@ -44,7 +44,7 @@ def test_an_exploding_but_finite_run_ends_diverged(tmp_path):
     assert done.returncode == 1, done.stderr
     summary = read_summary(run_dir)
     assert summary["status"] == "diverged"
-    assert "exceeded trainer.divergence_threshold=100 in epoch 1" in summary["error"]
+    assert "exceeded trainer.divergence_threshold=100000 in epoch 1" in summary["error"]
     value = float(summary["error"].split("training loss ")[1].split()[0])
     assert 1e12 < value < math.inf  # finite: only the threshold catches it
     assert "Traceback" not in done.stderr
