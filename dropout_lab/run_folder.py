@@ -35,9 +35,11 @@ class Status(str, Enum):
     RUNNING = "running"  # training, or its process died without closing the run
     COMPLETED = "completed"
     DIVERGED = "diverged"  # the loss became NaN, infinite or too large: a result, not an error
-    FAILED = "failed"  # its config or code raised an error: a rerun starts it anew
+    FAILED = "failed"  # an error stopped it (in a sweep: its config's or code's): a rerun starts anew
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: resumable from its checkpoint
-    STOPPED = "stopped"  # stopped from outside (time limit, scancel, killed, memory, disk): resumable
+    # A sweep job stopped from outside (time limit, scancel, killed, out of memory or disk):
+    # resumable from its checkpoint (sweep/stopped.py).
+    STOPPED = "stopped"
 
     def __str__(self) -> str:
         return self.value

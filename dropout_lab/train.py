@@ -330,19 +330,21 @@ def _progress_bar(cfg: Config, total: int, initial: int) -> Optional[Progress]:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False,
-          data: Optional[FashionMNIST] = None) -> RunResult:
+          data: Optional[FashionMNIST] = None, in_sweep: bool = False) -> RunResult:
     """Train the MLP ``cfg`` describes, logging into ``run_dir``; resume from its checkpoint.
 
-    ``data`` lets a caller that trains several models on the same split load it once.
+    ``data`` lets a caller that trains several models on the same split load it once;
+    ``in_sweep``: the run is a sweep's job (the sweep declares the HParams experiment).
     Another process training into ``run_dir`` at the same time is refused (RunError): two
     writers would interleave their checkpoints.
     """
     run_dir = Path(run_dir)
     with exclusive_dir(run_dir):
-        return _train(cfg, run_dir, resume, data)
+        return _train(cfg, run_dir, resume, data, in_sweep)
 
 
-def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST]) -> RunResult:
+def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST],
+           in_sweep: bool) -> RunResult:
     checkpoint = resumable_checkpoint(cfg, run_dir) if resume else None
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -372,7 +374,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
     log = RunLog(run_dir, config, start_epoch, history, cfg.logging.tensorboard,
-                 cfg.trainer.steady_epochs)
+                 cfg.trainer.steady_epochs, in_sweep)
     progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
                              steps_per_epoch * (start_epoch - 1))
     # Hooks only when asked for: without them the training loop is untouched.

@@ -65,17 +65,17 @@ def train_job(cfg, run_dir: Path, overrides: List[str], sweep_dir: Path,
         from dropout_lab.train import train
 
         config = typed_config(cfg)
-        result = train(config, run_dir, resume=resume, data=shared_data(config))
+        result = train(config, run_dir, resume=resume, data=shared_data(config), in_sweep=True)
     except Exception as error:  # recorded, not swallowed: the summary and the job's log say it
         cause = stop_cause(error)
         if cause is not None:  # the machine's limit, not the job's fault: a rerun resumes it
             stopped(run_dir, cause, overrides, sweep_dir)
-        elif isinstance(error, DropoutLabError):  # not a bug: one line, as the CLI does
+            return objective(None)
+        if isinstance(error, DropoutLabError):  # not a bug: one line, as the CLI does
             log.error("%s failed: %s", run_dir.name, one_line(error))
         else:  # a bug: the traceback, in the job's train.log too
             log.exception("%s failed", run_dir.name)
-        if cause is None:
-            record_failure(run_dir, one_line(error), overrides)
+        record_failure(run_dir, one_line(error), overrides)
         return objective(None)
     if result.status == Status.INTERRUPTED:
         if on_slurm:  # Slurm requeues or cancels the job:
