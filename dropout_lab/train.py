@@ -22,6 +22,7 @@ from dropout_lab.checkpoint import (Checkpoint, TrainingState, remove_unfinished
 from dropout_lab.config import Config, config_dict
 from dropout_lab.device import autocast, check_data_device, describe_device, run_device
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
+from dropout_lab.divergence import CHECK_STEPS, LossWatch
 from dropout_lab.errors import DropoutLabError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
@@ -31,10 +32,6 @@ from dropout_lab.run_folder import Status, read_summary
 from dropout_lab.run_log import RunLog
 from dropout_lab.signals import Interrupted, signal_name, stop_on_signals
 
-# Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
-# a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
-# most this many steps, and the epoch it diverged in is reported either way.
-DIVERGENCE_CHECK_STEPS = 25
 
 
 @dataclass
@@ -53,10 +50,13 @@ class RunResult:
 
 
 def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
-                interrupted: threading.Event, precision: str = "fp32", scheduler=None) -> dict:
-    """One pass over the shuffled training set with dropout on; mean loss and accuracy.
-    ``scheduler`` (build_scheduler's) steps after every optimiser step."""
+                interrupted: threading.Event, precision: str = "fp32", scheduler=None,
+                divergence_threshold: Optional[float] = None) -> dict:
+    """One pass over the shuffled training set with dropout on; mean loss and accuracy, or
+    {"diverged": why} (divergence.py). ``scheduler`` (build_scheduler's) steps after every
+    optimiser step."""
     model.train()
+    watch = LossWatch(divergence_threshold)
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -75,13 +75,14 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
             progress.update(1)
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
-            return {"diverged": True}
+        if (step + 1) % CHECK_STEPS == 0 and (why := watch.diverged(loss_sum.item(),
+                                                                     (step + 1) * batch_size)):
+            return {"diverged": why}
         if interrupted.is_set():
             raise Interrupted
-    if not torch.isfinite(loss_sum):
-        return {"diverged": True}
     n = len(split)
+    if why := watch.diverged(loss_sum.item(), n):
+        return {"diverged": why}
     return {"train_loss": loss_sum.item() / n, "train_accuracy": correct.item() / n}
 
 
@@ -125,19 +126,21 @@ def _progress_bar(cfg: Config, total: int, initial: int) -> Optional[Progress]:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False,
-          data: Optional[FashionMNIST] = None) -> RunResult:
+          data: Optional[FashionMNIST] = None, in_sweep: bool = False) -> RunResult:
     """Train the MLP ``cfg`` describes, logging into ``run_dir``; resume from its checkpoint.
 
-    ``data`` lets a caller that trains several models on the same split load it once.
+    ``data`` lets a caller that trains several models on the same split load it once;
+    ``in_sweep``: the run is a sweep's job (the sweep declares the HParams experiment).
     Another process training into ``run_dir`` at the same time is refused (RunError): two
     writers would interleave their checkpoints.
     """
     run_dir = Path(run_dir)
     with exclusive_dir(run_dir):
-        return _train(cfg, run_dir, resume, data)
+        return _train(cfg, run_dir, resume, data, in_sweep)
 
 
-def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST]) -> RunResult:
+def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST],
+           in_sweep: bool) -> RunResult:
     checkpoint = resumable_checkpoint(cfg, run_dir) if resume else None  # before any write
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -154,7 +157,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
     remove_unfinished_saves(run_dir)  # left by a process killed while saving
     log = RunLog(run_dir, config_dict(cfg), start_epoch, history, cfg.logging.tensorboard,
-                 cfg.trainer.steady_epochs, describe_device(state.device))
+                 cfg.trainer.steady_epochs, describe_device(state.device), in_sweep)
     progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
                              steps_per_epoch * (start_epoch - 1))
     with stop_on_signals() as interrupted:
@@ -205,9 +208,10 @@ def run_epochs(cfg: Config, state: TrainingState, data: FashionMNIST, log: RunLo
         lr = current_lr(state.optimizer)  # the epoch's first step's
         train_metrics = train_epoch(state.model, state.optimizer, data.train,
                                     cfg.trainer.batch_size, state.generator, progress,
-                                    interrupted, cfg.trainer.precision, state.scheduler)
+                                    interrupted, cfg.trainer.precision, state.scheduler,
+                                    cfg.trainer.divergence_threshold)
         if train_metrics.get("diverged"):
-            return Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
+            return Status.DIVERGED, f"{train_metrics['diverged']} in epoch {epoch}"
         metrics = {"epoch": epoch, "lr": lr,
                    **epoch_metrics(state.model, data, train_metrics, cfg)}
         metrics["epoch_seconds"] = time.perf_counter() - started
