@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Tuple
 
 from dropout_lab.exercises.figures import save_panels
 from dropout_lab.exercises.runs import (at_epoch, dropout_name, group_by, peak, probabilities,
-                                        steady_epochs, steady_metric, window_mean)
+                                        steady_metric, window_mean)
 from dropout_lab.exercises.stats import change
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
@@ -36,9 +36,9 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
     if not groups:
         return Findings.nothing()
-    last = min(max(row["epoch"] for row in run["history"]) for g in groups.values() for run in g)
+    last = min(max(row["epoch"] for row in run.history) for g in groups.values() for run in g)
     reference = min(TEXTBOOK_EPOCHS, max(1, last // 2))  # the textbook's budget, or halfway
-    window = steady_epochs(next(iter(groups.values()))[0])
+    window = next(iter(groups.values()))[0].steady_epochs
     names = {key: dropout_name(key) for key in groups}
     changes = {(key, metric): change(run_change(run, reference, last, window, metric)
                                      for run in group)
@@ -105,13 +105,13 @@ def stability(runs: List[dict]) -> Tuple[str, bool]:
     """How many runs of each setting ended badly or collapsed on the way (long training at
     lr 0.5 can diverge, or fall far below its own peak and climb back), and whether any did."""
     parts, trouble, counts = [], False, []
-    for key in sorted({probabilities(run) for run in runs if run["config"]}):
-        mine = [run for run in runs if run["config"] and probabilities(run) == key]
-        done = [run for run in mine if run["status"] == Status.COMPLETED]
-        bad = [f"seed {run['config']['seed']} {run['status']}: {run['error']}"
-               for run in mine if run["status"] != Status.COMPLETED]
-        falls = [f"seed {run['config']['seed']} {fall}" for run in done
-                 if (fall := collapse(run["history"]))]
+    for key in sorted({probabilities(run) for run in runs if run.config}):
+        mine = [run for run in runs if run.config and probabilities(run) == key]
+        done = [run for run in mine if run.status == Status.COMPLETED]
+        bad = [f"seed {run.config['seed']} {run.status}: {run.error}"
+               for run in mine if run.status != Status.COMPLETED]
+        falls = [f"seed {run.config['seed']} {fall}" for run in done
+                 if (fall := collapse(run.history))]
         part = f"{dropout_name(key)}: {len(done)} of {len(mine)} runs completed"
         if bad:
             part += " (" + "; ".join(bad) + ")"
@@ -148,7 +148,7 @@ def plot_curves(groups, names, path: Path) -> str:
     figure, axes = new_figure(len(METRICS), width=4.6)
     for ax, (metric, title) in zip(axes, METRICS.items()):
         for key, group in groups.items():
-            if not all(row.get(metric) is not None for run in group for row in run["history"]):
+            if not all(row.get(metric) is not None for run in group for row in run.history):
                 continue  # e.g. no gap without the eval-mode train pass (eval_train_subset=0)
             epochs, means, stds = curve(group, metric)
             ax.plot(epochs, means, label=names[key])

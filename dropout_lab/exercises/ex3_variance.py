@@ -137,9 +137,9 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
                                                 hidden_layers(model)), start=1):
             if isinstance(noise, InvertedDropout) and 0.0 < noise.p < 1.0:
                 with one_thread(), torch.random.fork_rng(devices=[]):  # same masks on a rerun
-                    torch.manual_seed(1000 * run["config"]["seed"] + k)
+                    torch.manual_seed(1000 * run.config["seed"] + k)
                     check = check_layer(noise, h, noise.p, draws)
-                checks.append({"run": run["job"], "seed": run["config"]["seed"], "layer": k, **check})
+                checks.append({"run": run.job, "seed": run.config["seed"], "layer": k, **check})
     return {"draws": draws, "examples": batch, "checks": checks}
 
 
@@ -235,7 +235,7 @@ def variance_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
     rows = []
     for key, group in groups.items():
         for k in range(1, n_layers + 1):
-            first = estimate(r["history"][0][f"layer{k}_var_before_noise"] for r in group)
+            first = estimate(r.history[0][f"layer{k}_var_before_noise"] for r in group)
             rows.append([dropout_name(key), k, first.text(), final(group, f"layer{k}_var_before_noise").text(),
                          final(group, f"layer{k}_var_after_noise").text()])
     return Table("Activation variance per layer: first and last epoch (mean ± std over seeds)",

@@ -87,7 +87,7 @@ def measure_runs(runs: List[dict], ks) -> dict:
     for run in runs:
         model, split = trained_model(run), test_split(run)
         batch_size = run_config(run).trainer.eval_batch_size
-        result = {"seed": run["config"]["seed"], "job": run["job"], "test_images": len(split),
+        result = {"seed": run.config["seed"], "job": run.job, "test_images": len(split),
                   "deterministic": deterministic_pass(model, split, batch_size), "mc": {}}
         for k in ks:
             draws = [mc_passes(model, split, k, batch_size, seed=1000 * k + r)

@@ -24,7 +24,7 @@ def final(runs, metric: str = "test_accuracy"):
 
 def setting(run: dict):
     """(hidden sizes, dropout probabilities)."""
-    return tuple(run["config"]["model"]["hidden"]), probabilities(run)
+    return tuple(run.config["model"]["hidden"]), probabilities(run)
 
 
 def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
@@ -75,7 +75,7 @@ def question_values(question: Question, runs: List[dict], measurements: dict):
     drop, none = noisy[0], tuple(0.0 for _ in noisy[0])
 
     def at(h, probs) -> dict:
-        return {run["config"]["seed"]: steady_value(run) for run in groups.get((h, probs), [])}
+        return {run.config["seed"]: steady_value(run) for run in groups.get((h, probs), [])}
 
     def effect(h) -> dict:
         with_, without = at(h, drop), at(h, none)

@@ -18,7 +18,7 @@ METRIC_NAMES = {"test_accuracy": "test accuracy", "gap": "gap"}
 
 def setting(run: dict):
     """(weight decay, dropout probabilities)."""
-    return float(run["config"]["optim"]["weight_decay"]), probabilities(run)
+    return float(run.config["optim"]["weight_decay"]), probabilities(run)
 
 
 DECAY = 1e-4  # the declared questions' weight decay (the grid's middle value)

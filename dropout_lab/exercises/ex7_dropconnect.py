@@ -19,7 +19,7 @@ KIND_NAMES = {"none": "no dropout", "custom": "dropout", "dropconnect": "DropCon
 
 def setting(run: dict):
     """(kind, probabilities, learning rate); kind none where no layer drops anything."""
-    return noise_kind(run), probabilities(run), float(run["config"]["optim"]["lr"])
+    return noise_kind(run), probabilities(run), float(run.config["optim"]["lr"])
 
 
 def name(key) -> str:

@@ -167,8 +167,8 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds,
                "out_dir": out_dir, "answers": answers, "design": design}
     report = write_report(exercise, findings, exercise_dir, context)
-    diverged = sum(run["status"] == Status.DIVERGED for run in runs)
-    failed = sum(run["status"] not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
+    diverged = sum(run.status == Status.DIVERGED for run in runs)
+    failed = sum(run.status not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
     return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
 
 
@@ -259,4 +259,4 @@ def runs_of_jobs(runs: List[dict], jobs: List[List[str]]) -> List[dict]:
     """The runs made by these jobs. A folder resumed with other overrides (say --quick into a
     full run's --out) also holds the earlier runs, and an analysis must not mix the two."""
     wanted = {settings_identity(job) for job in jobs}
-    return [run for run in runs if settings_identity(run["overrides"]) in wanted]
+    return [run for run in runs if settings_identity(run.overrides) in wanted]
