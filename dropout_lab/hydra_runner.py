@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from dropout_lab.config import (Config, config_dir, did_you_mean, register_schema,
                                 schema_keys, to_typed)
-from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
+from dropout_lab.errors import ConfigError, DropoutLabError, one_line
 from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_overrides, read_summary
 
 PROG = "dropout-lab"

@@ -68,6 +68,9 @@ class Status(str, Enum):
         return self in (Status.RUNNING, Status.INTERRUPTED)
 
 
+FINAL_STATUSES = frozenset(status.value for status in Status if status.final)
+
+
 def has_summary(run_dir: Path) -> bool:
     return (Path(run_dir) / SUMMARY).is_file()
 
@@ -213,6 +216,11 @@ class RunRecord:
         if self.status == UNREADABLE:
             raise RunError(self.error)
         return self
+
+    @property
+    def ended_for_good(self) -> bool:
+        """Completed or diverged (Status.final): resuming it changes nothing."""
+        return self.status in FINAL_STATUSES
 
     @property
     def job(self) -> str:

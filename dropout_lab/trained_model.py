@@ -3,6 +3,8 @@ torch is imported inside the functions: importing the exercises stays light."""
 
 from contextlib import contextmanager
 
+from dropout_lab.run_folder import RunRecord
+
 
 def run_config(run: RunRecord):
     """The run's typed Config, from the resolved config its summary.json holds."""
