@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from dropout_lab.config import (Config, config_dir, did_you_mean, register_schema,
                                 schema_keys, to_typed)
 from dropout_lab.errors import ConfigError, DropoutLabError, one_line
-from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_overrides, read_summary
+from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_overrides, read_status
 
 PROG = "dropout-lab"
 
@@ -164,7 +164,7 @@ def prepare_run_dir(overrides: List[str], run_dir: Path, cfg, resume: bool) -> L
 
             resumable_checkpoint(typed_config(cfg), run_dir)
         elif has_summary(run_dir):
-            status = read_summary(run_dir)["status"]
+            status = read_status(run_dir)
             raise ConfigError(f"{run_dir} already holds a run ({status}); continue it with "
                               f"--resume {run_dir} or choose another hydra.run.dir")
     check_writable_dir(run_dir)

@@ -12,7 +12,7 @@ from dropout_lab.exercises.writing import endpoints_table
 from dropout_lab.inference.decide import Question, fisher_counts
 from dropout_lab.plots import new_figure, std_band
 from dropout_lab.report import curve
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 
 METRICS = {"train_accuracy": "train accuracy (dropout on, the textbook's)",
            "train_eval_accuracy": "train accuracy (eval mode)", "test_accuracy": "test accuracy",
@@ -32,7 +32,7 @@ QUESTIONS = (
 )
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
     if not groups:
         return Findings.nothing()
@@ -58,7 +58,7 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     return Findings(tables, plots, lines, numbers=numbers)
 
 
-def run_change(run: dict, reference: int, last: int, window: int, metric: str) -> Optional[float]:
+def run_change(run: RunRecord, reference: int, last: int, window: int, metric: str) -> Optional[float]:
     """The run's change of ``metric`` from the window ending at ``reference`` to the one ending
     at ``last``; None where the run has no such metric (e.g. no gap with
     trainer.eval_train_subset=0)."""
@@ -67,7 +67,7 @@ def run_change(run: dict, reference: int, last: int, window: int, metric: str) -
     return None if start is None or end is None else end - start
 
 
-def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], reference: int,
+def over_training_table(groups: Dict[tuple, List[RunRecord]], names: Dict[tuple, str], reference: int,
                         last: int) -> Table:
     """The metrics at the reference epoch, every 10th epoch and the last."""
     checkpoints = sorted({reference, last, *range(10, last + 1, 10)} - {0})
@@ -77,7 +77,7 @@ def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str]
                  ["epoch", "setting", *METRICS.values()], rows)
 
 
-def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+def change_table(groups: Dict[tuple, List[RunRecord]], names: Dict[tuple, str], changes: dict,
                  reference: int, last: int, window: int) -> Table:
     """Each run's change from the reference epoch to the last, and its peak."""
     peaks = {key: peak(group) for key, group in groups.items()}
@@ -91,7 +91,7 @@ def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], chang
         f"optimistic number (the maximum of a noisy curve).")
 
 
-def observations(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+def observations(groups: Dict[tuple, List[RunRecord]], names: Dict[tuple, str], changes: dict,
                  reference: int, last: int) -> List[str]:
     lines = []
     for key in groups:
@@ -101,7 +101,7 @@ def observations(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], chang
     return lines
 
 
-def stability(runs: List[dict]) -> Tuple[str, bool]:
+def stability(runs: List[RunRecord]) -> Tuple[str, bool]:
     """How many runs of each setting ended badly or collapsed on the way (long training at
     lr 0.5 can diverge, or fall far below its own peak and climb back), and whether any did."""
     parts, trouble, counts = [], False, []

@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 from dropout_lab.disk import read_json, write_json, write_text
 from dropout_lab.exercises.runs import completed, seeds
 from dropout_lab.exercises.types import Exercise, Findings, Table
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 from dropout_lab.tables import markdown_table
 
 REPORT, RESULTS, MEASUREMENTS, RUNS, INDEX = (
@@ -93,7 +93,7 @@ def endpoints_table(groups: Dict, names: Dict, title: str = "Test accuracy: stea
 
 # --- report.md ------------------------------------------------------------------------------
 
-def common_settings(runs: Sequence[dict]) -> str:
+def common_settings(runs: Sequence[RunRecord]) -> str:
     """The budget the runs share: epochs, data, optimiser, seeds."""
     done = completed(runs)
     if not done:
@@ -111,7 +111,7 @@ def common_settings(runs: Sequence[dict]) -> str:
             f"{' or '.join(sorted({str(list(r.config['model']['hidden'])) for r in done}))}.")
 
 
-def run_seconds(runs: Sequence[dict]) -> float:
+def run_seconds(runs: Sequence[RunRecord]) -> float:
     """The runs' wall times added up (with parallel jobs, more than the sweep took)."""
     return sum(run.seconds or 0.0 for run in runs)
 
