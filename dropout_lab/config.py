@@ -182,9 +182,14 @@ class TrainerConfig:
     eval_train_subset: int = 10000  # 0: off
     steady_epochs: int = STEADY_EPOCHS  # the steady metric: the mean test accuracy of the last k epochs
     precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see device.py)
+    # A run whose mean training loss over a window of steps exceeds this ends diverged (as a
+    # NaN loss does); None: only NaN/inf. See divergence.py and the README for the default.
+    divergence_threshold: Optional[float] = 1e5
 
     def __post_init__(self) -> None:
         check_choice(self.precision, "trainer.precision", PRECISIONS)
+        if self.divergence_threshold is not None:
+            check_positive(self.divergence_threshold, "trainer.divergence_threshold")
         check_positive(self.epochs, "trainer.epochs", integer=True)
         check_positive(self.steady_epochs, "trainer.steady_epochs", integer=True)
         if isinstance(self.eval_train_subset, bool) or self.eval_train_subset < 0:
