@@ -5,7 +5,7 @@ checked in ``__post_init__``, where the value enters. No torch import here: ``--
 ``--dry-run`` stay fast.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -225,6 +225,17 @@ class Config:
         if warmup and warmup >= epochs:
             raise ConfigError(f"optim.schedule.warmup_epochs ({warmup}) has to be less than "
                               f"trainer.epochs ({epochs})")
+
+
+def with_schema_defaults(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved config with the keys the schema gained since filled in with their defaults: a run
+    saved before a key existed ran as its default does (trainer.divergence_threshold, say)."""
+    def fill(saved: Any, defaults: Any) -> Any:
+        if not (isinstance(saved, dict) and isinstance(defaults, dict)):
+            return saved
+        return {**defaults, **{key: fill(value, defaults.get(key)) for key, value in saved.items()}}
+
+    return fill(config, asdict(Config()))
 
 
 def per_layer_values(value: Any, n_layers: int) -> list:
