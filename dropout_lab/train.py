@@ -28,7 +28,7 @@ from dropout_lab.disk import exclusive_dir
 from dropout_lab.model import build_model
 from dropout_lab.optim import build_optimizer, build_scheduler, current_lr
 from dropout_lab.progress import Progress, describe_epoch
-from dropout_lab.run_folder import Status, read_summary
+from dropout_lab.run_folder import STEADY_EPOCHS, Status, read_summary
 from dropout_lab.run_log import RunLog
 from dropout_lab.signals import Interrupted, signal_name, stop_on_signals
 
@@ -41,7 +41,7 @@ class RunResult:
     history: List[dict] = field(default_factory=list)
     error: Optional[str] = None
     signal: Optional[int] = None  # the signal that interrupted the run
-    steady_epochs: int = 3  # trainer.steady_epochs: the window of the steady metric
+    steady_epochs: int = STEADY_EPOCHS  # trainer.steady_epochs: the window of the steady metric
     trained: bool = True  # False: a resumed run that was already complete (nothing trained)
 
     @property

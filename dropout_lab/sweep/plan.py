@@ -24,7 +24,7 @@ from dropout_lab.hydra_resolvers import register_resolvers
 from dropout_lab.hydra_runner import PROG, config_error, hydra_quoted, typed_config
 from dropout_lab.job_names import (FOLDER_MAP, NEUTRAL_KEYS, NUM_WIDTH, job_folder,
                                    number_width, override_key, plan_folders, settings_identity)
-from dropout_lab.run_folder import OVERRIDES, has_summary, read_summary, run_folders
+from dropout_lab.run_folder import OVERRIDES, has_summary, read_overrides, read_summary, run_folders
 
 SWEEP_ROOT = Path("outputs/sweeps")
 MAX_DIRNAME_BYTES = 255  # a file name's limit on Linux, macOS and Windows filesystems
@@ -304,7 +304,6 @@ def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) ->
     number in a larger grid, other swept keys), or, when their name is taken by other settings
     (another sweep into the same folder), the name with a suffix of their own. Saved as
     FOLDER_MAP for the processes that start the jobs; a new sweep dir needs none."""
-    from dropout_lab.report import read_overrides
 
     if not sweep_dir.is_dir():
         return {}
