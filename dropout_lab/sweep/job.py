@@ -45,6 +45,11 @@ def sweep_task(cfg) -> float:
     return train_job(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
 
 
+def trains_longer(run_dir: Path, epochs: int) -> bool:
+    """Whether a completed job is resumed for more ``epochs`` (as `train --resume` would be)."""
+    return read_summary(run_dir).get("epochs_done", 0) < epochs
+
+
 def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
     """Train one job, or skip/resume/rerun it after an earlier attempt into the same folder.
 
@@ -54,10 +59,11 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
     """
     try:
         status = read_status(run_dir)  # torch-free: a resumed sweep skips its ended jobs fast
-        if status is not None and status.final:
+        longer = status == Status.COMPLETED and trains_longer(run_dir, cfg.trainer.epochs)
+        if status is not None and status.final and not longer:
             log.info("%s: %s before, skipped", run_dir.name, status)
             return run_objective(run_dir, completed=status == Status.COMPLETED)
-        resume = rerun_resumes(run_dir)
+        resume = longer or rerun_resumes(run_dir)
         if status == Status.FAILED and not resume:
             clear_attempt(run_dir)
         from dropout_lab.train import train

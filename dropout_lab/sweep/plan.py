@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from dropout_lab.config import Config, config_dir, register_schema
+from dropout_lab.config import Config, config_dir, flatten_config, register_schema
 from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_resolvers import register_resolvers
 from dropout_lab.hydra_runner import PROG, config_error, hydra_quoted, typed_config
-from dropout_lab.job_names import (FOLDER_MAP, NEUTRAL_KEYS, NUM_WIDTH, job_folder,
-                                   number_width, override_key, plan_folders, settings_identity)
+from dropout_lab.job_names import (FOLDER_MAP, NUM_WIDTH, job_folder, number_width, override_key,
+                                   plan_folders, settings_identity)
+from dropout_lab.keys import resume_changes
 from dropout_lab.run_folder import OVERRIDES, has_summary, read_summary, run_folders
 
 SWEEP_ROOT = Path("outputs/sweeps")
@@ -289,13 +290,6 @@ def full_record(job_cfg) -> dict:
     return json.loads(json.dumps(config, default=str))
 
 
-def results_config(config: dict) -> dict:
-    """A config without the keys that do not change the numbers (threads, progress bar)."""
-    neutral = [key.partition(".")[2] for key in NEUTRAL_KEYS]
-    trainer = {k: v for k, v in config.get("trainer", {}).items() if k not in neutral}
-    return {**config, "trainer": trainer}
-
-
 # --- resuming: the folders already there --------------------------------------------------------
 
 def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) -> Dict[str, str]:
@@ -358,7 +352,8 @@ def save_folder_map(sweep_dir: Path, mapping: Dict[str, str]) -> None:
 def check_resumable(sweep_dir: Path, plan: SweepPlan) -> None:
     """Refuse to resume into ``sweep_dir`` when it holds other runs under the jobs' names.
 
-    A completed job is skipped on resume, so its folder must hold the same config; and a
+    Its folders must hold runs that the jobs' configs may resume (keys.resume_changes, the
+    rule of `train --resume`: a job may move to another device, or train longer); and a
     search cannot resume (Optuna's study lives in memory), so it needs a new directory.
     """
     existing = list(run_folders(sweep_dir))
@@ -370,7 +365,8 @@ def check_resumable(sweep_dir: Path, plan: SweepPlan) -> None:
         if num not in plan.configs or not has_summary(run_dir):
             continue
         saved = read_summary(run_dir)
-        if saved.get("config") and results_config(saved["config"]) != results_config(plan.configs[num]):
+        if saved.get("config") and resume_changes(flatten_config(saved["config"]),
+                                                  flatten_config(plan.configs[num])):
             raise ConfigError(
                 f"{run_dir} holds a run of another config than job #{num} "
                 f"({' '.join(plan.jobs[num])}); resume with the same overrides or use a new --sweep-dir")
