@@ -73,7 +73,7 @@ def left_out() -> frozenset:
 # Not hparams, not columns of `runs`: the one list runs, diff and the dashboard leave out.
 LEFT_OUT = left_out()
 # (scalar tag, display name, description): the first five declared are shown by default.
-METRICS = [(m.tag, m.display, m.description) for m in keys.declared()]
+METRICS = [(m.tag, m.display, m.description) for m in keys.metrics(keys.DECLARED_ORDER)]
 # Declared only when a run holds out a validation split (data.validation).
 VALIDATION_METRICS = {m.tag for m in keys.METRICS if m.validation}
 

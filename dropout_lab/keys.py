@@ -146,10 +146,23 @@ def resumable_names() -> List[str]:
 @dataclass(frozen=True)
 class Metric:
     tag: str  # the TensorBoard tag
-    history: Optional[str] = None  # its key in an epoch of summary.json's history
-    display: Optional[str] = None  # the HParams dashboard's name; None: not declared there
+    history: str  # its key in an epoch of summary.json's history (steady, best: the key they sum up)
+    display: Optional[str] = None  # the HParams dashboard's and `diff`'s name
     description: str = ""
     validation: bool = False  # only with data.validation > 0
+    label: Optional[str] = None  # a sweep report's column (report.md, report.csv)
+    column: Optional[str] = None  # `dropout-lab runs`' column
+
+    @property
+    def part(self) -> str:
+        """Where summary.json holds it at the end: ``final`` (the last epoch), ``steady``, ``best``."""
+        kind = self.tag.partition("/")[0]
+        return kind if kind in ("steady", "best") else "final"
+
+    @property
+    def record(self) -> str:
+        """Its key in a report's record of a run: ``steady_test_accuracy``, ``test_accuracy``."""
+        return self.history if self.part == "final" else f"{self.part}_{self.history}"
 
 
 # Per-epoch scalars (step = epoch), in the order run_log.py writes them, then the end-of-run ones.
@@ -159,9 +172,11 @@ METRICS: Tuple[Metric, ...] = (
     Metric("loss/test", "test_loss", "test loss", "test cross-entropy, last epoch"),
     Metric("accuracy/train", "train_accuracy"),
     Metric("accuracy/train_eval", "train_eval_accuracy", "train acc (eval)",
-           "accuracy on a training subset, dropout off"),
-    Metric("accuracy/test", "test_accuracy", "test acc (final)", "test accuracy after the last epoch"),
-    Metric("accuracy/gap", "gap", "gap (train - test)", "train acc (eval) minus test acc, last epoch"),
+           "accuracy on a training subset, dropout off", label="train acc (eval)"),
+    Metric("accuracy/test", "test_accuracy", "test acc (final)", "test accuracy after the last epoch",
+           label="final test acc", column="test acc"),
+    Metric("accuracy/gap", "gap", "gap (train - test)", "train acc (eval) minus test acc, last epoch",
+           label="gap", column="gap"),
     Metric("accuracy/gap_dropout_on", "gap_dropout_on"),
     Metric("time/epoch_seconds", "epoch_seconds"),
     # The rate at the epoch's first step; not declared: the last epoch's rate (about 0 under
@@ -170,29 +185,44 @@ METRICS: Tuple[Metric, ...] = (
     Metric("loss/val", "val_loss", "val loss", "validation cross-entropy, last epoch", True),
     Metric("accuracy/val", "val_accuracy", "val acc (final)", "validation accuracy after the last epoch",
            True),
-    # Written once, at the end of a run: history holds the key they summarise.
+    # Written once, at the end of a run.
     Metric("steady/accuracy_test", "test_accuracy", "test acc (steady)",
-           "mean test accuracy, last trainer.steady_epochs epochs"),
+           "mean test accuracy, last trainer.steady_epochs epochs", label="steady test acc",
+           column="steady"),
     Metric("steady/accuracy_val", "val_accuracy", "val acc (steady)",
-           "mean validation accuracy, last trainer.steady_epochs epochs (what a sweep tunes)", True),
-    Metric("best/accuracy_test", "test_accuracy", "test acc (best)", "highest test accuracy of any epoch"),
+           "mean validation accuracy, last trainer.steady_epochs epochs (what a sweep tunes)", True,
+           label="steady val acc", column="val"),
+    Metric("best/accuracy_test", "test_accuracy", "test acc (best)", "highest test accuracy of any epoch",
+           label="best test acc", column="best"),
 )
-# The HParams dashboard's metric columns, in this order (the first five are shown by default).
+BY_TAG: Dict[str, Metric] = {metric.tag: metric for metric in METRICS}
+# Each reader's metrics, in its order (the names are the Metric's):
+# the HParams dashboard's columns (the first five are shown by default),
 DECLARED_ORDER = ("steady/accuracy_test", "steady/accuracy_val", "best/accuracy_test",
                   "accuracy/test", "accuracy/val", "accuracy/train_eval", "accuracy/gap",
                   "loss/test", "loss/val")
-BY_TAG: Dict[str, Metric] = {metric.tag: metric for metric in METRICS}
+# `dropout-lab diff`'s rows,
+DIFF_ORDER = ("steady/accuracy_test", "steady/accuracy_val", "accuracy/test", "best/accuracy_test",
+              "accuracy/train_eval", "accuracy/gap", "loss/test")
+# a sweep report's columns (the first leads and sorts; the steady validation accuracy leads
+# instead when a run holds a split out),
+REPORT_ORDER = ("steady/accuracy_test", "accuracy/test", "best/accuracy_test",
+                "accuracy/train_eval", "accuracy/gap")
+# `dropout-lab runs`' columns.
+RUNS_ORDER = ("steady/accuracy_test", "steady/accuracy_val", "accuracy/test", "best/accuracy_test",
+              "accuracy/gap")
 
 
 def epoch_tags() -> Dict[str, str]:
     """History key -> TensorBoard tag of the scalars written each epoch."""
-    return {m.history: m.tag for m in METRICS if m.tag.partition("/")[0] not in ("steady", "best")}
+    return {m.history: m.tag for m in METRICS if m.part == "final"}
 
 
 def steady_tags() -> Dict[str, str]:
     """History key -> tag of the steady metrics written at the end of a run."""
-    return {m.history: m.tag for m in METRICS if m.tag.startswith("steady/")}
+    return {m.history: m.tag for m in METRICS if m.part == "steady"}
 
 
-def declared(names: Iterable[str] = DECLARED_ORDER) -> List[Metric]:
-    return [BY_TAG[tag] for tag in names]
+def metrics(order: Iterable[str]) -> List[Metric]:
+    """The Metrics of the tags in ``order``."""
+    return [BY_TAG[tag] for tag in order]

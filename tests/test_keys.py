@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dropout_lab import hparams, job_names, keys, run_log
+from dropout_lab import hparams, job_names, keys, report, run_log, runs_table
 from dropout_lab.checks import check_variance_matched
 from dropout_lab.config import Config, DropoutConfig, TrainerConfig, schema_keys
 from dropout_lab.errors import ConfigError
-from dropout_lab.runs_table import runs_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,6 +67,25 @@ def test_the_generated_lists_are_the_ones_the_modules_kept():
                                                           "steady/accuracy_val",
                                                           "best/accuracy_test"]
     assert hparams.VALIDATION_METRICS == {"steady/accuracy_val", "accuracy/val", "loss/val"}
+    assert report.METRICS == {"steady_test_accuracy": "steady test acc",
+                              "test_accuracy": "final test acc", "best_test_accuracy": "best test acc",
+                              "train_eval_accuracy": "train acc (eval)", "gap": "gap"}
+    assert (report.LEAD, report.VALIDATION_LEAD) == ("steady_test_accuracy", "steady_val_accuracy")
+    assert list(runs_table.METRIC_COLUMNS.items())[:5] == [
+        ("steady", "steady"), ("val", "val"), ("test_acc", "test acc"), ("best", "best"), ("gap", "gap")]
+    assert runs_table.DIFF_METRICS[:4] == [
+        ("test acc (steady)", "steady", "test_accuracy"), ("val acc (steady)", "steady", "val_accuracy"),
+        ("test acc (final)", "final", "test_accuracy"), ("test acc (best)", "best", "test_accuracy")]
+
+
+def test_each_metric_is_named_once_per_reader_and_every_reader_names_known_tags():
+    for order in (keys.DECLARED_ORDER, keys.DIFF_ORDER, keys.REPORT_ORDER, keys.RUNS_ORDER):
+        assert len(set(order)) == len(order) and set(order) <= set(keys.BY_TAG)
+    assert all(m.display for m in keys.metrics(keys.DECLARED_ORDER + keys.DIFF_ORDER))
+    assert all(m.label for m in keys.metrics(keys.REPORT_ORDER))
+    assert all(m.column for m in keys.metrics(keys.RUNS_ORDER))
+    tags = [m.tag for m in keys.METRICS]
+    assert len(tags) == len(set(tags))
 
 
 def test_configs_exclude_keys_leave_the_registry_its_keys():
@@ -182,7 +200,7 @@ def test_a_new_key_shows_in_folder_names_hparams_and_the_runs_table(registry_wit
         folder = tmp_path / f"00{num}"
         folder.mkdir()
         (folder / "summary.json").write_text(json.dumps(run_summary(smoothing, accuracy)))
-    table = runs_text(tmp_path)
+    table = runs_table.runs_text(tmp_path)
     header = next(line for line in table.splitlines() if " ls " in f" {line} ")
     rows = [line.split() for line in table.splitlines() if line.startswith("00")]
     column = header.split().index("ls")
