@@ -147,11 +147,12 @@ def settings_label(overrides: Iterable[str], exclude_keys: Sequence[str] = ()) -
                     for name, (key, value) in zip(names, items))
 
 
-def settings_identity(overrides: Iterable[str]) -> str:
+def settings_identity(overrides: Iterable[str], ignored: Iterable[str] = NEUTRAL_KEYS) -> str:
     """What makes two jobs the same run, whatever their folders' names: their overrides, in
-    any order, without the NEUTRAL_KEYS."""
+    any order, without the ``ignored`` keys (by default the NEUTRAL_KEYS)."""
+    ignored = set(ignored)
     return " ".join(sorted(f"{key}={value}" for key, value in override_items(overrides)
-                           if key not in NEUTRAL_KEYS))
+                           if key not in ignored))
 
 
 def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] = (),

@@ -205,3 +205,37 @@ def test_a_new_key_shows_in_folder_names_hparams_and_the_runs_table(registry_wit
     rows = [line.split() for line in table.splitlines() if line.startswith("00")]
     column = header.split().index("ls")
     assert [row[column] for row in rows] == ["0", "0.1"], table
+
+
+# --- a sweep resumed by the same rule as a single run ------------------------------------------
+
+@pytest.mark.slow
+def test_a_resumed_sweep_trains_its_completed_jobs_longer_and_refuses_another_config(tmp_path):
+    """`train --resume RUN trainer.epochs=2` trains a completed one-epoch run on; a sweep run
+    again into its folder with trainer.epochs=2 does the same to each completed job (before, it
+    trained new runs beside them: the sweep's rule was not the single run's)."""
+    from conftest import run_cli
+    from dropout_lab.run_folder import read_summary
+
+    budget = ["data.subset=500", "data.test_subset=200", "trainer.progress=false",
+              "trainer.num_threads=1", "trainer.device=cpu", "seed=0,1"]
+    sweep = ["sweep", "--sweep-dir", tmp_path / "sweep", *budget]
+    first = run_cli(*sweep, "trainer.epochs=1")
+    assert first.returncode == 0, first.stderr
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.name[0].isdigit())
+    assert [p.name for p in jobs] == ["000_seed=0", "001_seed=1"]
+    before = [read_summary(job)["history"] for job in jobs]
+
+    longer = run_cli(*sweep, "trainer.epochs=2")
+    assert longer.returncode == 0, longer.stderr
+    for job, history in zip(jobs, before):
+        summary = read_summary(job)
+        assert (summary["status"], summary["epochs_done"]) == ("completed", 2)
+        assert summary["history"][:1] == history  # continued, not redone
+
+    # Another learning rate is another run: new folders, the earlier runs left as they are.
+    other = run_cli(*sweep, "trainer.epochs=2", "optim.lr=0.1")
+    assert other.returncode == 0, other.stderr
+    folders = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.name[0].isdigit())
+    assert len(folders) == 4 and folders[0] == "000_seed=0" and folders[1].startswith("000_seed=0_")
+    assert [read_summary(job)["epochs_done"] for job in jobs] == [2, 2]

@@ -46,24 +46,34 @@ def sweep_task(cfg) -> float:
 
 
 def trains_longer(run_dir: Path, epochs: int) -> bool:
-    """Whether a completed job is resumed for more ``epochs`` (as `train --resume` would be)."""
+    """Whether the completed job in ``run_dir`` resumes for more ``epochs``: a resume may train
+    longer (keys.py), as `train --resume RUN trainer.epochs=N` does."""
     return read_summary(run_dir).get("epochs_done", 0) < epochs
+
+
+def job_ended(run_dir: Path, epochs: int) -> bool:
+    """Whether a resumed sweep skips the job in ``run_dir`` (torch-free, fast): it completed
+    its ``epochs`` or diverged."""
+    status = read_status(run_dir)
+    if status is None or not status.final:
+        return False
+    return not (status == Status.COMPLETED and trains_longer(run_dir, epochs))
 
 
 def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
     """Train one job, or skip/resume/rerun it after an earlier attempt into the same folder.
 
-    completed or diverged: skipped (the same config and seed diverge again: it is a result);
+    completed or diverged: skipped (the same config and seed diverge again: it is a result),
+    unless it completed fewer epochs than ``cfg`` asks: resumed to train longer;
     interrupted, running (its process killed) or failed from outside (its worker lost, out of
     memory): resumed from its checkpoint; failed: started anew.
     """
     try:
-        status = read_status(run_dir)  # torch-free: a resumed sweep skips its ended jobs fast
-        longer = status == Status.COMPLETED and trains_longer(run_dir, cfg.trainer.epochs)
-        if status is not None and status.final and not longer:
+        status = read_status(run_dir)
+        if job_ended(run_dir, cfg.trainer.epochs):
             log.info("%s: %s before, skipped", run_dir.name, status)
             return run_objective(run_dir, completed=status == Status.COMPLETED)
-        resume = longer or rerun_resumes(run_dir)
+        resume = status == Status.COMPLETED or rerun_resumes(run_dir)  # completed: train longer
         if status == Status.FAILED and not resume:
             clear_attempt(run_dir)
         from dropout_lab.train import train

@@ -22,12 +22,13 @@ from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_resolvers import register_resolvers
 from dropout_lab.hydra_runner import PROG, config_error, hydra_quoted, typed_config
-from dropout_lab.job_names import (FOLDER_MAP, NUM_WIDTH, job_folder, number_width, override_key,
-                                   plan_folders, settings_identity)
-from dropout_lab.keys import resume_changes
+from dropout_lab.job_names import (FOLDER_MAP, NUM_WIDTH, job_folder, number_width, override_items,
+                                   override_key, plan_folders, settings_identity)
+from dropout_lab.keys import CANNOT_CHANGE_RESULTS, resumable_names, resume_changes
 from dropout_lab.run_folder import OVERRIDES, has_summary, read_summary, run_folders
 
 SWEEP_ROOT = Path("outputs/sweeps")
+RESUMABLE = {*CANNOT_CHANGE_RESULTS, *resumable_names()}  # keys a job folder's run may resume with
 MAX_DIRNAME_BYTES = 255  # a file name's limit on Linux, macOS and Windows filesystems
 EXCLUDE_KEYS = "hydra.job.config.override_dirname.exclude_keys"  # keys left out of folder names
 # configs/config.yaml's hydra.sweep.subdir: job_names.job_folder, as a resolver
@@ -302,17 +303,34 @@ def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) ->
 
     if not sweep_dir.is_dir():
         return {}
-    held = {folder.name: settings_identity(read_overrides(folder))
-            for folder in sorted(sweep_dir.iterdir()) if (folder / OVERRIDES).is_file()}
+    folders = {folder.name: read_overrides(folder)
+               for folder in sorted(sweep_dir.iterdir()) if (folder / OVERRIDES).is_file()}
+    held = {name: settings_identity(overrides) for name, overrides in folders.items()}
     found = {identity: name for name, identity in held.items()}
     mapping = {}
     for name, job in zip(names, jobs):
         identity = settings_identity(job)
         if found.get(identity, name) != name:
             mapping[identity] = found[identity]
-        elif identity not in found and held.get(name, identity) != identity:
+        elif identity not in found and held.get(name, identity) != identity and not (
+                resumes(folders[name], job)):
             mapping[identity] = f"{name}_{hashlib.sha1(identity.encode()).hexdigest()[:6]}"
     return mapping
+
+
+def resumes(earlier: Sequence[str], job: Sequence[str]) -> bool:
+    """Whether ``job``'s overrides continue the run of ``earlier`` ones in the folder of its
+    name: they differ only in keys a resume may change (keys.py; check_resumable refuses what
+    the run's own config does not allow, as `train --resume` does), and ask for no fewer
+    epochs (fewer would leave a longer run standing as the job's result)."""
+    return (settings_identity(earlier, RESUMABLE) == settings_identity(job, RESUMABLE)
+            and override_epochs(job) >= override_epochs(earlier))
+
+
+def override_epochs(overrides: Sequence[str]) -> int:
+    """The trainer.epochs ``overrides`` set (the schema's default when they set none)."""
+    epochs = dict(override_items(overrides)).get("trainer.epochs")
+    return int(epochs) if epochs and epochs.isdigit() else Config().trainer.epochs
 
 
 def earlier_sweep(overrides: Sequence[str], root: Path = SWEEP_ROOT) -> Optional[Path]:

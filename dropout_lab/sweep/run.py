@@ -27,7 +27,7 @@ from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import RunError
 from dropout_lab.hydra_runner import hydra_quoted, run_hydra
 from dropout_lab.run_folder import Status, read_status, record_failure, run_folders
-from dropout_lab.sweep.job import sweep_task
+from dropout_lab.sweep.job import job_ended, sweep_task
 from dropout_lab.sweep.launchers import LAUNCHERS, launcher_overrides, prestart_workers, stop_workers
 from dropout_lab.sweep.plan import (SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir,
                                     plan_sweep, save_folder_map)
@@ -85,8 +85,8 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     if resuming:
         check_resumable(Path(sweep_dir), plan)
         save_folder_map(Path(sweep_dir), plan.folder_map)
-        if plan.subdirs and all((read_status(Path(sweep_dir) / subdir) or Status.RUNNING).final
-                                for subdir in plan.subdirs):
+        if plan.subdirs and all(job_ended(Path(sweep_dir) / subdir, planned_epochs(plan, num))
+                                for num, subdir in enumerate(plan.subdirs)):
             result = finish_sweep(Path(sweep_dir), plan, interrupted=False)
             result.nothing_to_run = True
             return result
@@ -121,6 +121,11 @@ def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> Counter:
             if status is not None and status.ended:
                 ended[status.value] += 1
     return ended
+
+
+def planned_epochs(plan: SweepPlan, num: int) -> int:
+    """The epochs job ``num`` is to train (0 for a job whose config was refused)."""
+    return plan.configs[num]["trainer"]["epochs"] if num in plan.configs else 0
 
 
 @contextmanager
