@@ -159,7 +159,7 @@ def runs(
                              "(highest first), run, status or a shown setting (e.g. wd)."),
     status: Optional[str] = typer.Option(
         None, "--status", help="Only runs with this status: completed, diverged, failed, "
-                               "interrupted or running."),
+                               "stopped, interrupted or running."),
     by_setting: bool = typer.Option(
         False, "--by-setting", help="One line per setting (its seeds together): mean ± std over "
                                     "the completed seeds, seeds completed/total."),
@@ -249,10 +249,11 @@ def exercise(
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def compare(
-    a: str = typer.Argument(..., help="Setting A: its overrides in one quoted argument, e.g. 'model.dropout.p=[0.2,0.5]'."),
-    b: str = typer.Argument(..., help="Setting B, the same way."),
+    a: str = typer.Argument(..., metavar="A", help="Setting A: its overrides in one quoted argument, e.g. 'model.dropout.p=[0.2,0.5]'."),
+    b: str = typer.Argument(..., metavar="B", help="Setting B, the same way."),
     overrides: Optional[List[str]] = typer.Argument(
-        None, show_default=False, help="Hydra overrides for both, e.g. trainer.epochs=5"),
+        None, metavar="OVERRIDES", show_default=False,
+        help="Hydra overrides for both, e.g. trainer.epochs=5"),
     margin: float = typer.Option(0.005, "--margin", help="Practical margin δ of the metric: a difference within ±δ counts as equivalent."),
     max_seeds: int = typer.Option(30, "--max-seeds", help="Seeds per setting at most; looks at 5, 10, 20, 30, 40, ... up to it."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Runs at once (more than 1: the joblib launcher)."),

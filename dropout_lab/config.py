@@ -5,7 +5,7 @@ checked in ``__post_init__``, where the value enters. No torch import here: ``--
 ``--dry-run`` stay fast.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -177,9 +177,14 @@ class TrainerConfig:
     eval_train_subset: int = 10000  # 0: off
     steady_epochs: int = 3  # the steady metric: the mean test accuracy of the last k epochs
     precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see device.py)
+    # A run whose mean training loss over a window of steps exceeds this ends diverged (as a
+    # NaN loss does); None: only NaN/inf. See divergence.py and the README for the default.
+    divergence_threshold: Optional[float] = 1e5
 
     def __post_init__(self) -> None:
         check_choice(self.precision, "trainer.precision", PRECISIONS)
+        if self.divergence_threshold is not None:
+            check_positive(self.divergence_threshold, "trainer.divergence_threshold")
         check_positive(self.epochs, "trainer.epochs", integer=True)
         check_positive(self.steady_epochs, "trainer.steady_epochs", integer=True)
         if isinstance(self.eval_train_subset, bool) or self.eval_train_subset < 0:
@@ -215,6 +220,17 @@ class Config:
         if warmup and warmup >= epochs:
             raise ConfigError(f"optim.schedule.warmup_epochs ({warmup}) has to be less than "
                               f"trainer.epochs ({epochs})")
+
+
+def with_schema_defaults(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A saved config with the keys the schema gained since filled in with their defaults: a run
+    saved before a key existed ran as its default does (trainer.divergence_threshold, say)."""
+    def fill(saved: Any, defaults: Any) -> Any:
+        if not (isinstance(saved, dict) and isinstance(defaults, dict)):
+            return saved
+        return {**defaults, **{key: fill(value, defaults.get(key)) for key, value in saved.items()}}
+
+    return fill(config, asdict(Config()))
 
 
 def per_layer_values(value: Any, n_layers: int) -> list:

@@ -246,20 +246,6 @@ def run_summaries(config: Dict[str, Any], status: str, start_time: float,
             session_end_summary(status, time.time())]
 
 
-def in_sweep_job() -> bool:
-    """Whether this process runs a job of a Hydra multirun (its experiment is the sweep's).
-
-    Hydra is not imported for the question: a process that has not imported it runs no job."""
-    import sys
-
-    hydra_config = sys.modules.get("hydra.core.hydra_config")
-    if hydra_config is None or not hydra_config.HydraConfig.initialized():
-        return False
-    from hydra.types import RunMode
-
-    return hydra_config.HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def _summary(tag: str, plugin_data):
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import metadata

@@ -83,6 +83,7 @@ KEYS: Tuple[Key, ...] = (
     # holds the state, and the device each part ran on is recorded (summary.json's device).
     Key("trainer.device", "device", "where it trained", resumable=True),
     Key("trainer.precision"),  # refused on resume: bf16 and fp32 epochs compute differently
+    Key("trainer.divergence_threshold"),  # where a run ends diverged: another value, another run
     Key("trainer.num_threads", effect=Effect.LAST_DIGITS, resumable=True, in_folder_names=False),
     Key("trainer.eval_batch_size", **_NONE),
     Key("trainer.progress", **_NONE, in_folder_names=False),

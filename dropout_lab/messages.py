@@ -131,8 +131,12 @@ def sweep_problem(result, dry_run: bool = False) -> Optional[str]:
     if not dry_run and result.failed:
         named = [f"#{run['num']} {run['status']}" if run["num"] is not None else
                  f"{run['job']} {run['status']}" for run in result.runs if run["job"] in result.failed]
+        resumable = {status.value for status in Status if status.resumable}
+        resumes = any(run["status"] in resumable for run in result.runs if run["job"] in result.failed)
+        resume = (f"; the stopped ones resume from their last checkpoint when you run the same "
+                  f"command with --sweep-dir {result.sweep_dir}" if resumes else "")
         return (f"{len(result.failed)} of {len(result.runs)} jobs did not complete "
-                f"({', '.join(named)}); see {Path(shown_path(result.sweep_dir)) / 'report.md'}")
+                f"({', '.join(named)}); see {Path(shown_path(result.sweep_dir)) / 'report.md'}{resume}")
     if not dry_run and not result.runs:
         return "the sweep ran no jobs"
     return None

@@ -27,7 +27,7 @@ CHECKPOINT = "checkpoint.pt"
 EVENTS_GLOB = "events.out.tfevents.*"
 HYDRA_DIR = ".hydra"
 OVERRIDES = f"{HYDRA_DIR}/overrides.yaml"
-RESUMABLE = "resumable"  # summary key of a failed run that continues from its checkpoint
+RESUMABLE = "resumable"  # older sweeps' mark of a failed run that was stopped (read, not written)
 
 
 class Status(str, Enum):
@@ -35,9 +35,12 @@ class Status(str, Enum):
 
     RUNNING = "running"  # training, or its process died without closing the run
     COMPLETED = "completed"
-    DIVERGED = "diverged"  # the loss became NaN or infinite: a result, not an error
-    FAILED = "failed"  # an error stopped it (or its process was lost): start it anew
+    DIVERGED = "diverged"  # the loss became NaN, infinite or too large: a result, not an error
+    FAILED = "failed"  # an error stopped it (in a sweep: its config's or code's): a rerun starts anew
     INTERRUPTED = "interrupted"  # Ctrl-C / SIGTERM: resumable from its checkpoint
+    # A sweep job stopped from outside (time limit, scancel, killed, out of memory or disk):
+    # resumable from its checkpoint (sweep/stopped.py).
+    STOPPED = "stopped"
 
     def __str__(self) -> str:
         return self.value
@@ -50,12 +53,12 @@ class Status(str, Enum):
     @property
     def ended(self) -> bool:
         """Will not go on by itself (a sweep counts it as done)."""
-        return self in (Status.COMPLETED, Status.DIVERGED, Status.FAILED)
+        return self in (Status.COMPLETED, Status.DIVERGED, Status.FAILED, Status.STOPPED)
 
     @property
     def resumable(self) -> bool:
         """Continues from its checkpoint when run again (running: its process was killed)."""
-        return self in (Status.RUNNING, Status.INTERRUPTED)
+        return self in (Status.RUNNING, Status.INTERRUPTED, Status.STOPPED)
 
 
 def has_summary(run_dir: Path) -> bool:
@@ -84,38 +87,44 @@ def write_summary(run_dir: Path, summary: dict) -> None:
     write_json(Path(run_dir) / SUMMARY, summary)
 
 
-def record_failure(run_dir: Path, reason: str, overrides: Optional[List[str]] = None,
-                   resumable: bool = False) -> None:
-    """Mark the run failed with a one-line ``reason``, keeping what its summary already holds
-    (a run that recorded its own failure keeps its reason). ``resumable``: it was stopped from
-    outside (its process killed, memory exhausted), not by its config, so its last checkpoint
-    is whole and running it again continues from there (``rerun_resumes``)."""
+def record_failure(run_dir: Path, reason: str, overrides: Optional[List[str]] = None) -> None:
+    """Mark the run failed (its config or code raised an error) with a one-line ``reason``,
+    keeping what its summary already holds (a run that recorded its own failure keeps its
+    reason). A rerun starts it anew."""
+    _record_end(run_dir, Status.FAILED, reason, overrides, keep_reason=True)
+
+
+def record_stop(run_dir: Path, reason: str, overrides: Optional[List[str]] = None) -> None:
+    """Mark the run stopped from outside before it finished, with why (``reason``, one line):
+    its last checkpoint is whole, so running it again continues from there."""
+    _record_end(run_dir, Status.STOPPED, reason, overrides, keep_reason=False)
+
+
+def _record_end(run_dir: Path, status: Status, reason: str, overrides: Optional[List[str]],
+                keep_reason: bool) -> None:
     try:
         summary = read_summary(run_dir)
     except RunError:
         summary = {"run_dir": str(run_dir)}
-    if summary.get("status") != Status.FAILED:
-        summary.update(status=Status.FAILED.value, error=reason)
+    if not (keep_reason and summary.get("status") == status):
+        summary.update(status=status.value, error=reason)
     if overrides is not None:
         summary["overrides"] = list(overrides)
-    if resumable:
-        summary[RESUMABLE] = True
-    else:
-        summary.pop(RESUMABLE, None)
+    summary.pop(RESUMABLE, None)
     write_summary(run_dir, summary)
 
 
 def rerun_resumes(run_dir: Path) -> bool:
     """Whether a run started again in ``run_dir`` continues from its checkpoint rather than
-    anew: it was interrupted, killed (still "running") or failed from outside (resumable)."""
+    anew: it did not finish and no error of its own ended it (running: its process was killed;
+    interrupted; stopped), and it has a checkpoint or had not finished an epoch."""
     if not has_summary(run_dir):
         return False
     summary = read_summary(run_dir)
     status = Status(summary.get("status", Status.RUNNING))
-    if status == Status.FAILED and summary.get(RESUMABLE):
-        # Without a checkpoint only a run that had not finished an epoch can go on.
-        return (Path(run_dir) / CHECKPOINT).is_file() or not summary.get("epochs_done")
-    return status.resumable
+    if not (status.resumable or (status == Status.FAILED and summary.get(RESUMABLE))):
+        return False
+    return (Path(run_dir) / CHECKPOINT).is_file() or not summary.get("epochs_done")
 
 
 def run_folders(root: Path) -> Iterator[Path]:

@@ -64,10 +64,11 @@ class RunLog:
 
     def __init__(self, run_dir: Path, config: dict, start_epoch: int = 1,
                  history: Optional[List[dict]] = None, tensorboard: bool = True,
-                 steady_epochs: int = 3, device: Optional[dict] = None):
+                 steady_epochs: int = 3, device: Optional[dict] = None, in_sweep: bool = False):
         self.run_dir = Path(run_dir)
         self.config = config
         self.device = device  # device.describe_device's: what the run computes on
+        self.in_sweep = in_sweep  # a sweep's job: the sweep declares the HParams experiment
         self.steady_epochs = steady_epochs
         self.history = list(history or [])
         self.started = time.time()
@@ -151,7 +152,7 @@ class RunLog:
     def _write_hparams(self, status: Status, summary: dict) -> None:
         """The run's hparams and metrics for the HParams dashboard (hparams.py): the
         experiment (a single run; a sweep declares its own), the session start and end."""
-        from dropout_lab.hparams import in_sweep_job, run_summaries
+        from dropout_lab.hparams import run_summaries
 
         if summary["best"]:
             last = summary["final"]["epoch"]
@@ -161,7 +162,7 @@ class RunLog:
                     self.writer.add_scalar(tag, summary["steady"][key], last)
         # Into this run's own file: SummaryWriter.add_hparams would open a second, empty run.
         for item in run_summaries(self.config, Status(status).value, self.started,
-                                  with_experiment=not in_sweep_job()):
+                                  with_experiment=not self.in_sweep):
             self.writer.file_writer.add_summary(item)
         self.writer.flush()
 

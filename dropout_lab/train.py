@@ -19,6 +19,7 @@ from dropout_lab.config import Config, OptimConfig, ScheduleConfig, flatten_conf
 from dropout_lab.device import (autocast, check_data_device, describe_device, rng_state,
                                 run_device, set_rng_state)
 from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, train_size
+from dropout_lab.divergence import CHECK_STEPS, LossWatch
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
 from dropout_lab.keys import resume_changes
@@ -27,10 +28,6 @@ from dropout_lab.progress import Progress, describe_epoch
 from dropout_lab.run_folder import CHECKPOINT, Status, read_summary
 from dropout_lab.run_log import RunLog, load_checkpoint
 
-# Steps between checks of the loss for NaN/inf. A check reads a value off the device, which on
-# a GPU waits for all queued work; every step would stall CUDA runs. A diverged run wastes at
-# most this many steps, and the epoch it diverged in is reported either way.
-DIVERGENCE_CHECK_STEPS = 25
 
 
 @dataclass
@@ -103,10 +100,13 @@ def current_lr(optimizer) -> float:
 
 
 def train_epoch(model, optimizer, split: Split, batch_size: int, generator, progress,
-                interrupted: threading.Event, precision: str = "fp32", scheduler=None) -> dict:
-    """One pass over the shuffled training set with dropout on; mean loss and accuracy.
-    ``scheduler`` (build_scheduler's) steps after every optimiser step."""
+                interrupted: threading.Event, precision: str = "fp32", scheduler=None,
+                divergence_threshold: Optional[float] = None) -> dict:
+    """One pass over the shuffled training set with dropout on; mean loss and accuracy, or
+    {"diverged": why} (divergence.py). ``scheduler`` (build_scheduler's) steps after every
+    optimiser step."""
     model.train()
+    watch = LossWatch(divergence_threshold)
     device = split.images.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -125,13 +125,14 @@ def train_epoch(model, optimizer, split: Split, batch_size: int, generator, prog
             progress.update(1)
             if step % 20 == 0:
                 progress.set_postfix(loss=f"{loss.item():.3f}")
-        if (step + 1) % DIVERGENCE_CHECK_STEPS == 0 and not torch.isfinite(loss_sum):
-            return {"diverged": True}
+        if (step + 1) % CHECK_STEPS == 0 and (why := watch.diverged(loss_sum.item(),
+                                                                     (step + 1) * batch_size)):
+            return {"diverged": why}
         if interrupted.is_set():
             raise _Interrupted
-    if not torch.isfinite(loss_sum):
-        return {"diverged": True}
     n = len(split)
+    if why := watch.diverged(loss_sum.item(), n):
+        return {"diverged": why}
     return {"train_loss": loss_sum.item() / n, "train_accuracy": correct.item() / n}
 
 
@@ -252,19 +253,21 @@ def _progress_bar(cfg: Config, total: int, initial: int) -> Optional[Progress]:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False,
-          data: Optional[FashionMNIST] = None) -> RunResult:
+          data: Optional[FashionMNIST] = None, in_sweep: bool = False) -> RunResult:
     """Train the MLP ``cfg`` describes, logging into ``run_dir``; resume from its checkpoint.
 
-    ``data`` lets a caller that trains several models on the same split load it once.
+    ``data`` lets a caller that trains several models on the same split load it once;
+    ``in_sweep``: the run is a sweep's job (the sweep declares the HParams experiment).
     Another process training into ``run_dir`` at the same time is refused (RunError): two
     writers would interleave their checkpoints.
     """
     run_dir = Path(run_dir)
     with exclusive_dir(run_dir):
-        return _train(cfg, run_dir, resume, data)
+        return _train(cfg, run_dir, resume, data, in_sweep)
 
 
-def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST]) -> RunResult:
+def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST],
+           in_sweep: bool) -> RunResult:
     checkpoint = resumable_checkpoint(cfg, run_dir) if resume else None
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -294,7 +297,7 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
     data = data or load_fashion_mnist(cfg.data, device)
     steps_per_epoch = math.ceil(len(data.train) / cfg.trainer.batch_size)
     log = RunLog(run_dir, config, start_epoch, history, cfg.logging.tensorboard,
-                 cfg.trainer.steady_epochs, describe_device(device))
+                 cfg.trainer.steady_epochs, describe_device(device), in_sweep)
     progress = _progress_bar(cfg, steps_per_epoch * cfg.trainer.epochs,
                              steps_per_epoch * (start_epoch - 1))
     # Hooks only when asked for: without them the training loop is untouched.
@@ -307,9 +310,9 @@ def _train(cfg: Config, run_dir: Path, resume: bool, data: Optional[FashionMNIST
                 lr = current_lr(optimizer)  # the epoch's first step's
                 train_metrics = train_epoch(model, optimizer, data.train, cfg.trainer.batch_size,
                                             generator, progress, interrupted, precision,
-                                            scheduler)
+                                            scheduler, cfg.trainer.divergence_threshold)
                 if train_metrics.get("diverged"):
-                    status, error = Status.DIVERGED, f"loss became NaN or infinite in epoch {epoch}"
+                    status, error = Status.DIVERGED, f"{train_metrics['diverged']} in epoch {epoch}"
                     break
                 metrics = {"epoch": epoch, "lr": lr,
                            **epoch_metrics(model, data, train_metrics, cfg)}

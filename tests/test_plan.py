@@ -174,3 +174,23 @@ def test_a_sweep_of_1000_jobs_or_more_numbers_its_folders_so_that_they_sort():
         cfg = compose("config", overrides=plan.hydra_overrides, return_hydra_config=True)
     for num in (0, 999, 1000):
         assert resolved_subdir(cfg, num, plan.jobs[num]) == plan.subdirs[num]
+
+
+def test_a_sweep_saved_before_a_key_existed_resumes(tmp_path):
+    """A job folder whose saved config lacks a key the schema gained since (here
+    trainer.divergence_threshold, added after sweeps were made with the old schema) ran as the
+    key's default does: the sweep resumes into it. A real difference is still refused."""
+    from dropout_lab.run_folder import write_summary
+    from dropout_lab.sweep.plan import check_resumable
+
+    plan = plan_sweep(["optim.lr=0.1,0.2", "data.subset=100"])
+    for num, subdir in enumerate(plan.subdirs):
+        config = json.loads(json.dumps(plan.configs[num]))
+        del config["trainer"]["divergence_threshold"]
+        (tmp_path / subdir).mkdir()
+        write_summary(tmp_path / subdir, {"status": "completed", "config": config})
+    check_resumable(tmp_path, plan)  # no error: the missing key is its default
+    config["optim"]["lr"] = 0.3
+    write_summary(tmp_path / plan.subdirs[-1], {"status": "completed", "config": config})
+    with pytest.raises(ConfigError, match="holds a run of another config"):
+        check_resumable(tmp_path, plan)

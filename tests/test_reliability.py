@@ -216,10 +216,17 @@ def tmpfs():
 def run_on_tmpfs(mount: Path, options: str, copy_to: Path, *args) -> subprocess.CompletedProcess:
     """``dropout-lab ARGS`` with a tmpfs (``options``) at ``mount``, in a private mount namespace;
     afterwards the tmpfs' contents are copied to ``copy_to`` (the mount ends with the process)."""
+    return in_tmpfs(mount, options, f"{cli_command(*args)}; code=$?; cp -a {mount} {copy_to}; exit $code")
+
+
+def cli_command(*args) -> str:
+    return " ".join(map(str, [sys.executable, "-m", "dropout_lab", *args]))
+
+
+def in_tmpfs(mount: Path, options: str, script: str) -> subprocess.CompletedProcess:
+    """The shell ``script`` with a tmpfs (``options``) at ``mount``, in a private mount namespace."""
     mount.mkdir(parents=True, exist_ok=True)
-    command = " ".join(map(str, [sys.executable, "-m", "dropout_lab", *args]))
-    script = (f"mount -t tmpfs -o {options} tmpfs {mount} || exit 99; {command}; code=$?; "
-              f"cp -a {mount} {copy_to}; exit $code")
+    script = f"mount -t tmpfs -o {options} tmpfs {mount} || exit 99; {script}"
     return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, env=cli_env(),
                           capture_output=True, text=True, timeout=600)
 
@@ -249,6 +256,40 @@ def test_disk_full_during_training_keeps_the_last_whole_checkpoint(tmpfs, tmp_pa
     run_cli("train", "--resume", kept, check=True)
     assert read_summary(kept)["status"] == "completed"
     assert [row["epoch"] for row in read_summary(kept)["history"]] == [1, 2, 3]
+
+
+def test_sweep_on_a_full_disk_stops_jobs_and_the_same_command_resumes_them(tmpfs, tmp_path):
+    """Three jobs on a 2.5 MB filesystem (room for about two checkpoints): the first completes,
+    the others run out of space while writing a checkpoint (the one before stays whole) and are
+    recorded as stopped, not failed. With room made (the filesystem grown), the same command
+    resumes them from their checkpoints, to the numbers of the same run left alone."""
+    disk, after, again = tmp_path / "disk", tmp_path / "after", tmp_path / "again"
+    sweep = cli_command("sweep", "--sweep-dir", disk / "sweep", *SMALL, "trainer.epochs=3", "seed=0,1,2")
+    result = in_tmpfs(disk, "size=2500k", (
+        f"{sweep} > {tmp_path}/first.out 2> {tmp_path}/first.err; echo $? > {tmp_path}/first.code; "
+        f"cp -a {disk} {after}; mount -o remount,size=50m {disk} && {sweep}; code=$?; "
+        f"cp -a {disk} {again}; exit $code"))
+    first_err = (tmp_path / "first.err").read_text()
+    assert (tmp_path / "first.code").read_text().strip() == "1", first_err
+    assert "Traceback" not in first_err
+    statuses = [read_summary(job)["status"] for job in sorted((after / "sweep").glob("00*"))]
+    assert statuses[0] == "completed" and "stopped" in statuses and "failed" not in statuses
+    stopped = read_summary(next((after / "sweep").glob("001_*")))
+    assert stopped["status"] == "stopped"
+    assert stopped["error"].startswith("ran out of disk space (cannot write ")
+    assert "No space left on device" in stopped["error"]
+    kept = load_checkpoint(next((after / "sweep").glob("001_*")))["history"]
+    assert len(kept) >= 1
+
+    assert result.returncode == 0, result.stderr
+    assert "sweep: 3 of 3 jobs completed" in result.stdout
+    assert "completed before, skipped" in result.stdout + result.stderr
+    resumed = read_summary(next((again / "sweep").glob("001_*")))
+    assert resumed["status"] == "completed"
+    assert resumed["history"][:len(kept)] == kept  # resumed from its checkpoint, not redone
+    alone = tmp_path / "alone"
+    run_cli("train", *SMALL, "trainer.epochs=3", "seed=1", f"hydra.run.dir={alone}", check=True)
+    assert results(resumed["history"]) == results(read_summary(alone)["history"])
 
 
 def test_disk_full_before_training_is_one_line(tmpfs, tmp_path):

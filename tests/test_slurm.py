@@ -4,7 +4,8 @@ with apt-get when they are missing). Where it cannot start, these tests are skip
 reason; in CI (CI=true) they must run, so there they fail instead.
 
 Jobs are real Slurm array tasks running the real training core; the tests requeue and cancel
-them with Slurm's own commands (scontrol requeue, scancel).
+them with Slurm's own commands (scontrol requeue, scancel) and let Slurm's own time limit
+signal them.
 """
 
 import csv
@@ -221,7 +222,7 @@ def test_requeued_job_resumes_and_matches_an_uninterrupted_run(slurm_cluster, tm
     assert steps == list(range(1, 11))  # no duplicate or missing epochs after the resumes
 
 
-def test_cancelled_job_is_failed_and_the_other_completes(slurm_cluster, tmp_path):
+def test_cancelled_job_is_stopped_and_the_other_completes(slurm_cluster, tmp_path):
     sweep_dir = tmp_path / "sweep"
     sweep = start_sweep(sweep_dir, *LONGER, "seed=0,1")
     try:
@@ -236,6 +237,86 @@ def test_cancelled_job_is_failed_and_the_other_completes(slurm_cluster, tmp_path
     report = read_report(sweep_dir)
     rows = {row["seed"]: row for row in report.values()}
     assert rows["0"]["status"] == "completed"
-    assert rows["1"]["status"] == "failed"
-    assert f"Slurm job {cancelled} ended CANCELLED" in rows["1"]["error"]
+    assert rows["1"]["status"] == "stopped"  # not failed: nothing in its config is wrong
+    assert f"its Slurm job {cancelled} ended CANCELLED without a result" in rows["1"]["error"]
     assert job_state(cancelled) == "CANCELLED"
+
+
+# Training (100 epochs of 20,000 images, about 50 s on an idle core) longer than two attempts
+# under a 1-minute limit can hold: with signal_delay_s >= 30 Slurm sends the signal at its first
+# time-limit check (every 30 s) after the job starts, so an attempt trains for at most ~25 s.
+TIME_LIMITED = ["data.subset=20000", "data.test_subset=500", "trainer.epochs=100",
+                "trainer.eval_train_subset=0", "trainer.progress=false", "trainer.num_threads=1",
+                "seed=5"]
+ONE_MINUTE = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+              "hydra.launcher.max_num_timeout=1"]
+LONGER_LIMIT = ["hydra.launcher.timeout_min=10"]
+EPOCH_METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+
+
+def restarts(job_id: str) -> int:
+    return int(slurm("scontrol", "show", "job", job_id).split("Restarts=")[1].split()[0])
+
+
+def latest_job_id(sweep_dir: Path) -> str:
+    """The Slurm job id of the sweep's latest submission (a one-job sweep: one per run)."""
+    ids = [f.name for f in (sweep_dir / ".submitit").glob("*") if (f / f"{f.name}_submitted.pkl").exists()]
+    return max(ids, key=lambda job_id: int(job_id.split("_")[0]))
+
+
+def test_time_limit_and_scancel_stop_a_job_and_reruns_resume_it(slurm_cluster, tmp_path):
+    """Issue 24's cycle on one job whose 1-minute time limit is shorter than its training:
+    Slurm's signal before the limit checkpoints and requeues it (max_num_timeout=1); at the next
+    one no requeue is left and it is recorded as stopped by its time limit, with its epoch. The
+    same sweep with a longer limit resumes it; `scancel` stops it again; the same sweep resumes
+    it again, and it ends with exactly the per-epoch history of the same run left alone."""
+    sweep_dir, alone_dir = tmp_path / "sweep", tmp_path / "alone"
+    reference = subprocess.Popen(  # the same run left alone, trained meanwhile
+        [sys.executable, "-m", "dropout_lab", "train", *TIME_LIMITED, f"hydra.run.dir={alone_dir}"],
+        cwd=REPO, stdout=subprocess.DEVNULL)
+    sweep = start_sweep(sweep_dir, *TIME_LIMITED, *ONE_MINUTE)
+    try:
+        job_id = wait_for(lambda: slurm_job_ids(sweep_dir).get(0), "the job's submission", sweep)
+        wait_for(lambda: restarts(job_id) == 1 and job_state(job_id) == "PENDING",
+                 "the requeue at the signal before the time limit", sweep, timeout=120)
+        release(job_id)
+        code, out, err = finish(sweep)
+        assert code == 1, out + err
+        assert err.strip().splitlines()[-1].startswith("error: 1 of 1 jobs did not complete (#0 stopped)")
+        (run_dir,) = sweep_dir.glob("000_*")
+        timed_out = summary(run_dir)
+        assert timed_out["status"] == "stopped" and timed_out.get("epochs_done", 0) < 100
+        assert timed_out["error"].startswith(
+            "reached its Slurm time limit after its last requeue (hydra.launcher.max_num_timeout) "
+            f"in epoch {timed_out.get('epochs_done', 0) + 1} of 100; run the same sweep with "
+            f"--sweep-dir {sweep_dir} (and a longer hydra.launcher.timeout_min)"), timed_out["error"]
+
+        sweep = start_sweep(sweep_dir, *TIME_LIMITED, *LONGER_LIMIT)  # resumes; then scancel
+        kept = len(timed_out.get("history", []))
+        wait_for(lambda: len(read_checkpoint_history(run_dir)) > kept, "a checkpoint after the resume", sweep)
+        cancelled = latest_job_id(sweep_dir)
+        slurm("scancel", cancelled)
+        code, out, err = finish(sweep)
+        assert code == 1, out + err
+        stopped = summary(run_dir)
+        assert stopped["status"] == "stopped", stopped
+        assert stopped["error"].startswith(f"its Slurm job {cancelled} ended CANCELLED without a result")
+        assert stopped["history"][:kept] == timed_out.get("history", [])  # resumed, not redone
+        assert len(stopped["history"]) > kept
+
+        sweep = start_sweep(sweep_dir, *TIME_LIMITED, *LONGER_LIMIT)  # resumes to the end
+        code, out, err = finish(sweep)
+        assert reference.wait(timeout=600) == 0
+    finally:
+        stop(sweep)
+        reference.kill()
+    assert code == 0, out + err
+    assert "1 of 1 jobs completed" in out
+    completed = summary(run_dir)
+    assert completed["status"] == "completed" and completed["epochs_done"] == 100
+    assert completed["history"][:len(stopped["history"])] == stopped["history"]
+    expected = summary(alone_dir)["history"]
+    assert ([{k: row[k] for k in EPOCH_METRICS} for row in completed["history"]]
+            == [{k: row[k] for k in EPOCH_METRICS} for row in expected])  # exactly equal
+    steps = [s.step for s in read_events(run_dir).Scalars("accuracy/test")]
+    assert steps == list(range(1, 101))  # no duplicate or missing epochs after the resumes

@@ -132,12 +132,13 @@ class StepCounter:
 
 def test_divergence_is_caught_within_the_check_interval():
     # 4000 images at batch 16: 250 steps. lr = 1e6 gives NaN within the first steps, so the
-    # epoch must stop at the first check, after DIVERGENCE_CHECK_STEPS steps, not at its end.
+    # epoch must stop at the first check, after CHECK_STEPS steps, not at its end.
     import threading
 
     from dropout_lab.data import load_fashion_mnist
     from dropout_lab.model import build_model
-    from dropout_lab.train import DIVERGENCE_CHECK_STEPS, build_optimizer, train_epoch
+    from dropout_lab.divergence import CHECK_STEPS
+    from dropout_lab.train import build_optimizer, train_epoch
 
     cfg = tiny_config("optim.lr=1e6", "data.subset=4000")
     data = load_fashion_mnist(cfg.data, torch.device("cpu"))
@@ -145,8 +146,8 @@ def test_divergence_is_caught_within_the_check_interval():
     counter = StepCounter()
     result = train_epoch(model, build_optimizer(cfg.optim, model.parameters()), data.train, 16,
                          torch.Generator().manual_seed(0), counter, threading.Event())
-    assert result == {"diverged": True}
-    assert counter.steps == DIVERGENCE_CHECK_STEPS < len(data.train) // 16
+    assert result == {"diverged": "loss became NaN or infinite"}
+    assert counter.steps == CHECK_STEPS < len(data.train) // 16
 
 
 @pytest.mark.slow

@@ -5,15 +5,14 @@ and the sweep goes on."""
 
 import logging
 import math
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
-from dropout_lab.errors import DropoutLabError, RunError, one_line
+from dropout_lab.errors import DropoutLabError, one_line
 from dropout_lab.hydra_runner import typed_config
-from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, has_summary, read_status,
-                                    read_summary, record_failure, rerun_resumes, tuned_metric)
+from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, read_status, read_summary,
+                                    record_failure, rerun_resumes, tuned_metric)
+from dropout_lab.sweep.stopped import stop_cause, stopped
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +32,18 @@ def run_objective(run_dir: Path, completed: bool = True) -> float:
     return objective(read_summary(run_dir).get("steady") if completed else None)
 
 
-def sweep_task(cfg) -> float:
+def sweep_task(cfg, on_slurm: bool = False) -> float:
     """Hydra's task for one job: train into the job's folder; return the objective.
 
-    Runs in whatever process the launcher chose. It never raises (except to stop the sweep on
-    Ctrl-C): a failure is written into the job's summary.json and the sweep goes on.
+    Runs in whatever process the launcher chose (``on_slurm``: a Slurm job, which the Slurm
+    launcher says). It never raises (except to stop the sweep on Ctrl-C): how the job ended is
+    written into its summary.json and the sweep goes on.
     """
     from hydra.core.hydra_config import HydraConfig
 
     hydra_cfg = HydraConfig.get()
-    return train_job(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    return train_job(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task),
+                     Path(str(hydra_cfg.sweep.dir)), on_slurm)
 
 
 def trains_longer(run_dir: Path, epochs: int) -> bool:
@@ -60,13 +61,14 @@ def job_ended(run_dir: Path, epochs: int) -> bool:
     return not (status == Status.COMPLETED and trains_longer(run_dir, epochs))
 
 
-def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
+def train_job(cfg, run_dir: Path, overrides: List[str], sweep_dir: Path,
+              on_slurm: bool = False) -> float:
     """Train one job, or skip/resume/rerun it after an earlier attempt into the same folder.
 
     completed or diverged: skipped (the same config and seed diverge again: it is a result),
-    unless it completed fewer epochs than ``cfg`` asks: resumed to train longer;
-    interrupted, running (its process killed) or failed from outside (its worker lost, out of
-    memory): resumed from its checkpoint; failed: started anew.
+    unless it completed fewer epochs than ``cfg`` asks: resumed to train longer; stopped before
+    it finished (sweep/stopped.py's rule): resumed from its checkpoint; failed by an error of
+    its config or code: started anew.
     """
     try:
         status = read_status(run_dir)
@@ -74,56 +76,39 @@ def train_job(cfg, run_dir: Path, overrides: List[str]) -> float:
             log.info("%s: %s before, skipped", run_dir.name, status)
             return run_objective(run_dir, completed=status == Status.COMPLETED)
         resume = status == Status.COMPLETED or rerun_resumes(run_dir)  # completed: train longer
-        if status == Status.FAILED and not resume:
+        if status is not None and not resume:
             clear_attempt(run_dir)
         from dropout_lab.train import train
 
         config = typed_config(cfg)
-        data = shared_data(config)
-        with memory_limit_for_tests():
-            result = train(config, run_dir, resume=resume, data=data)
+        result = train(config, run_dir, resume=resume, data=shared_data(config), in_sweep=True)
     except Exception as error:  # recorded, not swallowed: the summary and the job's log say it
-        memory = out_of_memory(error)
-        if isinstance(error, DropoutLabError) or memory:  # not a bug: one line, as the CLI does
-            what = f"ran out of memory {where_it_was(run_dir)}" if memory else "failed"
-            log.error("%s %s: %s", run_dir.name, what, one_line(error))
+        cause = stop_cause(error)
+        if cause is not None:  # the machine's limit, not the job's fault: a rerun resumes it
+            stopped(run_dir, cause, overrides, sweep_dir)
+            return objective(None)
+        if isinstance(error, DropoutLabError):  # not a bug: one line, as the CLI does
+            log.error("%s failed: %s", run_dir.name, one_line(error))
         else:  # a bug: the traceback, in the job's train.log too
             log.exception("%s failed", run_dir.name)
-        # Out of memory is the machine's limit, not the config's fault: a rerun (with more
-        # memory, or fewer jobs at once) continues from the last checkpoint.
-        record_failure(run_dir, one_line(error), overrides, resumable=memory)
+        record_failure(run_dir, one_line(error), overrides)
         return objective(None)
     if result.status == Status.INTERRUPTED:
-        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # Slurm requeues or cancels the job:
+        if on_slurm:  # Slurm requeues or cancels the job:
             raise SystemExit(128 + result.signal)  # end it without a result (see slurm.py)
         raise KeyboardInterrupt  # the user stopped the sweep, not just this job
     return run_objective(run_dir, completed=result.status == Status.COMPLETED)
 
 
-def out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is an allocation failure: Python's MemoryError, CUDA's
-    OutOfMemoryError, or torch's CPU allocator failing, which raises a plain RuntimeError (its
-    message is all that tells it apart; torch has no type for it)."""
-    if isinstance(error, MemoryError):
-        return True
-    import torch
+def job_return(run_dir: Path, overrides: List[str]):
+    """A JobReturn for a job that sent none, from its folder: Hydra's sweepers (the Optuna one
+    too) read the objective from it, and a FAILED one would stop the sweep, so it is COMPLETED
+    with the job's objective (-inf unless it completed)."""
+    from hydra.core.utils import JobReturn, JobStatus
 
-    return isinstance(error, torch.cuda.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error))
-
-
-def where_it_was(run_dir: Path) -> str:
-    """How far a job had got, from its summary: ``in epoch 3 of 4`` or ``before its first epoch``."""
-    try:
-        summary = read_summary(run_dir) if has_summary(run_dir) else {}
-    except RunError:
-        summary = {}
-    if "epochs_done" not in summary:  # none, or one record_failure made: training never began
-        return "before its first epoch"
-    done, total = summary["epochs_done"], summary.get("config", {}).get("trainer", {}).get("epochs")
-    if total and done >= total:
-        return "after its last epoch"
-    return f"in epoch {done + 1}" + (f" of {total}" if total else "")
+    result = JobReturn(overrides=overrides, working_dir=str(run_dir), status=JobStatus.COMPLETED)
+    result.return_value = run_objective(run_dir, read_status(run_dir) == Status.COMPLETED)
+    return result
 
 
 def job_run_dir(hydra_context, config, overrides: List[str], index: int) -> Path:
@@ -136,32 +121,9 @@ def job_run_dir(hydra_context, config, overrides: List[str], index: int) -> Path
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
 
 
-# Test-only (tests/test_worker_loss.py), not a user setting: DROPOUT_LAB_TEST_MEMORY_LIMIT_MB=N
-# lets a job's process grow its address space by at most N MiB while it trains (RLIMIT_AS), so
-# that a job that needs more really runs out of memory.
-TEST_MEMORY_LIMIT_ENV = "DROPOUT_LAB_TEST_MEMORY_LIMIT_MB"
-
-
-@contextmanager
-def memory_limit_for_tests() -> Iterator[None]:
-    extra_mb = os.environ.get(TEST_MEMORY_LIMIT_ENV)
-    if not extra_mb:
-        yield
-        return
-    import resource
-
-    with open("/proc/self/statm") as statm:  # its first field: the address space, in pages
-        address_space = int(statm.read().split()[0]) * resource.getpagesize()
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (address_space + (int(extra_mb) << 20), hard))
-    try:
-        yield
-    finally:  # a worker runs other jobs after this one
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
-
-
 def clear_attempt(run_dir: Path) -> None:
-    """Before a failed job starts anew: drop its old events and checkpoint (not its config)."""
+    """Before a job starts anew (it failed, or has no checkpoint to go on from): drop its old
+    events and checkpoint (not its config)."""
     for path in [*run_dir.glob(EVENTS_GLOB), run_dir / CHECKPOINT]:
         path.unlink(missing_ok=True)
 

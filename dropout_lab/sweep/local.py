@@ -8,9 +8,9 @@
   raises at the first job without a result and abandons the others.
 
 A job whose process dies (SIGKILL from the OOM killer or ``kill -9``, a segfault) runs again
-from its last checkpoint while ``retries`` (``--retries N``) allow; after that its summary.json
-records it as failed, with the cause and the epoch, and as resumable: the same sweep with
-``--sweep-dir`` continues it from its checkpoint. The other jobs, beside it and after it, run on.
+from its last checkpoint while ``retries`` (``--retries N``) allow; after that it is recorded as
+stopped (sweep/stopped.py), with the cause and the epoch: the same sweep with ``--sweep-dir``
+continues it from its checkpoint. The other jobs, beside it and after it, run on.
 """
 
 import logging
@@ -20,16 +20,16 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import (JobReturn, JobStatus, configure_log, filter_overrides, run_job,
-                              setup_globals)
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as SubmititLocal
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from dropout_lab.errors import ConfigError
-from dropout_lab.run_folder import Status, read_status, record_failure
-from dropout_lab.sweep.job import job_run_dir, run_objective, where_it_was
+from dropout_lab.run_folder import Status, read_status
+from dropout_lab.sweep.job import job_return, job_run_dir
+from dropout_lab.sweep.stopped import stopped, where_it_was
+from dropout_lab.sweep.submitit_setup import submitit_executor
 from dropout_lab.sweep.workers import RETRY, Task, death_cause, worker_pool
 
 log = logging.getLogger(__name__)
@@ -46,29 +46,17 @@ class LostJobs:
     retries: int
 
     def lost(self, index: int, overrides: List[str], cause: str, deaths: int):
-        """RETRY while the job has retries left, else its JobReturn, recorded as failed."""
+        """RETRY while the job has retries left, else its JobReturn, recorded as stopped."""
         run_dir = job_run_dir(self.hydra_context, self.config, overrides, index)
-        if read_status(run_dir) == Status.COMPLETED:  # it ended just before its process did
-            return lost_job_return(run_dir, overrides, completed=True)
-        where = where_it_was(run_dir)
+        status = read_status(run_dir)
+        if status is not None and status.final:  # it ended just before its process did
+            return job_return(run_dir, overrides)
         if deaths < self.retries:
-            log.warning(f"{run_dir.name}: {cause} {where}; running it again from its last "
-                        f"checkpoint (retry {deaths + 1} of {self.retries})")
+            log.warning(f"{run_dir.name}: {cause} {where_it_was(run_dir)}; running it again from "
+                        f"its last checkpoint (retry {deaths + 1} of {self.retries})")
             return RETRY
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        reason = (f"{cause} {where}; run the same sweep with --sweep-dir {sweep_dir} to resume "
-                  f"it from its last checkpoint")
-        log.error(f"{run_dir.name}: {reason}")
-        record_failure(run_dir, reason, overrides, resumable=True)
-        return lost_job_return(run_dir, overrides, completed=False)
-
-
-def lost_job_return(run_dir: Path, overrides: List[str], completed: bool) -> JobReturn:
-    """A JobReturn for a job that sent none: Hydra's sweepers (the Optuna one too) read the
-    objective from it, and a FAILED one would stop the sweep, so it is COMPLETED with -inf."""
-    job_return = JobReturn(overrides=overrides, working_dir=str(run_dir), status=JobStatus.COMPLETED)
-    job_return.return_value = run_objective(run_dir, completed)
-    return job_return
+        stopped(run_dir, cause, overrides, Path(str(self.config.hydra.sweep.dir)))
+        return job_return(run_dir, overrides)
 
 
 def checked_retries(retries: Any) -> int:
@@ -161,7 +149,7 @@ class LocalLauncher(LostJobs, SubmititLocal):
                     continue
                 del running[index]
                 if job.paths.result_pickle.exists():
-                    returns[index] = self.job_return(job, overrides, index)
+                    returns[index] = self.own_return(job, overrides, index)
                     continue
                 value = self.lost(index, overrides, self.CAUSE, deaths)
                 if value is RETRY:
@@ -172,7 +160,7 @@ class LocalLauncher(LostJobs, SubmititLocal):
                 time.sleep(POLL_S)
         return [returns[index] for index in sorted(returns)]
 
-    def job_return(self, job, overrides: List[str], index: int) -> JobReturn:
+    def own_return(self, job, overrides: List[str], index: int) -> JobReturn:
         """The job's JobReturn. A job stopped by SIGINT or SIGTERM (its summary "interrupted")
         raised KeyboardInterrupt to stop the sweep, as in a worker process: so it does here."""
         try:
@@ -184,21 +172,15 @@ class LocalLauncher(LostJobs, SubmititLocal):
             raise  # a bug: loudly, with submitit's copy of the job's traceback
 
     def executor(self):
-        """submitit's executor, set up as ``BaseSubmititLauncher.launch`` sets it up (the
-        plugin's internals: pyproject.toml pins hydra-submitit-launcher to 1.2.x)."""
-        import submitit
-
+        """submitit's executor (submitit_setup.py), with ``gpus_per_node: null`` meaning the GPUs
+        this process sees (submitit's own null hides them all: CUDA_VISIBLE_DEVICES="")."""
         from dropout_lab.device import visible_gpus
 
         params = dict(self.params)
         gpus = visible_gpus() if params.get("gpus_per_node") is None else None
-        if gpus is not None:  # null: the GPUs this process sees (submitit's null: none)
+        if gpus is not None:
             params["gpus_per_node"] = len(gpus)
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=params["submitit_folder"])
-        queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{
-            key if key in queue_keys else f"{self._EXECUTOR}_{key}": value
-            for key, value in params.items() if key != "submitit_folder"})
+        executor = submitit_executor(self, params=params)
         if gpus:  # which ones: LocalExecutor's key, which AutoExecutor does not pass on
             executor._executor.update_parameters(visible_gpus=gpus)
         return executor

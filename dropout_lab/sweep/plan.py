@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from dropout_lab.config import Config, config_dir, flatten_config, register_schema
+from dropout_lab.config import (Config, config_dir, flatten_config, register_schema,
+                                with_schema_defaults)
 from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_resolvers import register_resolvers
@@ -383,8 +384,9 @@ def check_resumable(sweep_dir: Path, plan: SweepPlan) -> None:
         if num not in plan.configs or not has_summary(run_dir):
             continue
         saved = read_summary(run_dir)
-        if saved.get("config") and resume_changes(flatten_config(saved["config"]),
-                                                  flatten_config(plan.configs[num])):
+        saved_config = saved.get("config") and with_schema_defaults(saved["config"])
+        if saved_config and resume_changes(flatten_config(saved_config),
+                                           flatten_config(plan.configs[num])):
             raise ConfigError(
                 f"{run_dir} holds a run of another config than job #{num} "
                 f"({' '.join(plan.jobs[num])}); resume with the same overrides or use a new --sweep-dir")

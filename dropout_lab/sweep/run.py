@@ -26,11 +26,12 @@ from typing import Dict, List, Optional
 from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import RunError
 from dropout_lab.hydra_runner import hydra_quoted, run_hydra
-from dropout_lab.run_folder import Status, read_status, record_failure, run_folders
+from dropout_lab.run_folder import SUMMARY, Status, read_status, run_folders
 from dropout_lab.sweep.job import job_ended, sweep_task
 from dropout_lab.sweep.launchers import LAUNCHERS, launcher_overrides, prestart_workers, stop_workers
 from dropout_lab.sweep.plan import (SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir,
                                     plan_sweep, save_folder_map)
+from dropout_lab.sweep.stopped import stopped
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,33 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     return finish_sweep(sweep_dir, plan, interrupted)
 
 
-def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> Counter:
-    """How many of the sweep's jobs have ended, by status, from their summary.json files."""
-    folders = ([sweep_dir / subdir for subdir in plan.subdirs] if plan.subdirs
-               else run_folders(sweep_dir))  # a search: the trials made so far
+def job_folders(sweep_dir: Path, plan: SweepPlan) -> List[Path]:
+    """The sweep's job folders: the grid's, or a search's trials made so far."""
+    return ([sweep_dir / subdir for subdir in plan.subdirs] if plan.subdirs
+            else list(run_folders(sweep_dir)))
+
+
+def summary_stamps(folders: List[Path]) -> Dict[Path, tuple]:
+    """Which version of its summary.json each folder holds (inode and modification time: every
+    write makes a new file, renamed over the old one), for the folders that have one."""
+    stamps = {}
+    for folder in folders:
+        with suppress(OSError):
+            stat = (folder / SUMMARY).stat()
+            stamps[folder] = (stat.st_ino, stat.st_mtime_ns)
+    return stamps
+
+
+def ended_jobs(sweep_dir: Path, plan: SweepPlan, before: Dict[Path, tuple]) -> Counter:
+    """How many of the sweep's jobs have ended in this run of it, by status, from their
+    summary.json files; a summary as it was when the sweep started (``before``:
+    summary_stamps then) is an earlier run's: a job it says ended has not run again yet."""
+    folders = job_folders(sweep_dir, plan)
+    now = summary_stamps(folders)
     ended = Counter()
     for folder in folders:
+        if folder not in now or now[folder] == before.get(folder):
+            continue
         with suppress(RunError):  # unreadable for a moment: counted at the next update
             status = read_status(folder)
             if status is not None and status.ended:
@@ -126,6 +148,16 @@ def ended_jobs(sweep_dir: Path, plan: SweepPlan) -> Counter:
 def planned_epochs(plan: SweepPlan, num: int) -> int:
     """The epochs job ``num`` is to train (0 for a job whose config was refused)."""
     return plan.configs[num]["trainer"]["epochs"] if num in plan.configs else 0
+
+
+def already_final(folders: List[Path], plan: SweepPlan) -> int:
+    """How many of ``folders`` (job_folders') hold a job that ended for good before this run
+    (it is skipped: job_ended)."""
+    count = 0
+    for num, folder in enumerate(folders):
+        with suppress(RunError):
+            count += job_ended(folder, planned_epochs(plan, num))
+    return count
 
 
 @contextmanager
@@ -141,6 +173,9 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     from dropout_lab.progress import QUIET_SECONDS, Progress, describe_jobs
 
     started, stop, shown = time.time(), threading.Event(), []
+    folders = job_folders(sweep_dir, plan)
+    before = summary_stamps(folders)  # the counts are this run's: earlier runs' endings left out
+    total = len(plan.jobs) - already_final(folders, plan) if plan.jobs else None
 
     def launched() -> bool:
         for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
@@ -153,13 +188,13 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
         if not shown:
             if not (final or launched()):  # final: a file server's clock may lag this one's
                 return
-            shown.append(Progress(len(plan.jobs) or None, unit="job", desc="sweep", started=started))
-        progress, ended = shown[0], ended_jobs(sweep_dir, plan)
+            shown.append(Progress(total, unit="job", desc="sweep", started=started))
+        progress, ended = shown[0], ended_jobs(sweep_dir, plan, before)
         count = sum(ended.values())
         changed = count != progress.n
         progress.set_count(count)
         not_completed = {status: n for status, n in ended.items() if status != Status.COMPLETED}
-        progress.tell(describe_jobs(count, len(plan.jobs), not_completed, time.time() - started),
+        progress.tell(describe_jobs(count, total, not_completed, time.time() - started),
                       every=0.0 if changed else QUIET_SECONDS)
 
     def watch() -> None:
@@ -184,7 +219,9 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
 
     if not interrupted:  # every job has ended: one still "running" was killed
         for subdir, job in zip(plan.subdirs, plan.jobs):
-            record_lost_job(sweep_dir / subdir, job)
+            if read_status(sweep_dir / subdir) in (None, Status.RUNNING):
+                stopped(sweep_dir / subdir, "its process ended without finishing its run (killed "
+                        "or cancelled?)", job, sweep_dir)
     runs = load_runs(sweep_dir)
     if runs:
         write_report(sweep_dir, runs)  # over every run in the folder, earlier sweeps' too
@@ -197,11 +234,3 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
             f"sweep interrupted; run the same command with --sweep-dir {sweep_dir} to resume it")
     jobs = plan.jobs or [run["overrides"] for run in runs]
     return SweepResult(Path(sweep_dir), runs, failed, jobs, plan.problems, plan.sweeper)
-
-
-def record_lost_job(run_dir: Path, overrides: List[str]) -> None:
-    """A job that ended without closing its run (killed, cancelled, lost) is a failed job;
-    its last checkpoint is whole, so a rerun continues from it."""
-    if read_status(run_dir) in (None, Status.RUNNING):
-        record_failure(run_dir, "the job ended without finishing its run (killed or cancelled?)",
-                       overrides, resumable=True)

@@ -8,11 +8,14 @@ Hydra's ``submitit_slurm`` launcher does (one Slurm array task per job, each run
   accounting storage: without it each poll logs a warning, and a job cancelled before it could
   write its result is never seen to end, so the sweep would wait forever.
 - A job that ends without a result (``scancel``, killed at its time limit, its node lost) is
-  recorded as failed in its summary.json and the sweep goes on; the report and the exit code
-  say so. Hydra's launcher would raise at the first such job and stop waiting for the others.
+  recorded as stopped in its summary.json (sweep/stopped.py: the same command resumes it from
+  its checkpoint) and the sweep goes on; the report and the exit code say so. Hydra's launcher
+  would raise at the first such job and stop waiting for the others.
 - A job Slurm requeues (``scontrol requeue``, pre-emption, or submitit's checkpoint-and-requeue
   on the signal before the time limit) is not finished: it runs again, and ``sweep.job.train_job``
   resumes it from its last epoch checkpoint, so it ends with the numbers of an uninterrupted run.
+  When the signal comes after the last requeue (``max_num_timeout``), submitit raises in the
+  job, which records it as stopped by its time limit (sweep/stopped.py), to resume the same way.
 - Ctrl-C cancels the sweep's queued and running jobs; each writes its checkpoint on SIGTERM,
   and the same command with ``--sweep-dir`` resumes them.
 """
@@ -20,18 +23,19 @@ Hydra's ``submitit_slurm`` launcher does (one Slurm array task per job, each run
 import logging
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra.core.utils import JobReturn, filter_overrides
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurm
-from omegaconf import OmegaConf
 
 from dropout_lab.errors import one_line
-from dropout_lab.run_folder import Status, read_status, record_failure
-from dropout_lab.sweep.job import job_run_dir, run_objective
+from dropout_lab.run_folder import record_failure
+from dropout_lab.sweep.job import job_return, job_run_dir
+from dropout_lab.sweep.stopped import stopped
+from dropout_lab.sweep.submitit_setup import submitit_executor
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,11 @@ MAX_POLL_S = 30.0
 class SlurmLauncher(SubmititSlurm):
     """Hydra's ``submitit_slurm`` launcher that waits for every job and records cluster failures."""
 
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        """As Hydra's, with the task told that it runs on Slurm (sweep.job.sweep_task's on_slurm)."""
+        super().setup(hydra_context=hydra_context, config=config,
+                      task_function=partial(task_function, on_slurm=True))
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
         jobs = self.submit(job_overrides, initial_job_idx)
         try:
@@ -59,20 +68,9 @@ class SlurmLauncher(SubmititSlurm):
                 for index, (job, overrides) in enumerate(zip(jobs, job_overrides))]
 
     def submit(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
-        """Submit the jobs as one Slurm array; the submitit jobs, in order.
-
-        As ``BaseSubmititLauncher.launch`` of hydra-submitit-launcher 1.2, up to its wait. That
-        body, ``BaseQueueConf`` and ``self.params``/``_EXECUTOR`` are the plugin's internals, not
-        an API, so pyproject.toml pins the plugin to 1.2.x; check this copy before raising it.
-        """
-        import submitit
-
-        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, folder=self.params["submitit_folder"],
-                                         slurm_max_num_timeout=self.params["max_num_timeout"])
-        queue_keys = set(OmegaConf.structured(BaseQueueConf).keys())
-        executor.update_parameters(**{
-            key if key in queue_keys else f"{self._EXECUTOR}_{key}": value
-            for key, value in self.params.items() if key not in ("submitit_folder", "max_num_timeout")})
+        """Submit the jobs as one Slurm array (as ``BaseSubmititLauncher.launch`` does, up to its
+        wait); the submitit jobs, in order."""
+        executor = submitit_executor(self, executor_keys=("max_num_timeout",))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Slurm sweep output dir : {sweep_dir}")
@@ -84,25 +82,21 @@ class SlurmLauncher(SubmititSlurm):
         return executor.map_array(self, *zip(*arguments))
 
     def job_return(self, job, overrides: List[str], index: int, state: Optional[str]) -> JobReturn:
-        """The job's own JobReturn. For a job that ended without one: its failure recorded in its
-        run's summary.json, and what sweep_task returns for a failed job."""
+        """The job's own JobReturn. A job that ended without one stopped from outside: recorded
+        so (sweep/stopped.py), to resume; one that raised past sweep_task (a bug) failed."""
+        run_dir = self.run_dir(overrides, index)
         if has_result(job):
             try:
                 return job.results()[0]
-            except Exception as error:  # the job raised past sweep_task: submitit kept the trace
+            except Exception as error:  # submitit kept the job's traceback
                 reason = f"Slurm job {job.job_id} failed: {last_line(error)}"
+                log.error(f"{run_dir.name}: {reason}; its log: {job.paths.stderr}")
+                record_failure(run_dir, reason, overrides)
         else:
             how = "left the queue" if state == GONE else f"ended {state}"
-            reason = f"Slurm job {job.job_id} {how} without a result"
-        run_dir = self.run_dir(overrides, index)
-        completed = read_status(run_dir) == Status.COMPLETED  # its result file got lost
-        if not completed:
-            log.error(f"{run_dir.name}: {reason}; its log: {job.paths.stderr}")
-            record_failure(run_dir, reason, overrides)
-        job_return = JobReturn(overrides=overrides, working_dir=str(run_dir),
-                               status=JobStatus.COMPLETED)
-        job_return.return_value = run_objective(run_dir, completed)
-        return job_return
+            stopped(run_dir, f"its Slurm job {job.job_id} {how} without a result (log: "
+                             f"{job.paths.stderr})", overrides, Path(str(self.config.hydra.sweep.dir)))
+        return job_return(run_dir, overrides)
 
     def run_dir(self, overrides: List[str], index: int) -> Path:
         return job_run_dir(self.hydra_context, self.config, overrides, index)
