@@ -22,7 +22,7 @@ from dropout_lab.disk import read_json, write_json, write_text
 from dropout_lab.errors import ConfigError
 from dropout_lab.inference.decide import MARGIN, Answer, Question, answer_questions
 from dropout_lab.inference.sequential import ALPHA, Design, look_schedule
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 
 DECISION, REPORT, RUNS = "decision.json", "report.md", "runs"
 METRIC = "steady test accuracy"
@@ -76,8 +76,8 @@ def run_compare(a: List[str], b: List[str], common: Optional[List[str]] = None, 
         for arm, overrides in (("A", plan.a), ("B", plan.b)):
             runs = run_round(arm, overrides, plan.common, first, n, out, jobs, launcher)
             values[arm].update(seed_values(runs))
-            failed += [str(run["run_dir"]) for run in runs
-                       if run["status"] not in (Status.COMPLETED, Status.DIVERGED)]
+            failed += [str(run.run_dir) for run in runs
+                       if run.status not in (Status.COMPLETED, Status.DIVERGED)]
         first = n
         answer = answer_questions([question], {question.name: (values["A"], values["B"])},
                                   design)[0]
@@ -143,17 +143,17 @@ def run_round(arm: str, overrides, common, first: int, last: int, out: Path, job
                      launcher=launcher).runs
 
 
-def seed_values(runs: List[dict]) -> Dict[int, float]:
+def seed_values(runs: List[RunRecord]) -> Dict[int, float]:
     """{seed: steady test accuracy}, NaN for a run without one (diverged or failed), which
     drops that seed from the pairing. A run that failed before its config was written is
     known by its seed override."""
     from dropout_lab.exercises.questions import METRICS, by_seed
 
-    known = [run for run in runs if run.get("config")]
+    known = [run for run in runs if run.config]
     values = by_seed(known, METRICS[METRIC])
     for run in runs:
-        if not run.get("config"):
-            seed = next((o.split("=", 1)[1] for o in run["overrides"] if o.startswith("seed=")),
+        if not run.config:
+            seed = next((o.split("=", 1)[1] for o in run.overrides if o.startswith("seed=")),
                         None)
             if seed is not None:
                 values[int(seed)] = float("nan")

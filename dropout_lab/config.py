@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from dropout_lab.checks import (check_at_least_zero, check_choice, check_positive,
                                 check_probability, check_variance_matched)
 from dropout_lab.errors import ConfigError
+from dropout_lab.run_folder import STEADY_EPOCHS
 
 # Dropout kinds by where the noise goes. "none" turns a layer's dropout off.
 ACTIVATION_NOISE_KINDS = (
@@ -175,7 +176,7 @@ class TrainerConfig:
     # Each epoch, the first N training images are also evaluated in eval mode (no dropout):
     # the clean generalisation gap. Train accuracy measured during the epoch has dropout on.
     eval_train_subset: int = 10000  # 0: off
-    steady_epochs: int = 3  # the steady metric: the mean test accuracy of the last k epochs
+    steady_epochs: int = STEADY_EPOCHS  # the steady metric: the mean test accuracy of the last k epochs
     precision: str = "fp32"  # fp32 or bf16 (autocast; needs native bf16: see device.py)
     # A run whose mean training loss over a window of steps exceeds this ends diverged (as a
     # NaN loss does); None: only NaN/inf. See divergence.py and the README for the default.

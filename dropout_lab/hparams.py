@@ -35,8 +35,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from dropout_lab import keys
 from dropout_lab.config import flatten_config, per_layer_values
-from dropout_lab.errors import RunError
-from dropout_lab.run_folder import EVENTS_GLOB, SUMMARY, Status, read_summary, run_folders
+from dropout_lab.run_folder import EVENTS_GLOB, FINAL_STATUSES, SUMMARY, Status, read_runs
 
 SHOWN_BY_DEFAULT = 5  # hparams and metrics the dashboard checks at first (see above)
 MAX_DISCRETE = 10  # more distinct numbers: an interval (the dashboard lists <= 10 as checkboxes)
@@ -269,15 +268,11 @@ def write_sweep_experiment(sweep_dir: Path) -> Optional[Path]:
 
     sweep_dir = Path(sweep_dir)
     runs, statuses = [], []
-    for run_dir in run_folders(sweep_dir):
-        try:
-            summary = read_summary(run_dir)
-        except RunError:
-            continue  # unreadable: the report names it
-        if summary.get("config"):
-            runs.append(hparam_values(summary["config"]))
-            if Status(summary.get("status", "running")).final:
-                statuses.append(summary["status"])
+    for run in read_runs(sweep_dir):
+        if run.config:  # an unreadable run has none: the report names it
+            runs.append(hparam_values(run.config))
+            if run.ended_for_good:
+                statuses.append(run.status)
     if not runs:
         return None
     for old in sweep_dir.glob(EVENTS_GLOB):
@@ -305,15 +300,11 @@ def folder_sessions(root: Path) -> List[Session]:
     """The runs at or below ``root`` that TensorBoard shows (a config and event files)."""
     root = Path(root)
     sessions = []
-    for run_dir in run_folders(root):
-        try:
-            summary = read_summary(run_dir)
-        except RunError:
-            continue  # unreadable: `dropout-lab runs` names it
-        if summary.get("config") and next(run_dir.glob(EVENTS_GLOB), None):
+    for record in read_runs(root):  # an unreadable run has no config: `dropout-lab runs` names it
+        run_dir = record.run_dir
+        if record.config and next(run_dir.glob(EVENTS_GLOB), None):
             run = run_dir.relative_to(root).as_posix() if run_dir != root else "."
-            sessions.append(Session(run, hparam_values(summary["config"]),
-                                    summary.get("status", "running"),
+            sessions.append(Session(run, hparam_values(record.config), record.status,
                                     (run_dir / SUMMARY).stat().st_mtime))
     return sessions
 
@@ -362,7 +353,7 @@ def folder_dashboard(sessions: Sequence[Session], folder_name: str) -> Dict[str,
             start = session_start_summary(values, status, session.start_time,
                                           group=group or folder_name)
             tags[metadata.SESSION_START_INFO_TAG] = _content(start)
-            if Status(session.status).final:  # else running: TensorBoard's own status for it
+            if session.status in FINAL_STATUSES:  # else running: TensorBoard's own status for it
                 tags[metadata.SESSION_END_INFO_TAG] = _content(
                     session_end_summary(session.status, session.start_time))
     contents["."][metadata.EXPERIMENT_TAG] = _content(experiment_summary(groups, statuses, swept))

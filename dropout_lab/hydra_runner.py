@@ -10,8 +10,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from dropout_lab.config import (Config, config_dir, did_you_mean, register_schema,
                                 schema_keys, to_typed)
-from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
-from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_summary
+from dropout_lab.errors import ConfigError, DropoutLabError, one_line
+from dropout_lab.run_folder import OVERRIDES, SUMMARY, has_summary, read_overrides, read_status
 
 PROG = "dropout-lab"
 
@@ -138,19 +138,10 @@ def run_hydra(task: Callable, argv: List[str]) -> None:
 
 def saved_overrides(run_dir: Path) -> List[str]:
     """The overrides a run was started with (Hydra's .hydra/overrides.yaml)."""
-    import yaml
-    from omegaconf import OmegaConf
-
-    path = Path(run_dir) / OVERRIDES
-    if not has_summary(run_dir) or not path.is_file():
+    if not has_summary(run_dir) or not (Path(run_dir) / OVERRIDES).is_file():
         raise ConfigError(f"--resume {run_dir}: not a dropout-lab run folder "
                           f"(it has no {SUMMARY} and {OVERRIDES})")
-    try:
-        saved = list(OmegaConf.load(path))
-    except (yaml.YAMLError, OSError, ValueError, TypeError) as error:
-        raise RunError(f"cannot read {path} ({type(error).__name__}); repair it (the run's "
-                       f"whole config is in its summary.json)") from None
-    return [str(o) for o in saved if not str(o).startswith("hydra.run.dir=")]
+    return [o for o in read_overrides(run_dir) if not o.startswith("hydra.run.dir=")]
 
 
 def hydra_quoted(value) -> str:
@@ -173,7 +164,7 @@ def prepare_run_dir(overrides: List[str], run_dir: Path, cfg, resume: bool) -> L
 
             resumable_checkpoint(typed_config(cfg), run_dir)
         elif has_summary(run_dir):
-            status = read_summary(run_dir)["status"]
+            status = read_status(run_dir)
             raise ConfigError(f"{run_dir} already holds a run ({status}); continue it with "
                               f"--resume {run_dir} or choose another hydra.run.dir")
     check_writable_dir(run_dir)

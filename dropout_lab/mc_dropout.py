@@ -24,7 +24,7 @@ from dropout_lab.device import autocast
 from dropout_lab.dropout import is_stochastic
 from dropout_lab.errors import ConfigError, RunError
 from dropout_lab.disk import atomic_write, write_json
-from dropout_lab.run_folder import CHECKPOINT, has_summary, read_summary
+from dropout_lab.run_folder import CHECKPOINT, RunRecord, has_summary, read_run
 
 MC_JSON, MC_MARKDOWN = "mc_eval.json", "mc_eval.md"
 
@@ -118,8 +118,8 @@ def noise_layers(config) -> str:
     return ", ".join(named) or "none (every MC pass equals the deterministic one)"
 
 
-def describe(run_dir: Path, summary: dict, metrics: Dict[str, float], layers: str) -> str:
-    return (f"Run {summary.get('status', 'unknown')} after {summary.get('epochs_done', 0)} "
+def describe(run_dir: Path, run: RunRecord, metrics: Dict[str, float], layers: str) -> str:
+    return (f"Run {run.status} after {run.epochs} "
             f"epochs; {metrics['test_images']} test images; K = {metrics['mc_samples']} passes "
             f"(seed {metrics['seed']}) with the noise on: {layers}.")
 
@@ -132,22 +132,22 @@ def table_header(metrics: Dict[str, float]) -> List[str]:
     return ["metric", "deterministic (eval)", f"MC dropout, K={metrics['mc_samples']}"]
 
 
-def format_table(run_dir: Path, summary: dict, metrics: Dict[str, float], layers: str) -> str:
+def format_table(run_dir: Path, run: RunRecord, metrics: Dict[str, float], layers: str) -> str:
     """mc_eval.md: a heading, what ran, the table in Markdown."""
     from dropout_lab.tables import markdown_table
 
-    return (f"# MC dropout: {run_dir.name}\n\n{describe(run_dir, summary, metrics, layers)}\n\n"
+    return (f"# MC dropout: {run_dir.name}\n\n{describe(run_dir, run, metrics, layers)}\n\n"
             + markdown_table(table_header(metrics), table_rows(metrics)) + "\n")
 
 
-def format_text(run_dir: Path, summary: dict, metrics: Dict[str, float], layers: str) -> str:
+def format_text(run_dir: Path, run: RunRecord, metrics: Dict[str, float], layers: str) -> str:
     """What ``evaluate`` prints: the same as mc_eval.md, aligned for a terminal."""
     from dropout_lab.runs_table import aligned
     from dropout_lab.tables import cell
 
     rows = [[label, *(cell(value) for value in values)]
             for label, *values in table_rows(metrics)]
-    return "\n".join([f"MC dropout: {run_dir}", describe(run_dir, summary, metrics, layers), "",
+    return "\n".join([f"MC dropout: {run_dir}", describe(run_dir, run, metrics, layers), "",
                       *aligned([table_header(metrics), *rows], right_from=1)])
 
 
@@ -157,7 +157,6 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     from omegaconf.errors import OmegaConfBaseException
 
     from dropout_lab.trained_model import run_config, test_split, trained_model
-    from dropout_lab.report import run_record
     from dropout_lab.train import evaluate_split
 
     check_positive(mc_samples, "--mc-samples", integer=True)
@@ -165,11 +164,10 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     if not has_summary(run_dir):  # a wrong argument (exit 2), not a failed run
         what = "no summary.json" if run_dir.is_dir() else "not a directory"
         raise ConfigError(f"{run_dir} is not a dropout-lab run ({what}); give a run folder")
-    summary = read_summary(run_dir)  # RunError: summary.json damaged
+    run = read_run(run_dir).readable()  # RunError: summary.json damaged
     if not (run_dir / CHECKPOINT).is_file():  # also a run this command cannot read: exit 2
         raise ConfigError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
                        f"logging.checkpoint=false, or stopped before its first epoch)")
-    run = run_record(run_dir)
     try:
         config = run_config(run)
         model = trained_model(run)
@@ -188,10 +186,10 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
     metrics.update(mc_metrics(statistics["probabilities"], statistics["sample_entropy"],
                               split.labels))
     described = noise_layers(config)
-    table = format_table(run_dir, summary, metrics, described)
+    table = format_table(run_dir, run, metrics, described)
     paths = {"json": run_dir / MC_JSON, "markdown": run_dir / MC_MARKDOWN}
     write_json(paths["json"], {"run_dir": str(run_dir), "stochastic_layers": layers,
                                "metrics": metrics})
     atomic_write(paths["markdown"], lambda out: out.write(table.encode()))
-    return MCEvaluation(metrics, layers, table, format_text(run_dir, summary, metrics, described),
+    return MCEvaluation(metrics, layers, table, format_text(run_dir, run, metrics, described),
                         paths)

@@ -105,7 +105,7 @@ def describe_sweep(result, dry_run: bool = False) -> str:
         return "\n".join(lines)
     from dropout_lab.report import steady_from_the_start
 
-    done = sum(run["status"] == Status.COMPLETED for run in result.runs)
+    done = sum(run.status == Status.COMPLETED for run in result.runs)
     before = " (all before this command: nothing to train)" if result.nothing_to_run else ""
     early = steady_from_the_start(result.runs)
     note = [f"note: {len(early)} of {len(result.runs)} runs trained no more epochs than "
@@ -129,10 +129,10 @@ def sweep_problem(result, dry_run: bool = False) -> Optional[str]:
         return (f"{len(result.problems)} of {len(result.jobs)} jobs have a bad config: "
                 + ", ".join(f"#{num}" for num in result.problems))
     if not dry_run and result.failed:
-        named = [f"#{run['num']} {run['status']}" if run["num"] is not None else
-                 f"{run['job']} {run['status']}" for run in result.runs if run["job"] in result.failed]
+        named = [f"#{run.num} {run.status}" if run.num is not None else
+                 f"{run.job} {run.status}" for run in result.runs if run.job in result.failed]
         resumable = {status.value for status in Status if status.resumable}
-        resumes = any(run["status"] in resumable for run in result.runs if run["job"] in result.failed)
+        resumes = any(run.status in resumable for run in result.runs if run.job in result.failed)
         resume = (f"; the stopped ones resume from their last checkpoint when you run the same "
                   f"command with --sweep-dir {result.sweep_dir}" if resumes else "")
         return (f"{len(result.failed)} of {len(result.runs)} jobs did not complete "

@@ -2,7 +2,7 @@
 setting, and PNG plots of test accuracy over epochs. No torch import: ``dropout-lab report``
 reads only the jobs' summary.json and .hydra/overrides.yaml files.
 
-The pieces are reusable: ``load_runs`` gives one record per job, ``swept_keys`` the parameters
+The pieces are reusable: ``load_runs`` gives one run_folder.RunRecord per job, ``swept_keys`` the parameters
 that vary, ``by_setting`` groups runs that differ only in the seed, ``aggregate_over_seeds``
 gives mean ± std per setting, ``plot_curves`` draws a metric over epochs per setting.
 """
@@ -10,16 +10,14 @@ gives mean ± std per setting, ``plot_curves`` draws a metric over epochs per se
 import csv
 import io
 import math
-import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from dropout_lab.disk import save_figure, write_text
 from dropout_lab.errors import ConfigError
 from dropout_lab.inference.describe import mean_std
 from dropout_lab.keys import BY_TAG, REPORT_ORDER, metrics
-from dropout_lab.run_folder import (OVERRIDES, Status, has_summary, read_summary, steady,
-                                    tuned_metric)
+from dropout_lab.run_folder import RunRecord, Status, has_summary, read_run
 from dropout_lab.tables import markdown_table
 
 # Metrics in a record, with their headers; the first leads (and sorts) every table. The steady
@@ -32,130 +30,65 @@ LEAD = next(iter(METRICS))  # steady_test_accuracy
 # sweep tunes (sweep/job.py's objective); the test accuracy stays beside it, never chosen on.
 VALIDATION_LEAD = BY_TAG["steady/accuracy_val"].record  # steady_val_accuracy
 VALIDATION_METRICS = {VALIDATION_LEAD: BY_TAG["steady/accuracy_val"].label, **METRICS}
-STEADY_EPOCHS = 3  # trainer.steady_epochs' default, for runs whose summary has no steady block
 SEED_KEY = "seed"
 
 
 # --- reading a sweep ------------------------------------------------------------------------
 
-def load_runs(sweep_dir: Path) -> List[dict]:
-    """One record per job folder of ``sweep_dir`` (a folder with a summary.json), in job order.
-
-    A record: job (folder name), num, run_dir, overrides, params ({key: value as written}),
-    status, error, the final metrics of METRICS, epochs, seconds (wall), train_seconds, history,
-    config (the run's resolved config, {} for a job that failed before training).
-    """
+def load_runs(sweep_dir: Path) -> List[RunRecord]:
+    """One record per job folder of ``sweep_dir`` (a folder with a summary.json), in job order
+    (run_folder.read_run: a job whose summary cannot be read is an ``unreadable`` record)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ConfigError(f"{sweep_dir} is not a directory; give a sweep folder")
-    runs = [run_record(folder) for folder in sweep_dir.iterdir() if has_summary(folder)]
-    return sorted(runs, key=lambda run: (run["num"] is None, run["num"] or 0, run["job"]))
+    runs = [read_run(folder) for folder in sweep_dir.iterdir() if has_summary(folder)]
+    return sorted(runs, key=lambda run: (run.num is None, run.num or 0, run.job))
 
 
-def run_record(run_dir: Path) -> dict:
-    summary = read_summary(run_dir)
-    overrides = read_overrides(run_dir) or summary.get("overrides", [])
-    final, best = summary.get("final") or {}, summary.get("best") or {}
-    history = summary.get("history") or []
-    timings = summary.get("timings") or {}
-    prefix = re.match(r"(\d+)_", run_dir.name)
-    return {
-        "job": run_dir.name,
-        "num": int(prefix.group(1)) if prefix else None,
-        "run_dir": run_dir,
-        "overrides": overrides,
-        "params": override_values(overrides),
-        "status": summary.get("status", "unknown"),
-        "error": summary.get("error"),
-        "steady_test_accuracy": steady_test_accuracy(summary, history),
-        "steady_val_accuracy": (summary.get("steady") or {}).get("val_accuracy"),
-        "objective": tuned_metric(summary.get("steady")),  # what a sweep tuned
-        "test_accuracy": final.get("test_accuracy"),
-        "best_test_accuracy": best.get("test_accuracy"),
-        "train_eval_accuracy": final.get("train_eval_accuracy"),
-        "train_accuracy": final.get("train_accuracy"),
-        "gap": final.get("gap"),
-        "epochs": summary.get("epochs_done", 0),
-        "seconds": timings.get("wall_seconds"),
-        "train_seconds": timings.get("train_seconds"),
-        "history": history,
-        "config": summary.get("config") or {},  # the resolved config (exercises group by it)
-    }
-
-
-def steady_test_accuracy(summary: dict, history: List[dict]) -> Optional[float]:
-    """The summary's steady test accuracy; for a run written before it existed, the mean over
-    the last trainer.steady_epochs (default 3) epochs of its history."""
-    value = (summary.get("steady") or {}).get("test_accuracy")
-    if value is not None:
-        return value
-    epochs = ((summary.get("config") or {}).get("trainer") or {}).get("steady_epochs", STEADY_EPOCHS)
-    return steady(history, "test_accuracy", epochs)
-
-
-def read_overrides(run_dir: Path) -> List[str]:
-    """The job's overrides as Hydra saved them (.hydra/overrides.yaml), or []."""
-    import yaml
-
-    path = run_dir / OVERRIDES
-    if not path.is_file():
-        return []
-    return [str(item) for item in yaml.safe_load(path.read_text()) or []]
-
-
-def override_values(overrides: Iterable[str]) -> Dict[str, str]:
-    """['optim.lr=0.1', '+x=1'] -> {'optim.lr': '0.1', 'x': '1'} (values as written)."""
-    values = {}
-    for override in overrides:
-        key, _, value = override.partition("=")
-        values[key.lstrip("+~")] = value
-    return values
-
-
-def swept_keys(runs: Sequence[dict]) -> List[str]:
+def swept_keys(runs: Sequence[RunRecord]) -> List[str]:
     """The override keys whose values differ between runs (all keys if none differ)."""
-    keys = list(dict.fromkeys(key for run in runs for key in run["params"]))
-    varying = [key for key in keys if len({run["params"].get(key) for run in runs}) > 1]
+    keys = list(dict.fromkeys(key for run in runs for key in run.params))
+    varying = [key for key in keys if len({run.params.get(key) for run in runs}) > 1]
     return varying or keys
 
 
-def fixed_overrides(runs: Sequence[dict], keys: Sequence[str]) -> List[str]:
+def fixed_overrides(runs: Sequence[RunRecord], keys: Sequence[str]) -> List[str]:
     """The overrides every run shares, outside ``keys``."""
     if not runs:
         return []
-    shared = runs[0]["params"]
+    shared = runs[0].params
     return [f"{key}={value}" for key, value in shared.items()
-            if key not in keys and all(run["params"].get(key) == value for run in runs)]
+            if key not in keys and all(run.params.get(key) == value for run in runs)]
 
 
-def report_metrics(runs: Sequence[dict]) -> Dict[str, str]:
+def report_metrics(runs: Sequence[RunRecord]) -> Dict[str, str]:
     """The metrics of a report on ``runs`` (key -> header), the leading one first: the steady
     validation accuracy when a run has one, else the steady test accuracy."""
-    validation = any(run.get(VALIDATION_LEAD) is not None for run in runs)
+    validation = any(getattr(run, VALIDATION_LEAD) is not None for run in runs)
     return VALIDATION_METRICS if validation else METRICS
 
 
 # --- aggregating over seeds -----------------------------------------------------------------
 
-def setting_of(run: dict, keys: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+def setting_of(run: RunRecord, keys: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
     """The run's values of ``keys`` other than the seed: runs with the same setting are seeds."""
-    return tuple((key, run["params"].get(key, "")) for key in keys if key != SEED_KEY)
+    return tuple((key, run.params.get(key, "")) for key in keys if key != SEED_KEY)
 
 
 def setting_label(setting: Tuple[Tuple[str, str], ...]) -> str:
     return ", ".join(f"{key}={short(value)}" for key, value in setting) or "all runs"
 
 
-def by_setting(runs: Sequence[dict], keys: Optional[Sequence[str]] = None) -> Dict[tuple, List[dict]]:
+def by_setting(runs: Sequence[RunRecord], keys: Optional[Sequence[str]] = None) -> Dict[tuple, List[RunRecord]]:
     """Runs grouped by setting (their swept values other than the seed), in first-seen order."""
     keys = swept_keys(runs) if keys is None else keys
-    groups: Dict[tuple, List[dict]] = {}
+    groups: Dict[tuple, List[RunRecord]] = {}
     for run in runs:
         groups.setdefault(setting_of(run, keys), []).append(run)
     return groups
 
 
-def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = None,
+def aggregate_over_seeds(runs: Sequence[RunRecord], keys: Optional[Sequence[str]] = None,
                          metrics: Optional[Sequence[str]] = None) -> List[dict]:
     """One row per setting: setting, runs, completed, and (mean, std) of each metric (by default
     ``report_metrics``') over the completed runs (failed runs have no final metrics to
@@ -164,11 +97,11 @@ def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = N
     metrics = list(report_metrics(runs) if metrics is None else metrics)
     rows = []
     for setting, group in by_setting(runs, keys).items():
-        completed = [run for run in group if run["status"] == Status.COMPLETED]
+        completed = [run for run in group if run.status == Status.COMPLETED]
         row = {"setting": dict(setting), "label": setting_label(setting),
                "runs": len(group), "completed": len(completed)}
         for metric in metrics:
-            row[metric] = mean_std([run[metric] for run in completed])
+            row[metric] = mean_std([getattr(run, metric) for run in completed])
         rows.append(row)
     return sorted(rows, key=lambda row: -(row[metrics[0]][0] if row[metrics[0]][0] is not None
                                           else -math.inf))
@@ -176,18 +109,18 @@ def aggregate_over_seeds(runs: Sequence[dict], keys: Optional[Sequence[str]] = N
 
 # --- plots ----------------------------------------------------------------------------------
 
-def curve(runs: Sequence[dict], metric: str = "test_accuracy"):
+def curve(runs: Sequence[RunRecord], metric: str = "test_accuracy"):
     """(epochs, means, stds) of ``metric`` over the runs' histories, epoch by epoch."""
     by_epoch: Dict[int, List[float]] = {}
     for run in runs:
-        for row in run["history"]:
+        for row in run.history:
             by_epoch.setdefault(row["epoch"], []).append(row[metric])
     epochs = sorted(by_epoch)
     stats = [mean_std(by_epoch[epoch]) for epoch in epochs]
     return epochs, [m for m, _ in stats], [s or 0.0 for _, s in stats]
 
 
-def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "test_accuracy",
+def plot_curves(groups: Dict[str, Sequence[RunRecord]], path: Path, metric: str = "test_accuracy",
                 title: Optional[str] = None, max_lines: int = 20) -> Path:
     """A PNG of ``metric`` over epochs, one line per group (label -> runs, best first: the
     legend keeps that order, the report's table's): the mean over the group's runs, with a
@@ -219,13 +152,13 @@ def plot_curves(groups: Dict[str, Sequence[dict]], path: Path, metric: str = "te
 
 # --- the report -----------------------------------------------------------------------------
 
-def sorted_runs(runs: Sequence[dict]) -> List[dict]:
+def sorted_runs(runs: Sequence[RunRecord]) -> List[RunRecord]:
     """Completed runs by the leading metric (report_metrics': steady validation or test
     accuracy), best first; then the others (a diverged run's last good epoch is no result),
     then runs without any metrics; ties in job order."""
     lead = next(iter(report_metrics(runs)))
-    return sorted(runs, key=lambda run: (run["status"] != Status.COMPLETED, run[lead] is None,
-                                         -(run[lead] or 0.0), run["num"] or 0))
+    return sorted(runs, key=lambda run: (run.status != Status.COMPLETED, getattr(run, lead) is None,
+                                         -(getattr(run, lead) or 0.0), run.num or 0))
 
 
 def short(value: str) -> str:
@@ -244,17 +177,17 @@ def pm(stats: Tuple[Optional[float], Optional[float]]) -> str:
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
-def job_rows(runs: Sequence[dict], keys: Sequence[str], markdown: bool = False) -> List[list]:
+def job_rows(runs: Sequence[RunRecord], keys: Sequence[str], markdown: bool = False) -> List[list]:
     """Table rows, best first. Markdown shows the job number (the parameters are the columns)
     and shortened values; the CSV keeps the folder name and the values as written."""
-    return [[f"#{run['num']}" if markdown and run["num"] is not None else run["job"],
-             *((short if markdown else str)(run["params"].get(key, "")) for key in keys),
-             run["status"], *(run[metric] for metric in report_metrics(runs)), run["epochs"],
-             None if run["seconds"] is None else f"{run['seconds']:.1f}"]
+    return [[f"#{run.num}" if markdown and run.num is not None else run.job,
+             *((short if markdown else str)(run.params.get(key, "")) for key in keys),
+             run.status, *(getattr(run, metric) for metric in report_metrics(runs)), run.epochs,
+             None if run.seconds is None else f"{run.seconds:.1f}"]
             for run in sorted_runs(runs)]
 
 
-def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str, Path]:
+def write_report(sweep_dir: Path, runs: Optional[List[RunRecord]] = None) -> Dict[str, Path]:
     """Write report.md, report.csv and test_accuracy.png into ``sweep_dir``; returns the paths."""
     sweep_dir = Path(sweep_dir)
     runs = load_runs(sweep_dir) if runs is None else runs
@@ -269,7 +202,7 @@ def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str
     writer = csv.writer(text)
     writer.writerow([*header[:-1], "seconds", "error"])
     for run, row in zip(sorted_runs(runs), job_rows(runs, keys)):
-        writer.writerow([*row, run["error"] or ""])
+        writer.writerow([*row, run.error or ""])
     write_text(paths["csv"], text.getvalue())
 
     seeds = SEED_KEY in keys and any(len(g) > 1 for g in by_setting(runs, keys).values())
@@ -284,11 +217,11 @@ def write_report(sweep_dir: Path, runs: Optional[List[dict]] = None) -> Dict[str
     return paths
 
 
-def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: List[str],
+def report_markdown(sweep_dir: Path, runs: List[RunRecord], keys: List[str], header: List[str],
                     seeds: bool) -> str:
     counts: Dict[str, int] = {}
     for run in runs:
-        counts[run["status"]] = counts.get(run["status"], 0) + 1
+        counts[run.status] = counts.get(run.status, 0) + 1
     metrics = report_metrics(runs)
     validation = VALIDATION_LEAD in metrics
     parts = [f"# Sweep report: {sweep_dir.name}", "",
@@ -312,10 +245,10 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
                       f"rank by the end of training."]
     parts += optuna_best(sweep_dir, runs)
     parts += ["", "## Jobs", "", markdown_table(header, job_rows(runs, keys, markdown=True))]
-    failures = [run for run in sorted_runs(runs) if run["status"] != Status.COMPLETED]
+    failures = [run for run in sorted_runs(runs) if run.status != Status.COMPLETED]
     if failures:
         parts += ["", "Not completed:", ""]
-        parts += [f"- `{run['job']}`: {run['status']}: {run['error'] or 'no error recorded'}"
+        parts += [f"- `{run.job}`: {run.status}: {run.error or 'no error recorded'}"
                   for run in failures]
     if seeds:
         rows = aggregate_over_seeds(runs, keys)
@@ -329,17 +262,14 @@ def report_markdown(sweep_dir: Path, runs: List[dict], keys: List[str], header: 
     return "\n".join(parts)
 
 
-def steady_from_the_start(runs: Sequence[dict]) -> List[dict]:
+def steady_from_the_start(runs: Sequence[RunRecord]) -> List[RunRecord]:
     """The completed runs whose steady window reaches back to epoch 1 (trainer.epochs <=
     trainer.steady_epochs): their steady mean is no endpoint."""
-    def window(run: dict) -> int:
-        return ((run["config"].get("trainer") or {}).get("steady_epochs") or STEADY_EPOCHS)
-
-    return [run for run in runs if run["status"] == Status.COMPLETED and run["epochs"] > 0
-            and run["epochs"] <= window(run)]
+    return [run for run in runs if run.status == Status.COMPLETED and run.epochs > 0
+            and run.epochs <= run.steady_epochs]
 
 
-def optuna_best(sweep_dir: Path, runs: Sequence[dict]) -> List[str]:
+def optuna_best(sweep_dir: Path, runs: Sequence[RunRecord]) -> List[str]:
     """The Optuna sweeper's best parameters and value (optimization_results.yaml), if any: the
     objective (sweep/job.py's: the steady validation accuracy, or the steady test accuracy
     without a validation split), named, with the test accuracy of the job that reached it."""
@@ -352,21 +282,21 @@ def optuna_best(sweep_dir: Path, runs: Sequence[dict]) -> List[str]:
     params = " ".join(f"{k}={v}" for k, v in (results.get("best_params") or {}).items())
     value = results.get("best_value")
     best = best_job(runs, value)
-    if best is not None and best[VALIDATION_LEAD] is not None:
+    if best is not None and best.steady_val_accuracy is not None:
         found = (f"steady val acc {value:.4f} (its steady test acc "
-                 f"{best['steady_test_accuracy']:.4f}, job #{best['num']})")
+                 f"{best.steady_test_accuracy:.4f}, job #{best.num})")
     elif best is not None:
-        found = f"steady test acc {value:.4f} (job #{best['num']})"
+        found = f"steady test acc {value:.4f} (job #{best.num})"
     else:
         found = f"objective {value}"  # its job's summary is gone: unnamed
     return ["", f"Optuna's best: {found} with `{params}`."]
 
 
-def best_job(runs: Sequence[dict], value: Optional[float]) -> Optional[dict]:
+def best_job(runs: Sequence[RunRecord], value: Optional[float]) -> Optional[RunRecord]:
     """The first completed job whose objective (steady validation accuracy, else steady test
     accuracy) is ``value``, Optuna's best; None when none is."""
     for run in runs:
-        if (run["status"] == Status.COMPLETED and run["objective"] is not None
-                and value is not None and math.isclose(run["objective"], value, rel_tol=1e-9)):
+        if (run.status == Status.COMPLETED and run.objective is not None
+                and value is not None and math.isclose(run.objective, value, rel_tol=1e-9)):
             return run
     return None

@@ -11,13 +11,20 @@ through, and the one reader of its summary.json. No torch import: sweeps, report
                               skipped or failed job)
 
 Every writer of summary.json goes through ``write_summary`` (atomic: a reader sees the old file
-or the new one), every reader through ``read_summary``.
+or the new one), every reader through ``read_summary``. Reports, tables, exercises and MC
+dropout read a run as a ``RunRecord`` (``read_run``, ``read_runs``): typed fields instead of
+string keys. Its one error policy: a folder whose summary is missing, not JSON or not an object
+gives a record with status ``unreadable`` and the reason in ``error`` (a table of many runs
+shows it among the others); a command about one run that needs its contents calls
+``RunRecord.readable()``, which raises that reason as a RunError.
 """
 
+import re
 import statistics
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from dropout_lab.disk import read_json, write_json
 from dropout_lab.errors import RunError, one_line
@@ -28,6 +35,9 @@ EVENTS_GLOB = "events.out.tfevents.*"
 HYDRA_DIR = ".hydra"
 OVERRIDES = f"{HYDRA_DIR}/overrides.yaml"
 RESUMABLE = "resumable"  # older sweeps' mark of a failed run that was stopped (read, not written)
+STEADY_EPOCHS = 3  # trainer.steady_epochs' default: the window of the steady metrics
+UNREADABLE = "unreadable"  # a record's status when its summary.json cannot be read
+UNKNOWN = "unknown"  # a record's status when its summary has none (an old or foreign file)
 
 
 class Status(str, Enum):
@@ -59,6 +69,9 @@ class Status(str, Enum):
     def resumable(self) -> bool:
         """Continues from its checkpoint when run again (running: its process was killed)."""
         return self in (Status.RUNNING, Status.INTERRUPTED, Status.STOPPED)
+
+
+FINAL_STATUSES = frozenset(status.value for status in Status if status.final)
 
 
 def has_summary(run_dir: Path) -> bool:
@@ -127,6 +140,25 @@ def rerun_resumes(run_dir: Path) -> bool:
     return (Path(run_dir) / CHECKPOINT).is_file() or not summary.get("epochs_done")
 
 
+def read_overrides(run_dir: Path) -> List[str]:
+    """The overrides a run was started with (Hydra's .hydra/overrides.yaml), [] when it has
+    none; RunError (one line) when the file cannot be read."""
+    import yaml
+
+    path = Path(run_dir) / OVERRIDES
+    if not path.is_file():
+        return []
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, ValueError) as error:
+        raise RunError(f"cannot read {path} ({type(error).__name__}); repair it (the run's "
+                       f"whole config is in its summary.json)") from None
+    if saved is not None and not isinstance(saved, list):
+        raise RunError(f"cannot read {path} (not a list of overrides); repair it (the run's "
+                       f"whole config is in its summary.json)")
+    return [str(item) for item in saved or []]
+
+
 def run_folders(root: Path) -> Iterator[Path]:
     """Every run folder at or below ``root`` (a folder with a summary.json), in path order."""
     root = Path(root)
@@ -165,3 +197,146 @@ def tuned_metric(steady_metrics: Optional[dict]) -> Optional[float]:
     accuracy."""
     steady_metrics = steady_metrics or {}
     return steady_metrics.get("val_accuracy", steady_metrics.get("test_accuracy"))
+
+
+# --- the run record -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run folder holds, as ``read_run`` reads it. The fields mirror summary.json
+    (run_log.RunLog.write_summary); an older summary's missing parts are empty, and its
+    status ``unknown``. The properties name the metrics that reports and tables show."""
+
+    run_dir: Path
+    status: str  # a Status value, UNKNOWN, or UNREADABLE (``error`` says why)
+    error: Optional[str] = None  # a failed run's one-line reason
+    config: Dict[str, Any] = field(default_factory=dict)  # resolved; {} when it failed before
+    overrides: List[str] = field(default_factory=list)  # .hydra/overrides.yaml, else summary's
+    history: List[dict] = field(default_factory=list)  # one row per epoch
+    final: dict = field(default_factory=dict)  # the last epoch's row
+    steady: dict = field(default_factory=dict)  # mean of the last trainer.steady_epochs epochs
+    best: dict = field(default_factory=dict)  # {test_accuracy, epoch} of the best epoch
+    timings: dict = field(default_factory=dict)  # earlier_seconds, train_seconds, wall_seconds
+    epochs_done: Optional[int] = None  # None: the run failed before its summary had epochs
+    device: Optional[dict] = None  # device.describe_device's record of where it computed
+
+    def readable(self) -> "RunRecord":
+        """This record; RunError with the reason when its summary could not be read."""
+        if self.status == UNREADABLE:
+            raise RunError(self.error)
+        return self
+
+    @property
+    def ended_for_good(self) -> bool:
+        """Completed or diverged (Status.final): resuming it changes nothing."""
+        return self.status in FINAL_STATUSES
+
+    @property
+    def job(self) -> str:
+        """The folder's name (a sweep's job: '003_p=0.5')."""
+        return self.run_dir.name
+
+    @property
+    def num(self) -> Optional[int]:
+        """A sweep job's number, from its folder name; None for other folders."""
+        prefix = re.match(r"(\d+)_", self.job)
+        return int(prefix.group(1)) if prefix else None
+
+    @property
+    def epochs(self) -> int:
+        """The epochs trained (0 for a run that failed before training)."""
+        return self.epochs_done or 0
+
+    @property
+    def params(self) -> Dict[str, str]:
+        """The overrides as {key: value as written} (swept values in a sweep)."""
+        return override_values(self.overrides)
+
+    @property
+    def steady_epochs(self) -> int:
+        """The run's trainer.steady_epochs (STEADY_EPOCHS for a run without a config)."""
+        return (self.config.get("trainer") or {}).get("steady_epochs") or STEADY_EPOCHS
+
+    @property
+    def steady_test_accuracy(self) -> Optional[float]:
+        """The summary's steady test accuracy; for a run written before it existed, the mean
+        over its history's last trainer.steady_epochs epochs."""
+        value = self.steady.get("test_accuracy")
+        return value if value is not None else steady(self.history, "test_accuracy",
+                                                      self.steady_epochs)
+
+    @property
+    def steady_val_accuracy(self) -> Optional[float]:
+        return self.steady.get("val_accuracy")
+
+    @property
+    def objective(self) -> Optional[float]:
+        """What a sweep tunes (tuned_metric)."""
+        return tuned_metric(self.steady)
+
+    @property
+    def test_accuracy(self) -> Optional[float]:
+        return self.final.get("test_accuracy")
+
+    @property
+    def best_test_accuracy(self) -> Optional[float]:
+        return self.best.get("test_accuracy")
+
+    @property
+    def train_eval_accuracy(self) -> Optional[float]:
+        return self.final.get("train_eval_accuracy")
+
+    @property
+    def train_accuracy(self) -> Optional[float]:
+        return self.final.get("train_accuracy")
+
+    @property
+    def gap(self) -> Optional[float]:
+        return self.final.get("gap")
+
+    @property
+    def seconds(self) -> Optional[float]:
+        """Wall-clock seconds, resumed attempts included."""
+        return self.timings.get("wall_seconds")
+
+    @property
+    def train_seconds(self) -> Optional[float]:
+        return self.timings.get("train_seconds")
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """The run in ``run_dir`` as a RunRecord; never raises for a bad folder: a summary.json
+    that is missing, not JSON or not an object gives status UNREADABLE and the reason."""
+    run_dir = Path(run_dir)
+    try:
+        summary = read_summary(run_dir)
+        if not isinstance(summary, dict):
+            raise RunError(f"{run_dir / SUMMARY} cannot be read (not a JSON object)")
+    except RunError as error:
+        return RunRecord(run_dir, UNREADABLE, error=str(error))
+    try:
+        overrides = read_overrides(run_dir)
+    except RunError:  # the summary holds them too
+        overrides = []
+    return RunRecord(
+        run_dir, summary.get("status") or UNKNOWN, error=summary.get("error"),
+        config=summary.get("config") or {},
+        overrides=overrides or list(summary.get("overrides") or []),
+        history=summary.get("history") or [], final=summary.get("final") or {},
+        steady=summary.get("steady") or {}, best=summary.get("best") or {},
+        timings=summary.get("timings") or {}, epochs_done=summary.get("epochs_done"),
+        device=summary.get("device") or None)
+
+
+def read_runs(root: Path) -> List[RunRecord]:
+    """The records of every run folder at or below ``root`` (run_folders), in path order."""
+    return [read_run(folder) for folder in run_folders(root)]
+
+
+def override_values(overrides: List[str]) -> Dict[str, str]:
+    """['optim.lr=0.1', '+x=1'] -> {'optim.lr': '0.1', 'x': '1'} (values as written)."""
+    values = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        values[key.lstrip("+~")] = value
+    return values

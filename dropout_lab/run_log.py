@@ -25,7 +25,7 @@ from dropout_lab.disk import atomic_write, remove_temp_files
 from dropout_lab.errors import RunError
 from dropout_lab.keys import epoch_tags, steady_tags
 from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, SUMMARY, Status, best, has_summary,
-                                    read_summary, steady, write_summary)
+                                    STEADY_EPOCHS, read_summary, steady, write_summary)
 
 ACTIVATION_KEY_PREFIX = "layer"  # history keys layer{k}_... -> tags activations/layer{k}_...
 EPOCH_TAGS = epoch_tags()  # history key -> TensorBoard tag (the registry's, keys.py)
@@ -64,7 +64,8 @@ class RunLog:
 
     def __init__(self, run_dir: Path, config: dict, start_epoch: int = 1,
                  history: Optional[List[dict]] = None, tensorboard: bool = True,
-                 steady_epochs: int = 3, device: Optional[dict] = None, in_sweep: bool = False):
+                 steady_epochs: int = STEADY_EPOCHS, device: Optional[dict] = None,
+                 in_sweep: bool = False):
         self.run_dir = Path(run_dir)
         self.config = config
         self.device = device  # device.describe_device's: what the run computes on

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from dropout_lab.errors import ConfigError, RunError
+from dropout_lab.errors import ConfigError
 from dropout_lab.config import flatten_config
 from dropout_lab.hparams import LAST_DIGITS, LEFT_OUT, by_setting, compact
 from dropout_lab.job_names import name_order, short_key, short_value
 from dropout_lab.keys import DIFF_ORDER, RUNS_ORDER, metrics
-from dropout_lab.run_folder import SUMMARY, Status, has_summary, read_summary, run_folders
+from dropout_lab.run_folder import (SUMMARY, UNREADABLE, RunRecord, Status, has_summary, read_run,
+                                    run_folders)
 
-UNREADABLE = "unreadable"
 # column -> header; metrics sort highest first, the other columns in ascending order
 METRIC_COLUMNS = {  # the registry's: steady (test; val with data.validation), final, best, gap
     **{m.column.replace(" ", "_"): m.column for m in metrics(RUNS_ORDER)},
@@ -65,10 +65,10 @@ def settings_of(config: Dict[str, Any]) -> Dict[str, str]:
             for key, value in flatten_config(config).items() if key not in LEFT_OUT}
 
 
-def ran_on_text(summary: dict) -> str:
+def ran_on_text(run: RunRecord) -> str:
     """Where a run computed, as its summary records it (device.describe_device): 'cpu, torch
     2.5.1' or 'cuda:0 NVIDIA H100 80GB HBM3, torch 2.5.1, CUDA 12.4'; '-' for older runs."""
-    device = summary.get("device")
+    device = run.device
     if not device:
         return "-"
     where = f"{device['name']} {device['gpu']}" if device.get("gpu") else device["name"]
@@ -78,24 +78,21 @@ def ran_on_text(summary: dict) -> str:
 
 def read_row(run_dir: Path, root: Path) -> RunRow:
     name = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
-    try:
-        summary = read_summary(run_dir)
-    except RunError:
-        return RunRow(name, UNREADABLE, {})
-    final, steady, best = (summary.get(part) or {} for part in ("final", "steady", "best"))
-    settings = settings_of(summary.get("config") or {})
-    if summary.get("device"):  # where trainer.device (auto) actually put the run
-        settings["trainer.device"] = summary["device"]["name"]
-    return RunRow(name, summary.get("status", "unknown"), settings, {
-        "steady": steady.get("test_accuracy"),
-        "val": steady.get("val_accuracy"),
-        "test_acc": final.get("test_accuracy"),
-        "best": best.get("test_accuracy"),
-        "gap": final.get("gap"),
-        "epochs_done": summary.get("epochs_done"),
-        "time": (summary.get("timings") or {}).get("wall_seconds"),
-    }, ran_on=ran_on_text(summary), error=summary.get("error"),
-        overrides=list(summary.get("overrides") or []))
+    run = read_run(run_dir)
+    if run.status == UNREADABLE:
+        return RunRow(name, UNREADABLE, {}, error=run.error)
+    settings = settings_of(run.config)
+    if run.device:  # where trainer.device (auto) actually put the run
+        settings["trainer.device"] = run.device["name"]
+    return RunRow(name, run.status, settings, {
+        "steady": run.steady.get("test_accuracy"),
+        "val": run.steady_val_accuracy,
+        "test_acc": run.test_accuracy,
+        "best": run.best_test_accuracy,
+        "gap": run.gap,
+        "epochs_done": run.epochs_done,
+        "time": run.seconds,
+    }, ran_on=ran_on_text(run), error=run.error, overrides=list(run.overrides))
 
 
 def read_rows(root: Path, status: Optional[str] = None) -> List[RunRow]:
@@ -132,7 +129,7 @@ def varying_keys(rows: Sequence[RunRow]) -> List[str]:
 def setting_rows(rows: Sequence[RunRow], varying: Sequence[str]) -> List[SettingRow]:
     """One row per setting (the runs with a config that differ only by seed), in order of
     appearance; mean and std of each SETTING_METRICS over its completed runs."""
-    from dropout_lab.report import mean_std
+    from dropout_lab.inference.describe import mean_std
 
     folded = []
     for group in by_setting([row for row in rows if row.settings], lambda row: row.settings).values():
@@ -319,18 +316,19 @@ def aligned(table: List[List[str]], right_from: int) -> List[str]:
 DIFF_METRICS = [(m.display, m.part, m.history) for m in metrics(DIFF_ORDER)]  # (label, part, key)
 
 
-def read_run(run_dir: Path) -> dict:
-    """A run's summary; ConfigError (one line) for a path that is not a run."""
+def diffed_run(run_dir: Path) -> RunRecord:
+    """A run to diff; ConfigError (one line) for a path that is not a run, RunError for one
+    whose summary cannot be read."""
     if not has_summary(run_dir):
         what = "does not exist" if not Path(run_dir).exists() else f"has no {SUMMARY}"
         raise ConfigError(f"{run_dir} is not a dropout-lab run (it {what})")
-    return read_summary(run_dir)
+    return read_run(run_dir).readable()
 
 
 def diff_text(run_a: Path, run_b: Path) -> str:
     """What ``dropout-lab diff`` prints: the config keys that differ, then the metrics."""
-    a, b = read_run(run_a), read_run(run_b)
-    flat_a, flat_b = (flatten_config(s.get("config") or {}) for s in (a, b))
+    a, b = diffed_run(run_a), diffed_run(run_b)
+    flat_a, flat_b = (flatten_config(run.config) for run in (a, b))
     keys = sorted(set(flat_a) | set(flat_b))
     differ = [key for key in keys if flat_a.get(key, "-") != flat_b.get(key, "-")]
     lines = [f"A: {run_a}", f"B: {run_b}", ""]
@@ -349,15 +347,16 @@ def diff_text(run_a: Path, run_b: Path) -> str:
                 f"{key} {shown(flat_a, key)} vs {shown(flat_b, key)}" for key in others))
     lines.append("")
     table = [["metric", "A", "B", "B - A"],
-             ["status", a.get("status", "unknown"), b.get("status", "unknown"), ""]]
+             ["status", a.status, b.status, ""]]
     for label, part, key in DIFF_METRICS:
-        value_a, value_b = ((s.get(part) or {}).get(key) for s in (a, b))
+        value_a, value_b = (getattr(run, part).get(key) for run in (a, b))
         if key == "val_accuracy" and value_a is None and value_b is None:
             continue
         change = "" if value_a is None or value_b is None else f"{value_b - value_a:+.4f}"
         table.append([label, number(value_a), number(value_b), change])
-    table.append(["epochs", str(a.get("epochs_done", "-")), str(b.get("epochs_done", "-")), ""])
-    times = [(s.get("timings") or {}).get("wall_seconds") for s in (a, b)]
+    table.append(["epochs", *("-" if run.epochs_done is None else str(run.epochs_done)
+                              for run in (a, b)), ""])
+    times = [run.seconds for run in (a, b)]
     table.append(["time", *(duration(t) if t is not None else "-" for t in times), ""])
     table.append(["ran on", ran_on_text(a), ran_on_text(b), ""])
     lines += aligned(table, right_from=1)

@@ -25,7 +25,7 @@ from dropout_lab.disk import exclusive_dir
 from dropout_lab.keys import resume_changes
 from dropout_lab.model import build_model
 from dropout_lab.progress import Progress, describe_epoch
-from dropout_lab.run_folder import CHECKPOINT, Status, read_summary
+from dropout_lab.run_folder import CHECKPOINT, STEADY_EPOCHS, Status, read_summary
 from dropout_lab.run_log import RunLog, load_checkpoint
 
 
@@ -37,7 +37,7 @@ class RunResult:
     history: List[dict] = field(default_factory=list)
     error: Optional[str] = None
     signal: Optional[int] = None  # the signal that interrupted the run
-    steady_epochs: int = 3  # trainer.steady_epochs: the window of the steady metric
+    steady_epochs: int = STEADY_EPOCHS  # trainer.steady_epochs: the window of the steady metric
     trained: bool = True  # False: a resumed run that was already complete (nothing trained)
 
     @property

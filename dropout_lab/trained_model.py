@@ -3,18 +3,20 @@ torch is imported inside the functions: importing the exercises stays light."""
 
 from contextlib import contextmanager
 
+from dropout_lab.run_folder import RunRecord
 
-def run_config(run: dict):
+
+def run_config(run: RunRecord):
     """The run's typed Config, from the resolved config its summary.json holds."""
     from omegaconf import OmegaConf
 
     from dropout_lab.hydra_runner import typed_config
     from dropout_lab.config import Config
 
-    return typed_config(OmegaConf.merge(OmegaConf.structured(Config), run["config"]))
+    return typed_config(OmegaConf.merge(OmegaConf.structured(Config), run.config))
 
 
-def trained_model(run: dict):
+def trained_model(run: RunRecord):
     """The run's model with its last checkpoint's weights, on the CPU, in eval mode. Evaluate
     it in the run's precision (``run_config(run).trainer.precision`` through device.autocast):
     a bf16 run is refused (ConfigError) on a CPU without native bf16, as training refuses it."""
@@ -27,11 +29,11 @@ def trained_model(run: dict):
     config = run_config(run)
     check_precision(config.trainer.precision, torch.device("cpu"))
     model = build_model(config.model)
-    model.load_state_dict(load_checkpoint(run["run_dir"])["model"])
+    model.load_state_dict(load_checkpoint(run.run_dir)["model"])
     return model.eval()
 
 
-def test_split(run: dict):
+def test_split(run: RunRecord):
     """The test split the run was evaluated on (its data.test_subset), on the CPU."""
     import torch
 
@@ -40,7 +42,7 @@ def test_split(run: dict):
     return load_fashion_mnist(run_config(run).data, torch.device("cpu")).test
 
 
-def test_images(run: dict, count: int):
+def test_images(run: RunRecord, count: int):
     """The first ``count`` test images of the run's test split: (count, 784)."""
     return test_split(run).images[:count]
 

@@ -64,8 +64,8 @@ def main() -> int:
         return result.returncode
 
     runs = load_runs(sweep_dir)
-    train = sum(run["train_seconds"] for run in runs)
-    job_wall = sum(run["seconds"] for run in runs)
+    train = sum(run.train_seconds for run in runs)
+    job_wall = sum(run.seconds for run in runs)
     ideal = train / args.workers
     print(f"{len(runs)} jobs of {args.epochs} epoch(s), {args.workers} workers")
     print(f"sweep wall time                     {wall:7.2f} s")
@@ -74,8 +74,8 @@ def main() -> int:
     print(f"overhead: wall / (training / {args.workers}) - 1 = {wall / ideal - 1:+.1%} (target < 25%)")
     # Where the wall time went, from the files' times: start-up until Hydra wrote the first
     # job's config, the jobs, the report, and the exit.
-    first_job = min((run["run_dir"] / ".hydra" / "config.yaml").stat().st_mtime for run in runs)
-    last_job = max((run["run_dir"] / "summary.json").stat().st_mtime for run in runs)
+    first_job = min((run.run_dir / ".hydra" / "config.yaml").stat().st_mtime for run in runs)
+    last_job = max((run.run_dir / "summary.json").stat().st_mtime for run in runs)
     report = (sweep_dir / "report.md").stat().st_mtime
     print(f"phases: start-up {first_job - started_at:.2f} s, jobs {last_job - first_job:.2f} s, "
           f"report {report - last_job:.2f} s, exit {ended_at - report:.2f} s")

@@ -34,22 +34,13 @@ from scipy import stats
 
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.data import load_fashion_mnist
-from dropout_lab.run_folder import read_summary, steady
+from dropout_lab.run_folder import STEADY_EPOCHS, read_run
 from dropout_lab.device import check_precision, resolve_device
 from dropout_lab.train import train
 
 PAIR = ("fp32", "bf16")  # the precisions of a pair, in training order
-STEADY_EPOCHS = 3
 ALPHA = 0.05
 QUIET = ["trainer.progress=false", "logging.tensorboard=false", "logging.checkpoint=false"]
-
-
-def steady_test_accuracy(run_dir: Path, history: list) -> float:
-    """summary.json's steady test accuracy where the run records one, else from its history."""
-    recorded = read_summary(run_dir).get("steady") or {}
-    if recorded.get("test_accuracy") is not None:
-        return recorded["test_accuracy"]
-    return steady(history, "test_accuracy", STEADY_EPOCHS)
 
 
 def train_pair(overrides: list, seed: int, out_dir: Path, data) -> dict:
@@ -62,7 +53,7 @@ def train_pair(overrides: list, seed: int, out_dir: Path, data) -> dict:
         result = train(cfg, out_dir / f"seed{seed}_{precision}", data=data)
         if result.status != "completed":
             raise SystemExit(f"seed {seed}, {precision}: run {result.status} ({result.error})")
-        pair[precision] = steady_test_accuracy(result.run_dir, result.history)
+        pair[precision] = read_run(result.run_dir).steady_test_accuracy
         pair["epoch_seconds"][precision] = [row["epoch_seconds"] for row in result.history]
     return pair
 

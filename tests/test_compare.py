@@ -2,11 +2,13 @@
 report.md and decision.json; resume, and a design that cannot change after a look."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from dropout_lab.compare import ComparePlan, check_plan, run_compare, seed_values
 from dropout_lab.errors import ConfigError
+from dropout_lab.run_folder import RunRecord
 from tests.conftest import run_cli
 
 TINY = ("data.subset=500", "data.test_subset=500", "trainer.epochs=1", "trainer.batch_size=50", "trainer.num_threads=1",
@@ -36,11 +38,11 @@ def test_a_changed_design_is_refused_before_any_run(tmp_path):
 
 def test_a_lost_run_is_nan_for_its_own_seed_only():
     """A diverged run, and a run that failed before writing its config, drop their seeds."""
-    def run(seed, status, value=0.85):
-        return {"status": status, "overrides": [f"seed={seed}"], "steady_test_accuracy": value,
-                "config": {"seed": seed}, "history": []}
+    def run(seed, status, value=0.85, config=True):
+        return RunRecord(Path(f"{seed}_seed={seed}"), status, overrides=[f"seed={seed}"],
+                         steady={"test_accuracy": value}, config={"seed": seed} if config else {})
 
-    runs = [run(0, "completed"), run(1, "diverged"), dict(run(2, "failed"), config={})]
+    runs = [run(0, "completed"), run(1, "diverged"), run(2, "failed", config=False)]
     values = seed_values(runs)
     assert values[0] == 0.85 and set(values) == {0, 1, 2}
     assert values[1] != values[1] and values[2] != values[2]  # NaN

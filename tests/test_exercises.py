@@ -17,6 +17,7 @@ from scipy import stats
 
 from dropout_lab.exercises.stats import contrast, difference, estimate, estimate_by_seed
 from dropout_lab.exercises.types import NO_COMPLETED_RUN
+from dropout_lab.run_folder import RunRecord
 
 SECTIONS = ("## Answer", "## Setup", "## Results", "## Observations (descriptive)")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -200,9 +201,15 @@ def fake_run(seed, test, gap=0.05, hidden=(256, 256), kind="custom", p=(0.2, 0.5
     row = {"test_accuracy": test, "train_eval_accuracy": test + gap, "gap": gap,
            "train_accuracy": test + gap - 0.03, "gap_dropout_on": gap - 0.03}
     history = [{"epoch": epoch, **row} for epoch in (1, 2, 3)]
-    return {"job": f"{seed}_{kind}_{p}", "num": seed, "status": "completed", "config": config,
-            **row, "history": history, "epochs": 3, "train_seconds": 3 * seconds,
-            "run_dir": Path("/nonexistent")}
+    return RunRecord(Path("/nonexistent") / f"{seed}_{kind}_{p}", "completed", config=config,
+                     history=history, final=dict(history[-1]), steady={"test_accuracy": test},
+                     best={"test_accuracy": test, "epoch": 1},
+                     timings={"train_seconds": 3 * seconds}, epochs_done=3)
+
+
+def with_steady(run, test_accuracy):
+    """The run with another steady test accuracy."""
+    return dataclasses.replace(run, steady={**run.steady, "test_accuracy": test_accuracy})
 
 
 # Runs with the same seed share their batch order, so their accuracies move together: a seed
@@ -253,8 +260,8 @@ def test_exercise_1_swap_answer_follows_the_data(tmp_path):
     assert tie.answer == "equivalent" and "equivalent within ±0.005" in tie.text()
     # 0.003 apart with a spread of 0.01: undecided, with the interval and the seeds it would take.
     noisy = swap_runs(0.853, 0.850)
-    for run, shift in zip(noisy[:5], (0.01, -0.01, 0.012, -0.008, 0.0)):
-        run["steady_test_accuracy"] = run["test_accuracy"] + shift
+    for i, shift in enumerate((0.01, -0.01, 0.012, -0.008, 0.0)):
+        noisy[i] = with_steady(noisy[i], noisy[i].test_accuracy + shift)
     open_one = answers(ex1_probabilities.EXERCISE, noisy, tmp_path)["the textbook swap"]
     assert open_one.answer == "undecided" and open_one.seeds_needed > 5
     assert "undecided at 5 seeds" in open_one.text() and "95% CI" in open_one.text()
@@ -266,14 +273,14 @@ def test_exercise_1_pairs_runs_by_seed(tmp_path):
     swap = swap_answer(tmp_path, 0.856, 0.850)
     assert swap.answer == "A better" and swap.seeds == 5
     runs = seeds_around(0.856, p=(0.2, 0.5)), seeds_around(0.850, p=(0.5, 0.2))
-    welch = difference(estimate(r["test_accuracy"] for r in runs[0]),
-                       estimate(r["test_accuracy"] for r in runs[1]))
+    welch = difference(estimate(r.test_accuracy for r in runs[0]),
+                       estimate(r.test_accuracy for r in runs[1]))
     assert welch.method.startswith("Welch")
     assert welch.ci[1] - welch.ci[0] > 2 * (swap.ci[1] - swap.ci[0])
 
 
 def test_exercise_1_without_completed_runs_concludes_nothing(tmp_path):
-    failed = dict(fake_run(0, 0.85), status="failed")
+    failed = dataclasses.replace(fake_run(0, 0.85), status="failed")
     for runs in ([], [failed]):
         findings = ex1_probabilities.analyze(runs, {}, tmp_path)
         assert findings.conclusion == [NO_COMPLETED_RUN] and not findings.tables
@@ -351,15 +358,15 @@ def test_exercise_4_with_one_seed_gives_no_verdict_and_counts_nothing_as_below(t
 
 def test_a_diverged_run_drops_only_its_own_seed(tmp_path):
     runs = swap_runs(0.853, 0.850)
-    runs[1] = dict(runs[1], status="diverged")  # seed 1 of (0.2, 0.5)
+    runs[1] = dataclasses.replace(runs[1], status="diverged")  # seed 1 of (0.2, 0.5)
     swap = answers(ex1_probabilities.EXERCISE, runs, tmp_path)["the textbook swap"]
     assert swap.seeds == 4  # paired over the 4 common seeds
     kept = [0, 2, 3, 4]
-    a = [runs[i]["test_accuracy"] for i in kept]
-    b = [runs[5 + i]["test_accuracy"] for i in kept]
+    a = [runs[i].test_accuracy for i in kept]
+    b = [runs[5 + i].test_accuracy for i in kept]
     assert swap.looks[0].p_superiority == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-9)
-    table = difference(*(estimate_by_seed({r["config"]["seed"]: r["test_accuracy"]
-                                           for r in group if r["status"] == "completed"})
+    table = difference(*(estimate_by_seed({r.config["seed"]: r.test_accuracy
+                                           for r in group if r.status == "completed"})
                          for group in (runs[:5], runs[5:10])))
     assert table.method.startswith("paired t-test over 4 seeds")
 
@@ -368,9 +375,9 @@ def test_ulp_equal_values_are_equivalent_not_better(tmp_path):
     """Per-seed differences of 1-2 ulp: far inside any margin, so "equivalent", never a
     "better" with Δ = +0.0000."""
     runs = swap_runs(0.85, 0.85)
-    for i, run in enumerate(runs[:5]):
-        run["steady_test_accuracy"] = np.nextafter(runs[5 + i]["test_accuracy"], 1.0)
-        runs[5 + i]["steady_test_accuracy"] = runs[5 + i]["test_accuracy"]
+    for i in range(5):
+        runs[i] = with_steady(runs[i], np.nextafter(runs[5 + i].test_accuracy, 1.0))
+        runs[5 + i] = with_steady(runs[5 + i], runs[5 + i].test_accuracy)
     swap = answers(ex1_probabilities.EXERCISE, runs, tmp_path)["the textbook swap"]
     assert swap.answer == "equivalent"
 
@@ -382,7 +389,7 @@ def test_exercise_2_without_the_eval_train_subset(tmp_path):
 
     runs = seeds_around(0.85, kind="none", p=(0.0, 0.0)) + seeds_around(0.86)
     for run in runs:  # the runs then log neither metric
-        for row in [run, *run["history"]]:
+        for row in [run.final, *run.history]:
             del row["train_eval_accuracy"], row["gap"]
     findings = ex2_epochs.analyze(runs, {}, tmp_path)
     assert findings.tables and findings.conclusion
@@ -396,7 +403,7 @@ def test_report_opens_with_the_answer_and_states_the_runs_that_ran(tmp_path):
     (3 seeds here, whatever the YAML's 6); the rerun line resumes (--out)."""
     from dropout_lab.exercises.writing import report_markdown, results_json
 
-    runs = [run for run in swap_runs(0.86, 0.85) if run["config"]["seed"] < 3]
+    runs = [run for run in swap_runs(0.86, 0.85) if run.config["seed"] < 3]
     found = list(answers(ex1_probabilities.EXERCISE, runs, tmp_path).values())
     context = {"runs": runs, "overrides": ["seed=range(3)"], "user_overrides": ["seed=range(3)"],
                "quick": False, "sweep_dir": tmp_path / "exercise_1" / "runs", "seconds": 1.0,
@@ -485,9 +492,9 @@ def test_runs_of_other_invocations_are_left_out():
     """--out of a full run reused with --quick: the folder holds both; each analysis sees its own."""
     from dropout_lab.exercises.runner import runs_of_jobs
 
-    full = {"overrides": ["seed=0", "experiment=exercise_4"], "status": "completed"}
-    quick = {"overrides": ["seed=0", "experiment=exercise_4", "data.subset=1000",
-                           "trainer.num_threads=1"], "status": "completed"}
+    full = RunRecord(Path("full"), "completed", overrides=["seed=0", "experiment=exercise_4"])
+    quick = RunRecord(Path("quick"), "completed", overrides=[
+        "seed=0", "experiment=exercise_4", "data.subset=1000", "trainer.num_threads=1"])
     jobs = [["seed=0", "experiment=exercise_4", "data.subset=1000", "trainer.progress=False"]]
     assert runs_of_jobs([full, quick], jobs) == [quick]
 

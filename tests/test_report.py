@@ -54,10 +54,10 @@ def sweep_dir(tmp_path):
 
 def test_load_runs_reads_every_job_in_order(sweep_dir):
     runs = report.load_runs(sweep_dir)
-    assert [run["num"] for run in runs] == list(range(7))
-    assert runs[1]["params"] == {"model.dropout.p": "[0.2,0.5]", "seed": "1", "trainer.epochs": "3"}
-    assert runs[1]["test_accuracy"] == 0.82 and runs[1]["train_accuracy"] == pytest.approx(0.87)
-    assert runs[6]["status"] == "failed" and runs[6]["test_accuracy"] is None
+    assert [run.num for run in runs] == list(range(7))
+    assert runs[1].params == {"model.dropout.p": "[0.2,0.5]", "seed": "1", "trainer.epochs": "3"}
+    assert runs[1].test_accuracy == 0.82 and runs[1].train_accuracy == pytest.approx(0.87)
+    assert runs[6].status == "failed" and runs[6].test_accuracy is None
     assert report.swept_keys(runs) == ["model.dropout.p", "seed"]
 
 
@@ -108,8 +108,8 @@ def test_report_sorts_by_the_steady_test_accuracy(tmp_path):
     for run_dir, value in ((lucky, 0.70), (steady, 0.83)):
         set_steady(run_dir, test_accuracy=value)
     runs = report.load_runs(sweep_dir)
-    assert [run["steady_test_accuracy"] for run in runs] == [0.70, 0.83]
-    assert [run["num"] for run in report.sorted_runs(runs)] == [1, 0]
+    assert [run.steady_test_accuracy for run in runs] == [0.70, 0.83]
+    assert [run.num for run in report.sorted_runs(runs)] == [1, 0]
     rows = report.aggregate_over_seeds(runs)
     assert [row["label"] for row in rows] == ["optim.lr=0.1", "optim.lr=0.5"]
     markdown = report.write_report(sweep_dir)["markdown"].read_text()

@@ -189,7 +189,7 @@ def test_bad_paths_and_options_are_one_line_and_exit_2(sweep_dir, tmp_path):
     one_error_line(run_cli("runs", tmp_path),
                    f"{tmp_path} holds no dropout-lab runs (no summary.json at or below it)")
     one_error_line(run_cli("runs", sweep_dir, "--status", "done"),
-                   "--status has to be one of running, completed, diverged, failed, interrupted, "
+                   "--status has to be one of running, completed, diverged, failed, interrupted, stopped, "
                    "not 'done'")
     one_error_line(run_cli("runs", sweep_dir, "--sort", "speed"),
                    "--sort has to be one of run, status, steady, val, test_acc, best, gap, "

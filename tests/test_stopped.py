@@ -109,3 +109,15 @@ def test_progress_counts_only_the_jobs_that_ended_in_this_run(tmp_path):
     write_summary(tmp_path / subdirs[1], {"status": "completed"})
     write_summary(tmp_path / subdirs[2], {"status": "stopped", "error": "again"})
     assert ended_jobs(tmp_path, plan, before) == {"completed": 1, "stopped": 1}
+
+
+@pytest.mark.parametrize("summary", [None, "{not json"])
+def test_a_job_without_a_readable_summary_stopped_before_its_first_epoch(tmp_path, summary):
+    """where_it_was reads the run as a RunRecord: no summary, or a damaged one, says where
+    nothing was trained rather than failing the recording of the stop."""
+    from dropout_lab.sweep.stopped import where_it_was
+
+    tmp_path.joinpath("job").mkdir()
+    if summary is not None:
+        (tmp_path / "job" / "summary.json").write_text(summary)
+    assert where_it_was(tmp_path / "job") == "before its first epoch"

@@ -12,6 +12,7 @@ from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
 from dropout_lab.inference.decide import Question
 from dropout_lab.plots import new_figure
+from dropout_lab.run_folder import RunRecord
 
 TEXTBOOK = (0.2, 0.5)
 NONE = (0.0, 0.0)
@@ -33,7 +34,7 @@ QUESTIONS = (
 )
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
     if not groups:
         return Findings.nothing()

@@ -5,14 +5,14 @@ from typing import Dict, List, Optional, Tuple
 
 from dropout_lab.exercises.figures import save_panels
 from dropout_lab.exercises.runs import (at_epoch, dropout_name, group_by, peak, probabilities,
-                                        steady_epochs, steady_metric, window_mean)
+                                        steady_metric, window_mean)
 from dropout_lab.exercises.stats import change
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
 from dropout_lab.inference.decide import Question, fisher_counts
 from dropout_lab.plots import new_figure, std_band
 from dropout_lab.report import curve
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 
 METRICS = {"train_accuracy": "train accuracy (dropout on, the textbook's)",
            "train_eval_accuracy": "train accuracy (eval mode)", "test_accuracy": "test accuracy",
@@ -32,13 +32,13 @@ QUESTIONS = (
 )
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, probabilities)
     if not groups:
         return Findings.nothing()
-    last = min(max(row["epoch"] for row in run["history"]) for g in groups.values() for run in g)
+    last = min(max(row["epoch"] for row in run.history) for g in groups.values() for run in g)
     reference = min(TEXTBOOK_EPOCHS, max(1, last // 2))  # the textbook's budget, or halfway
-    window = steady_epochs(next(iter(groups.values()))[0])
+    window = next(iter(groups.values()))[0].steady_epochs
     names = {key: dropout_name(key) for key in groups}
     changes = {(key, metric): change(run_change(run, reference, last, window, metric)
                                      for run in group)
@@ -58,7 +58,7 @@ def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
     return Findings(tables, plots, lines, numbers=numbers)
 
 
-def run_change(run: dict, reference: int, last: int, window: int, metric: str) -> Optional[float]:
+def run_change(run: RunRecord, reference: int, last: int, window: int, metric: str) -> Optional[float]:
     """The run's change of ``metric`` from the window ending at ``reference`` to the one ending
     at ``last``; None where the run has no such metric (e.g. no gap with
     trainer.eval_train_subset=0)."""
@@ -67,7 +67,7 @@ def run_change(run: dict, reference: int, last: int, window: int, metric: str) -
     return None if start is None or end is None else end - start
 
 
-def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], reference: int,
+def over_training_table(groups: Dict[tuple, List[RunRecord]], names: Dict[tuple, str], reference: int,
                         last: int) -> Table:
     """The metrics at the reference epoch, every 10th epoch and the last."""
     checkpoints = sorted({reference, last, *range(10, last + 1, 10)} - {0})
@@ -77,7 +77,7 @@ def over_training_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str]
                  ["epoch", "setting", *METRICS.values()], rows)
 
 
-def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+def change_table(groups: Dict[tuple, List[RunRecord]], names: Dict[tuple, str], changes: dict,
                  reference: int, last: int, window: int) -> Table:
     """Each run's change from the reference epoch to the last, and its peak."""
     peaks = {key: peak(group) for key, group in groups.items()}
@@ -91,7 +91,7 @@ def change_table(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], chang
         f"optimistic number (the maximum of a noisy curve).")
 
 
-def observations(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], changes: dict,
+def observations(groups: Dict[tuple, List[RunRecord]], names: Dict[tuple, str], changes: dict,
                  reference: int, last: int) -> List[str]:
     lines = []
     for key in groups:
@@ -101,17 +101,17 @@ def observations(groups: Dict[tuple, List[dict]], names: Dict[tuple, str], chang
     return lines
 
 
-def stability(runs: List[dict]) -> Tuple[str, bool]:
+def stability(runs: List[RunRecord]) -> Tuple[str, bool]:
     """How many runs of each setting ended badly or collapsed on the way (long training at
     lr 0.5 can diverge, or fall far below its own peak and climb back), and whether any did."""
     parts, trouble, counts = [], False, []
-    for key in sorted({probabilities(run) for run in runs if run["config"]}):
-        mine = [run for run in runs if run["config"] and probabilities(run) == key]
-        done = [run for run in mine if run["status"] == Status.COMPLETED]
-        bad = [f"seed {run['config']['seed']} {run['status']}: {run['error']}"
-               for run in mine if run["status"] != Status.COMPLETED]
-        falls = [f"seed {run['config']['seed']} {fall}" for run in done
-                 if (fall := collapse(run["history"]))]
+    for key in sorted({probabilities(run) for run in runs if run.config}):
+        mine = [run for run in runs if run.config and probabilities(run) == key]
+        done = [run for run in mine if run.status == Status.COMPLETED]
+        bad = [f"seed {run.config['seed']} {run.status}: {run.error}"
+               for run in mine if run.status != Status.COMPLETED]
+        falls = [f"seed {run.config['seed']} {fall}" for run in done
+                 if (fall := collapse(run.history))]
         part = f"{dropout_name(key)}: {len(done)} of {len(mine)} runs completed"
         if bad:
             part += " (" + "; ".join(bad) + ")"
@@ -148,7 +148,7 @@ def plot_curves(groups, names, path: Path) -> str:
     figure, axes = new_figure(len(METRICS), width=4.6)
     for ax, (metric, title) in zip(axes, METRICS.items()):
         for key, group in groups.items():
-            if not all(row.get(metric) is not None for run in group for row in run["history"]):
+            if not all(row.get(metric) is not None for run in group for row in run.history):
                 continue  # e.g. no gap without the eval-mode train pass (eval_train_subset=0)
             epochs, means, stds = curve(group, metric)
             ax.plot(epochs, means, label=names[key])

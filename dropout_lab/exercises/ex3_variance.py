@@ -33,6 +33,7 @@ from dropout_lab.exercises.stats import difference, estimate
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.plots import new_figure
 from dropout_lab.report import curve
+from dropout_lab.run_folder import RunRecord
 
 Z_LIMIT = 6.0
 MIN_EXAMPLES = 64  # a unit is checked when it is active on at least this many examples
@@ -118,7 +119,7 @@ def hidden_activations(model, images) -> List:
     return activations
 
 
-def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
+def measure(runs: List[RunRecord], out_dir: Path, quick: bool) -> dict:
     """The Monte Carlo check on every trained network with Bernoulli dropout."""
     from dropout_lab.activations import hidden_layers
     from dropout_lab.dropout import InvertedDropout
@@ -137,9 +138,9 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
                                                 hidden_layers(model)), start=1):
             if isinstance(noise, InvertedDropout) and 0.0 < noise.p < 1.0:
                 with one_thread(), torch.random.fork_rng(devices=[]):  # same masks on a rerun
-                    torch.manual_seed(1000 * run["config"]["seed"] + k)
+                    torch.manual_seed(1000 * run.config["seed"] + k)
                     check = check_layer(noise, h, noise.p, draws)
-                checks.append({"run": run["job"], "seed": run["config"]["seed"], "layer": k, **check})
+                checks.append({"run": run.job, "seed": run.config["seed"], "layer": k, **check})
     return {"draws": draws, "examples": batch, "checks": checks}
 
 
@@ -148,12 +149,12 @@ def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
 LAYER_STATS = ("var_before_noise", "var_after_noise", "mean_square_before_noise")
 
 
-def layer_count(runs: List[dict]) -> int:
+def layer_count(runs: List[RunRecord]) -> int:
     keys = {key for run in runs for key in last_epoch(run)}
     return sum(f"layer{k}_var_before_noise" in keys for k in range(1, 100))
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     tables, plots, lines = [], [], []
     checks = measurements.get("checks", [])
     if checks:
@@ -211,7 +212,7 @@ def mc_conclusion(checks: List[dict]) -> str:
             f"{max(c['median_abs_relative_error'] for c in checks):.2%} or less).")
 
 
-def identity_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
+def identity_table(groups: Dict[tuple, List[RunRecord]], n_layers: int) -> Table:
     rows = []
     for key, group in groups.items():
         for k in range(1, n_layers + 1):
@@ -231,11 +232,11 @@ def identity_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
                  "prediction uses the same epoch's Var[h] and E[h²] (training passes).")
 
 
-def variance_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
+def variance_table(groups: Dict[tuple, List[RunRecord]], n_layers: int) -> Table:
     rows = []
     for key, group in groups.items():
         for k in range(1, n_layers + 1):
-            first = estimate(r["history"][0][f"layer{k}_var_before_noise"] for r in group)
+            first = estimate(r.history[0][f"layer{k}_var_before_noise"] for r in group)
             rows.append([dropout_name(key), k, first.text(), final(group, f"layer{k}_var_before_noise").text(),
                          final(group, f"layer{k}_var_after_noise").text()])
     return Table("Activation variance per layer: first and last epoch (mean ± std over seeds)",
@@ -243,7 +244,7 @@ def variance_table(groups: Dict[tuple, List[dict]], n_layers: int) -> Table:
                  rows)
 
 
-def training_observations(groups: Dict[tuple, List[dict]], n_layers: int) -> List[str]:
+def training_observations(groups: Dict[tuple, List[RunRecord]], n_layers: int) -> List[str]:
     lines = []
     plain = [key for key in groups if not any(key)]
     noisy = [key for key in groups if any(key)]

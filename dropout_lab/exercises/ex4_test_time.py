@@ -16,6 +16,7 @@ from dropout_lab.exercises.stats import Estimate, change, estimate
 from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.inference.decide import Question
 from dropout_lab.plots import new_figure
+from dropout_lab.run_folder import RunRecord
 
 FULL_KS, QUICK_KS = (1, 2, 4, 8, 16, 32, 64), (1, 2, 4, 8)
 REPEATS = 8  # draws of K passes for K < REPEATS: REPEATS // K of them, for the spread over masks
@@ -71,14 +72,14 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
             "entropy": entropy(statistics["probabilities"]), "wrong": wrong}
 
 
-def measure(runs: List[dict], out_dir: Path, quick: bool) -> dict:
+def measure(runs: List[RunRecord], out_dir: Path, quick: bool) -> dict:
     from dropout_lab.trained_model import one_thread
 
     with one_thread():
         return measure_runs(runs, QUICK_KS if quick else FULL_KS)
 
 
-def measure_runs(runs: List[dict], ks) -> dict:
+def measure_runs(runs: List[RunRecord], ks) -> dict:
     import numpy as np
 
     from dropout_lab.trained_model import run_config, test_split, trained_model
@@ -87,7 +88,7 @@ def measure_runs(runs: List[dict], ks) -> dict:
     for run in runs:
         model, split = trained_model(run), test_split(run)
         batch_size = run_config(run).trainer.eval_batch_size
-        result = {"seed": run["config"]["seed"], "job": run["job"], "test_images": len(split),
+        result = {"seed": run.config["seed"], "job": run.job, "test_images": len(split),
                   "deterministic": deterministic_pass(model, split, batch_size), "mc": {}}
         for k in ks:
             draws = [mc_passes(model, split, k, batch_size, seed=1000 * k + r)
@@ -129,7 +130,7 @@ def per_seed(results: List[dict], k: int, field: str = "accuracies") -> Estimate
     return estimate(mask_mean(r, k, field) for r in results)
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     results = measurements.get("runs", [])
     if not results:
         return Findings.nothing("No trained network to evaluate: nothing to conclude.")
@@ -159,7 +160,7 @@ QUESTIONS = (
 )
 
 
-def question_values(question: Question, runs: List[dict], measurements: dict):
+def question_values(question: Question, runs: List[RunRecord], measurements: dict):
     """({seed: the MC accuracy}, {seed: the deterministic accuracy}) of each trained network."""
     results = measurements.get("runs", [])
     if not results:

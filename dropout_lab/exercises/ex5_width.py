@@ -11,6 +11,7 @@ from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
 from dropout_lab.inference.decide import Question
 from dropout_lab.plots import new_figure
+from dropout_lab.run_folder import RunRecord
 
 # exercise_5.yaml sets trainer.steady_epochs = 10: with 1,000 training images test accuracy
 # swings ±0.02 from epoch to epoch, so the steady metrics average the last 10 epochs.
@@ -22,12 +23,12 @@ def final(runs, metric: str = "test_accuracy"):
     return steady_metric(runs, metric)
 
 
-def setting(run: dict):
+def setting(run: RunRecord):
     """(hidden sizes, dropout probabilities)."""
-    return tuple(run["config"]["model"]["hidden"]), probabilities(run)
+    return tuple(run.config["model"]["hidden"]), probabilities(run)
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, setting)
     widths = sorted({hidden for hidden, _ in groups}, key=lambda h: sum(h))
     noisy = sorted({probs for _, probs in groups if any(probs)})
@@ -64,7 +65,7 @@ QUESTIONS = (
 )
 
 
-def question_values(question: Question, runs: List[dict], measurements: dict):
+def question_values(question: Question, runs: List[RunRecord], measurements: dict):
     """Per seed: the dropout − none effect at the largest and at the smallest width (GROWTH:
     their difference is the interaction), or dropout and none at the largest width."""
     groups = group_by(runs, setting)
@@ -75,7 +76,7 @@ def question_values(question: Question, runs: List[dict], measurements: dict):
     drop, none = noisy[0], tuple(0.0 for _ in noisy[0])
 
     def at(h, probs) -> dict:
-        return {run["config"]["seed"]: steady_value(run) for run in groups.get((h, probs), [])}
+        return {run.config["seed"]: steady_value(run) for run in groups.get((h, probs), [])}
 
     def effect(h) -> dict:
         with_, without = at(h, drop), at(h, none)

@@ -12,13 +12,14 @@ from dropout_lab.exercises.types import Exercise, Findings, Table
 from dropout_lab.exercises.writing import endpoints_table
 from dropout_lab.inference.decide import Question
 from dropout_lab.plots import new_figure
+from dropout_lab.run_folder import RunRecord
 
 METRIC_NAMES = {"test_accuracy": "test accuracy", "gap": "gap"}
 
 
-def setting(run: dict):
+def setting(run: RunRecord):
     """(weight decay, dropout probabilities)."""
-    return float(run["config"]["optim"]["weight_decay"]), probabilities(run)
+    return float(run.config["optim"]["weight_decay"]), probabilities(run)
 
 
 DECAY = 1e-4  # the declared questions' weight decay (the grid's middle value)
@@ -36,7 +37,7 @@ QUESTIONS = (
 )
 
 
-def question_values(question: Question, runs: List[dict], measurements: dict):
+def question_values(question: Question, runs: List[RunRecord], measurements: dict):
     """The arms' values; for the interaction, per seed (both − dropout alone) and (decay alone
     − neither): A − B is the interaction, 0 when the effects add up ("equivalent": additive
     within the margin, "A better": more than additive, "B better": less)."""
@@ -53,7 +54,7 @@ def question_values(question: Question, runs: List[dict], measurements: dict):
             {s: decay[s] - neither[s] for s in set(decay) & set(neither)})
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, setting)
     decays = sorted({wd for wd, _ in groups})
     noisy = sorted({probs for _, probs in groups if any(probs)})

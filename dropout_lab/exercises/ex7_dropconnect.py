@@ -13,13 +13,14 @@ from dropout_lab.inference.decide import Question
 
 final = steady_metric  # the exercise's metric: the steady value of each run
 from dropout_lab.plots import new_figure
+from dropout_lab.run_folder import RunRecord
 
 KIND_NAMES = {"none": "no dropout", "custom": "dropout", "dropconnect": "DropConnect"}
 
 
-def setting(run: dict):
+def setting(run: RunRecord):
     """(kind, probabilities, learning rate); kind none where no layer drops anything."""
-    return noise_kind(run), probabilities(run), float(run["config"]["optim"]["lr"])
+    return noise_kind(run), probabilities(run), float(run.config["optim"]["lr"])
 
 
 def name(key) -> str:
@@ -28,7 +29,7 @@ def name(key) -> str:
             + f", lr {lr:g}")
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, setting)
     if not groups:
         return Findings.nothing()

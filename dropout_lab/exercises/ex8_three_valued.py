@@ -19,12 +19,13 @@ from dropout_lab.inference.decide import Question
 
 final = steady_metric  # the exercise's metric: the steady value of each run
 from dropout_lab.plots import new_figure
+from dropout_lab.run_folder import RunRecord
 
 KIND_NAMES = {"none": "no noise", "custom": "Bernoulli", "gaussian": "Gaussian",
               "three_valued": "three-valued"}
 
 
-def setting(run: dict):
+def setting(run: RunRecord):
     """(kind, p, three-valued mode) with one p for all layers; kind none when there is no noise."""
     kind = noise_kind(run)
     if kind == "none":
@@ -54,7 +55,7 @@ def name(key) -> str:
     return f"{KIND_NAMES.get(kind, kind)}{suffix} (p={p:g})"
 
 
-def analyze(runs: List[dict], measurements: dict, out_dir: Path) -> Findings:
+def analyze(runs: List[RunRecord], measurements: dict, out_dir: Path) -> Findings:
     groups = group_by(runs, setting)
     if not groups:
         return Findings.nothing()

@@ -14,10 +14,10 @@ from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 from dropout_lab.exercises.runs import steady_value
 from dropout_lab.inference.decide import Answer, Question, answer_questions
 from dropout_lab.inference.sequential import Design
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 
 # Question.metric -> a run's value
-METRICS: Dict[str, Callable[[dict], Optional[float]]] = {
+METRICS: Dict[str, Callable[[RunRecord], Optional[float]]] = {
     "steady test accuracy": steady_value,
     "steady gap": lambda run: steady_value(run, "gap"),
 }
@@ -57,23 +57,23 @@ def _same(wanted, found) -> bool:
     return wanted == found
 
 
-def arm_runs(runs: Sequence[dict], overrides: Sequence[str]) -> List[dict]:
+def arm_runs(runs: Sequence[RunRecord], overrides: Sequence[str]) -> List[RunRecord]:
     """The runs of one arm: those whose config has every override's value."""
     wanted = [_parsed(o) for o in overrides]
-    return [run for run in runs if run.get("config")
-            and all(_same(value, _at(run["config"], key)) for key, value in wanted)]
+    return [run for run in runs if run.config
+            and all(_same(value, _at(run.config, key)) for key, value in wanted)]
 
 
-def by_seed(runs: Sequence[dict], value: Callable[[dict], Optional[float]]) -> BySeed:
+def by_seed(runs: Sequence[RunRecord], value: Callable[[RunRecord], Optional[float]]) -> BySeed:
     """{seed: value}; NaN for a run that did not complete or has no value."""
     table = {}
     for run in runs:
-        result = value(run) if run["status"] == Status.COMPLETED else None
-        table[run["config"]["seed"]] = math.nan if result is None else float(result)
+        result = value(run) if run.status == Status.COMPLETED else None
+        table[run.config["seed"]] = math.nan if result is None else float(result)
     return table
 
 
-def arm_values(question: Question, runs: Sequence[dict]) -> Tuple[BySeed, BySeed]:
+def arm_values(question: Question, runs: Sequence[RunRecord]) -> Tuple[BySeed, BySeed]:
     """The default: each arm's runs by its overrides, the metric of each run."""
     value = METRICS[question.metric]
     return (by_seed(arm_runs(runs, question.a_overrides), value),

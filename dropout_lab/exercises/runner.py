@@ -30,7 +30,7 @@ from dropout_lab.exercises.types import Exercise
 from dropout_lab.exercises.writing import RUNS, save_measurements, write_index, write_report
 from dropout_lab.inference.sequential import Design, look_schedule
 from dropout_lab.job_names import settings_identity
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 
 OUT_ROOT = Path("outputs/exercises")
 DEFAULT_MAX_SEEDS = 30  # --until-decided without --max-seeds
@@ -167,8 +167,8 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
                "quick": quick, "sweep_dir": exercise_dir / RUNS, "seconds": seconds,
                "out_dir": out_dir, "answers": answers, "design": design}
     report = write_report(exercise, findings, exercise_dir, context)
-    diverged = sum(run["status"] == Status.DIVERGED for run in runs)
-    failed = sum(run["status"] not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
+    diverged = sum(run.status == Status.DIVERGED for run in runs)
+    failed = sum(run.status not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
     return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
 
 
@@ -195,7 +195,7 @@ class SweepRound:
         return runs_of_jobs(result.runs, result.jobs)
 
 
-def evaluate(exercise: Exercise, runs: List[dict], exercise_dir: Path, quick: bool,
+def evaluate(exercise: Exercise, runs: List[RunRecord], exercise_dir: Path, quick: bool,
              design: Optional[Design] = None):
     """Measurements on the trained models (where the exercise makes any) and the answers to
     its declared questions."""
@@ -255,8 +255,8 @@ def short_override(override: str) -> str:
     return ".".join(parts[-2:] if parts[-1].isdigit() else parts[-1:]) + "=" + value
 
 
-def runs_of_jobs(runs: List[dict], jobs: List[List[str]]) -> List[dict]:
+def runs_of_jobs(runs: List[RunRecord], jobs: List[List[str]]) -> List[RunRecord]:
     """The runs made by these jobs. A folder resumed with other overrides (say --quick into a
     full run's --out) also holds the earlier runs, and an analysis must not mix the two."""
     wanted = {settings_identity(job) for job in jobs}
-    return [run for run in runs if settings_identity(run["overrides"]) in wanted]
+    return [run for run in runs if settings_identity(run.overrides) in wanted]

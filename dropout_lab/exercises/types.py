@@ -1,13 +1,15 @@
 """What an exercise is and what its analysis returns (no torch import).
 
 An exercise is a named sweep (configs/experiment/exercise_N.yaml) plus an analysis: a function
-from the sweep's run records (report.load_runs) and any measurements made on the trained
-models to tables, plots and a conclusion computed from those numbers.
+from the sweep's run records (run_folder.RunRecord, from report.load_runs) and any measurements
+made on the trained models to tables, plots and a conclusion computed from those numbers.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from dropout_lab.run_folder import RunRecord
 
 NO_COMPLETED_RUN = "No run completed: nothing to conclude."
 
@@ -43,16 +45,16 @@ class Exercise:
     title: str
     question: str  # the textbook's exercise, in our words
     design: str  # what the sweep runs, one paragraph
-    analyze: Callable[[List[dict], dict, Path], Findings]  # (runs, measurements, out_dir)
+    analyze: Callable[[List[RunRecord], dict, Path], Findings]  # (runs, measurements, out_dir)
     quick: Tuple[str, ...] = ()  # overrides that shrink the sweep for --quick
     # (completed runs, out_dir, quick) -> JSON-able measurements on the trained models
-    measure: Optional[Callable[[List[dict], Path, bool], dict]] = None
+    measure: Optional[Callable[[List[RunRecord], Path, bool], dict]] = None
     # The family of questions, declared before any run (inference.decide.Question), answered
     # together: Holm's correction over the family, paired by seed.
     questions: Tuple[Any, ...] = ()
     # (question, runs, measurements) -> ({seed: A's value}, {seed: B's value}); default: the
     # arms' runs by their overrides, the question's metric of each (exercises/questions.py)
-    values: Optional[Callable[[Any, List[dict], dict], Tuple[dict, dict]]] = None
+    values: Optional[Callable[[Any, List[RunRecord], dict], Tuple[dict, dict]]] = None
 
     @property
     def experiment(self) -> str:

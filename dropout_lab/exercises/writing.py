@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence
 from dropout_lab.disk import read_json, write_json, write_text
 from dropout_lab.exercises.runs import completed, seeds
 from dropout_lab.exercises.types import Exercise, Findings, Table
-from dropout_lab.run_folder import Status
+from dropout_lab.run_folder import RunRecord, Status
 from dropout_lab.tables import markdown_table
 
 REPORT, RESULTS, MEASUREMENTS, RUNS, INDEX = (
@@ -93,14 +93,14 @@ def endpoints_table(groups: Dict, names: Dict, title: str = "Test accuracy: stea
 
 # --- report.md ------------------------------------------------------------------------------
 
-def common_settings(runs: Sequence[dict]) -> str:
+def common_settings(runs: Sequence[RunRecord]) -> str:
     """The budget the runs share: epochs, data, optimiser, seeds."""
     done = completed(runs)
     if not done:
         return "No run completed."
-    config = done[0]["config"]
+    config = done[0].config
     data, optim, trainer = config["data"], config["optim"], config["trainer"]
-    epochs = sorted({run["config"]["trainer"]["epochs"] for run in done})
+    epochs = sorted({run.config["trainer"]["epochs"] for run in done})
     train_images = data["subset"] or 60000
     test_images = data["test_subset"] or 10000
     return (f"{len(runs)} run{'s' if len(runs) != 1 else ''} ran, {len(done)} completed, "
@@ -108,12 +108,12 @@ def common_settings(runs: Sequence[dict]) -> str:
             f"{'/'.join(map(str, epochs))} epochs "
             f"on {train_images} training images (test on {test_images}); {optim['name']} "
             f"lr {optim['lr']}, batch {trainer['batch_size']}; hidden layers "
-            f"{' or '.join(sorted({str(list(r['config']['model']['hidden'])) for r in done}))}.")
+            f"{' or '.join(sorted({str(list(r.config['model']['hidden'])) for r in done}))}.")
 
 
-def run_seconds(runs: Sequence[dict]) -> float:
+def run_seconds(runs: Sequence[RunRecord]) -> float:
     """The runs' wall times added up (with parallel jobs, more than the sweep took)."""
-    return sum(run.get("seconds") or 0.0 for run in runs)
+    return sum(run.seconds or 0.0 for run in runs)
 
 
 def rerun_lines(exercise: Exercise, context: dict) -> List[str]:
@@ -154,10 +154,10 @@ def setup_section(exercise: Exercise, findings: Findings, context: dict) -> List
              f"report; a resumed sweep skips completed runs); the runs' own wall times add up to "
              f"{run_seconds(runs):.0f} s."]
     lines += [f"- {line}" for line in findings.setup]
-    failed = [run for run in runs if run["status"] != Status.COMPLETED]
+    failed = [run for run in runs if run.status != Status.COMPLETED]
     if failed:
         lines.append(f"- {len(failed)} of {len(runs)} jobs did not complete and are left out: "
-                     + ", ".join(f"`{run['job']}` ({run['status']})" for run in failed))
+                     + ", ".join(f"`{run.job}` ({run.status})" for run in failed))
     return lines
 
 

@@ -26,7 +26,8 @@ from dropout_lab.hydra_runner import PROG, config_error, hydra_quoted, typed_con
 from dropout_lab.job_names import (FOLDER_MAP, NUM_WIDTH, job_folder, number_width, override_items,
                                    override_key, plan_folders, settings_identity)
 from dropout_lab.keys import CANNOT_CHANGE_RESULTS, resumable_names, resume_changes
-from dropout_lab.run_folder import OVERRIDES, has_summary, read_summary, run_folders
+from dropout_lab.run_folder import (OVERRIDES, has_summary, read_overrides, read_summary,
+                                    run_folders)
 
 SWEEP_ROOT = Path("outputs/sweeps")
 RESUMABLE = {*CANNOT_CHANGE_RESULTS, *resumable_names()}  # keys a job folder's run may resume with
@@ -300,7 +301,6 @@ def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) ->
     number in a larger grid, other swept keys), or, when their name is taken by other settings
     (another sweep into the same folder), the name with a suffix of their own. Saved as
     FOLDER_MAP for the processes that start the jobs; a new sweep dir needs none."""
-    from dropout_lab.report import read_overrides
 
     if not sweep_dir.is_dir():
         return {}

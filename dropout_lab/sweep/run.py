@@ -26,7 +26,7 @@ from typing import Dict, List, Optional
 from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import RunError
 from dropout_lab.hydra_runner import hydra_quoted, run_hydra
-from dropout_lab.run_folder import SUMMARY, Status, read_status, run_folders
+from dropout_lab.run_folder import SUMMARY, RunRecord, Status, read_status, run_folders
 from dropout_lab.sweep.job import job_ended, sweep_task
 from dropout_lab.sweep.launchers import LAUNCHERS, launcher_overrides, prestart_workers, stop_workers
 from dropout_lab.sweep.plan import (SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir,
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SweepResult:
     sweep_dir: Path
-    runs: List[dict]  # report.load_runs records: summary, overrides, swept values
+    runs: List[RunRecord]  # report.load_runs records: summary, overrides, swept values
     failed: List[str]  # folder names of the jobs that did not complete
     jobs: List[List[str]]  # the overrides of each job, in job order
     problems: Dict[int, str] = field(default_factory=dict)  # job -> config error, found up front
@@ -227,10 +227,10 @@ def finish_sweep(sweep_dir: Path, plan: SweepPlan, interrupted: bool) -> SweepRe
         write_report(sweep_dir, runs)  # over every run in the folder, earlier sweeps' too
         write_sweep_experiment(sweep_dir)  # the HParams dashboard's columns (hparams.py)
     if plan.subdirs:  # the result is about this sweep's jobs
-        runs = [run for run in runs if run["job"] in set(plan.subdirs)]
-    failed = [run["job"] for run in runs if run["status"] != Status.COMPLETED]
+        runs = [run for run in runs if run.job in set(plan.subdirs)]
+    failed = [run.job for run in runs if run.status != Status.COMPLETED]
     if interrupted:
         raise SweepInterrupted(
             f"sweep interrupted; run the same command with --sweep-dir {sweep_dir} to resume it")
-    jobs = plan.jobs or [run["overrides"] for run in runs]
+    jobs = plan.jobs or [run.overrides for run in runs]
     return SweepResult(Path(sweep_dir), runs, failed, jobs, plan.problems, plan.sweeper)

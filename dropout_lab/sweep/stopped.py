@@ -17,8 +17,8 @@ import logging
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-from dropout_lab.errors import RunError, one_line
-from dropout_lab.run_folder import has_summary, read_status, read_summary, record_stop
+from dropout_lab.errors import one_line
+from dropout_lab.run_folder import read_run, read_status, record_stop
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,10 @@ def stopped(run_dir: Path, cause: str, overrides: List[str], sweep_dir: Path) ->
 
 def where_it_was(run_dir: Path) -> str:
     """How far a job had got, from its summary: ``in epoch 3 of 4`` or ``before its first epoch``."""
-    try:
-        summary = read_summary(run_dir) if has_summary(run_dir) else {}
-    except RunError:
-        summary = {}
-    if "epochs_done" not in summary:  # none, or one recorded before training began
+    run = read_run(run_dir)
+    if run.epochs_done is None:  # no summary, unreadable, or one recorded before training began
         return "before its first epoch"
-    done, total = summary["epochs_done"], summary.get("config", {}).get("trainer", {}).get("epochs")
+    done, total = run.epochs_done, (run.config.get("trainer") or {}).get("epochs")
     if total and done >= total:
         return "after its last epoch"
     return f"in epoch {done + 1}" + (f" of {total}" if total else "")
