@@ -22,16 +22,11 @@ from dropout_lab.data import FashionMNIST, Split, batches, load_fashion_mnist, t
 from dropout_lab.divergence import CHECK_STEPS, LossWatch
 from dropout_lab.errors import ConfigError, DropoutLabError, RunError, one_line
 from dropout_lab.disk import exclusive_dir
+from dropout_lab.keys import resume_changes
 from dropout_lab.model import build_model
 from dropout_lab.progress import Progress, describe_epoch
 from dropout_lab.run_folder import CHECKPOINT, STEADY_EPOCHS, Status, read_summary
 from dropout_lab.run_log import RunLog, load_checkpoint
-
-# What may change when a run is resumed: where, how fast and how long it runs, never what an
-# epoch computes. Any other change would make the resumed run a different run.
-RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
-                     "trainer.eval_batch_size", "trainer.steady_epochs", "data.dir",
-                     "data.cache_dir", "data.download", "logging.")
 
 
 
@@ -213,21 +208,13 @@ def resumable_checkpoint(cfg: Config, run_dir: Path) -> Optional[dict]:
         return None
     checkpoint = load_checkpoint(run_dir)
     saved, wanted = flatten_config(checkpoint.get("config", {})), flatten_config(config_dict(cfg))
-    fixed = schedule_length_keys(cfg.optim.schedule)
-    changed = [f"{key}={wanted.get(key)} (the run has {value})" for key, value in saved.items()
-               if (key in fixed or not key.startswith(RESUMABLE_CHANGES))
-               and wanted.get(key) != value]
+    changed = [f"{key}={wanted.get(key)} (the run has {saved[key]})"
+               for key in resume_changes(saved, wanted)]
     if changed:
         raise ConfigError(f"cannot resume {run_dir} with {', '.join(changed)}: a resumed run "
                           f"continues the same training (only trainer.epochs, device, threads, "
                           f"data paths and logging may change); start a new run instead")
     return checkpoint
-
-
-def schedule_length_keys(cfg: ScheduleConfig) -> tuple:
-    """Resumable keys a schedule fixes: cosine and one-cycle spread over trainer.epochs, so a
-    resume that trains longer would continue another schedule than the one it started."""
-    return ("trainer.epochs",) if cfg.name in ("cosine", "onecycle") else ()
 
 
 def restore_scheduler(checkpoint: dict, scheduler, run_dir: Path) -> None:
