@@ -12,18 +12,12 @@ from typing import List, Optional
 
 import torch
 
-from dropout_lab.config import Config, ScheduleConfig, config_dict, flatten_config
+from dropout_lab.config import Config, config_dict, flatten_config
 from dropout_lab.device import rng_state, set_rng_state
 from dropout_lab.disk import atomic_write, remove_temp_files
 from dropout_lab.errors import ConfigError, RunError
+from dropout_lab.keys import resume_changes
 from dropout_lab.run_folder import CHECKPOINT, read_summary
-
-# What may change when a run is resumed: where, how fast and how long it runs, never what an
-# epoch computes. Any other change would make the resumed run a different run.
-RESUMABLE_CHANGES = ("trainer.epochs", "trainer.device", "trainer.num_threads", "trainer.progress",
-                     "trainer.eval_batch_size", "trainer.steady_epochs", "data.dir",
-                     "data.cache_dir", "data.download", "logging.")
-
 
 @dataclass
 class TrainingState:
@@ -106,26 +100,15 @@ def read_checkpoint(run_dir: Path) -> Checkpoint:
 
 def verify_checkpoint(checkpoint: Checkpoint, cfg: Config, run_dir: Path) -> None:
     """ConfigError, one line naming every offending key, when ``cfg`` changes what an epoch of
-    the checkpoint's run computes (anything ``may_change_on_resume`` does not allow)."""
+    the checkpoint's run computes (the registry's rule, keys.resume_changes: the same for a
+    sweep run again into its folders)."""
     saved, wanted = flatten_config(checkpoint.config), flatten_config(config_dict(cfg))
-    changed = [f"{key}={wanted.get(key)} (the run has {value})" for key, value in saved.items()
-               if not may_change_on_resume(key, cfg) and wanted.get(key) != value]
+    changed = [f"{key}={wanted.get(key)} (the run has {saved[key]})"
+               for key in resume_changes(saved, wanted)]
     if changed:
         raise ConfigError(f"cannot resume {run_dir} with {', '.join(changed)}: a resumed run "
                           f"continues the same training (only trainer.epochs, device, threads, "
                           f"data paths and logging may change); start a new run instead")
-
-
-def may_change_on_resume(key: str, cfg: Config) -> bool:
-    """Whether a resume with ``cfg`` may give the dotted config ``key`` another value: the one
-    place the resume rule is read (RESUMABLE_CHANGES, less what the schedule fixes)."""
-    return key.startswith(RESUMABLE_CHANGES) and key not in schedule_length_keys(cfg.optim.schedule)
-
-
-def schedule_length_keys(cfg: ScheduleConfig) -> tuple:
-    """Resumable keys a schedule fixes: cosine and one-cycle spread over trainer.epochs, so a
-    resume that trains longer would continue another schedule than the one it started."""
-    return ("trainer.epochs",) if cfg.name in ("cosine", "onecycle") else ()
 
 
 def resumable_checkpoint(cfg: Config, run_dir: Path) -> Optional[Checkpoint]:

@@ -37,3 +37,14 @@ def check_choice(value: object, name: str, choices) -> str:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
     return value
+
+
+def check_variance_matched(p: float, whose: str = "got") -> None:
+    """Raise ``ConfigError`` unless variance-matched three-valued noise exists at ``p``: its
+    variance p/(1-p) is at most 1 (P(0) + P(2) = p/(1-p) <= 1), so p <= 0.5. ``whose``: the
+    message's words before p (the config's ``hidden layer 2 has``)."""
+    if p > 0.5:
+        raise ConfigError(
+            f"variance-matched three-valued noise needs p <= 0.5 (its variance p/(1-p) is at most "
+            f"1, at p = 0.5), but {whose} p = {p}; use model.dropout.three_valued=uniform or a "
+            f"smaller p")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from dropout_lab.checks import (check_at_least_zero, check_choice, check_positive,
-                                check_probability)
+                                check_probability, check_variance_matched)
 from dropout_lab.errors import ConfigError
 from dropout_lab.run_folder import STEADY_EPOCHS
 
@@ -75,12 +75,8 @@ class DropoutConfig:
         for i, (kind, p) in enumerate(zip(kinds, probs)):
             check_choice(kind, "dropout kind (model.dropout.kind)", DROPOUT_KINDS)
             p = check_probability(p, f"model.dropout.p (the probability of hidden layer {i + 1})")
-            if kind == "three_valued" and self.three_valued == "variance_matched" and p > 0.5:
-                raise ConfigError(
-                    f"variance-matched three-valued noise needs p <= 0.5 (its variance is at most "
-                    f"1 = p/(1-p) at p = 0.5), but hidden layer {i + 1} has p = {p}; use "
-                    f"model.dropout.three_valued=uniform or a smaller p"
-                )
+            if kind == "three_valued" and self.three_valued == "variance_matched":
+                check_variance_matched(p, f"hidden layer {i + 1} has")
             layers.append((kind, p))
         return layers
 

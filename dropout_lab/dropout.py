@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dropout_lab.checks import check_choice, check_probability
+from dropout_lab.checks import check_choice, check_probability, check_variance_matched
 from dropout_lab.config import THREE_VALUED_MODES
-from dropout_lab.errors import ConfigError
 
 
 def _noise_dtype(x: torch.Tensor) -> torch.dtype:
@@ -168,10 +167,7 @@ def three_valued_probabilities(p: float, mode: str) -> tuple:
     p = check_probability(p)
     if mode == "uniform":
         return (1 / 3, 1 / 3, 1 / 3)
-    if p > 0.5:
-        raise ConfigError(
-            f"variance-matched three-valued noise needs p <= 0.5 (variance p/(1-p) <= 1), got {p}"
-        )
+    check_variance_matched(p)
     v = p / (1.0 - p)
     return (v / 2, 1.0 - v, v / 2)
 

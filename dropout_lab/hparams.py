@@ -1,7 +1,7 @@
 """What TensorBoard's HParams dashboard shows of dropout-lab runs: the experiment, declared.
 
 A run's config is not dumped as it is: the hparams are the settings a reader of a dropout
-experiment looks for, each with its type, in ``SETTINGS`` order: the dropout probability of each
+experiment looks for, each with its type, in the registry's order (keys.py): the dropout probability of each
 hidden layer as its own number (``model.dropout.p1``, ``p2``, ...: numeric axes in the parallel
 coordinates view), the dropout kind(s), weight decay, learning rate, optimizer, hidden sizes,
 epochs, batch size, seed, then the rest that can change the results. Paths, the cache, the
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from dropout_lab import keys
 from dropout_lab.config import flatten_config, per_layer_values
 from dropout_lab.run_folder import EVENTS_GLOB, FINAL_STATUSES, SUMMARY, Status, read_runs
 
@@ -47,66 +48,34 @@ class Setting:
     description: str
 
 
-PER_LAYER_P = Setting("model.dropout.p", "p", "dropout probability of hidden layer {k}")
-SETTINGS = [  # reading order; per-layer probabilities model.dropout.p1, p2, ... come first
-    PER_LAYER_P,
-    Setting("model.dropout.kind", "dropout kind", "the hidden layers' noise (per layer when they differ)"),
-    Setting("optim.weight_decay", "weight decay", "L2 penalty of the optimiser"),
-    Setting("optim.lr", "lr", "learning rate"),
-    Setting("optim.name", "optimizer", "sgd, adam or adamw"),
-    Setting("model.hidden", "hidden", "hidden layer sizes"),
-    Setting("trainer.epochs", "epochs", "epochs trained"),
-    Setting("trainer.batch_size", "batch size", "training batch size"),
-    Setting("seed", "seed", "seeds the weights, the dropout masks and the shuffle order"),
-    Setting("optim.momentum", "momentum", "SGD momentum"),
-    Setting("optim.schedule.name", "schedule", "learning-rate schedule: constant, cosine, step or onecycle"),
-    Setting("optim.schedule.warmup_epochs", "warm-up epochs", "linear rise to optim.lr first"),
-    Setting("optim.schedule.min_lr", "min lr", "cosine: the final learning rate"),
-    Setting("optim.schedule.step_size", "step size", "step: epochs between decays"),
-    Setting("optim.schedule.gamma", "step gamma", "step: the factor of each decay"),
-    Setting("optim.schedule.max_lr", "max lr", "onecycle: the peak (optim.lr when absent)"),
-    Setting("optim.schedule.pct_start", "rise fraction", "onecycle: fraction of training rising"),
-    Setting("model.dropout.three_valued", "three-valued noise", "uniform or variance_matched"),
-    Setting("model.init", "init", "weight initialisation"),
-    Setting("model.init_std", "init std", "std of the normal initialisation"),
-    Setting("data.subset", "train images", "the first N training images (all when absent)"),
-    Setting("data.test_subset", "test images", "the first N test images (all when absent)"),
-    Setting("data.validation", "validation images", "training images held out for validation (0: none)"),
-    Setting("data.standardize", "standardize", "zero mean, unit std inputs"),
-    Setting("trainer.eval_train_subset", "train eval images", "training images evaluated, dropout off"),
-    Setting("trainer.steady_epochs", "steady epochs", "epochs averaged by the steady metric"),
-    Setting("trainer.device", "device", "where it trained"),
-]
+PER_LAYER_P = Setting("model.dropout.p", "p", keys.key("model.dropout.p").description)
 HEADLINE = ["seeds", "model.dropout.p", "model.dropout.kind", "optim.weight_decay", "optim.lr",
             "optim.name", "model.hidden", "trainer.epochs", "trainer.batch_size", "seed"]
 STATUS = Setting("status", "status", "completed or diverged")
 SEEDS = Setting("seeds", "seeds", "the seeds of the setting's runs (Show Metrics draws each)")
-# Settings that cannot change the results (paths, switches): `diff` says so of them.
-NO_EFFECT = {"data.dir", "data.cache_dir", "data.download", "trainer.progress",
-             "trainer.eval_batch_size", "logging.tensorboard", "logging.checkpoint",
-             "logging.activation_stats"}
-# Settings that change only the last digits (the order of floating-point sums: README,
-# trainer.num_threads): runs that differ in them are one experiment, and `diff` says how they differ.
-LAST_DIGITS = {"trainer.num_threads"}
-# Not hparams, not columns of `runs`: the one list runs, diff and the dashboard leave out.
-LEFT_OUT = NO_EFFECT | LAST_DIGITS
-# (scalar tag, display name, description): the first five declared are shown by default.
-METRICS = [
-    ("steady/accuracy_test", "test acc (steady)", "mean test accuracy, last trainer.steady_epochs epochs"),
-    ("steady/accuracy_val", "val acc (steady)", "mean validation accuracy, last trainer.steady_epochs "
-                                                "epochs (what a sweep tunes)"),
-    ("best/accuracy_test", "test acc (best)", "highest test accuracy of any epoch"),
-    ("accuracy/test", "test acc (final)", "test accuracy after the last epoch"),
-    ("accuracy/val", "val acc (final)", "validation accuracy after the last epoch"),
-    ("accuracy/train_eval", "train acc (eval)", "accuracy on a training subset, dropout off"),
-    ("accuracy/gap", "gap (train - test)", "train acc (eval) minus test acc, last epoch"),
-    ("loss/test", "test loss", "test cross-entropy, last epoch"),
-    ("loss/val", "val loss", "validation cross-entropy, last epoch"),
-]  # not optim/lr: the last epoch's rate (about 0 under cosine) says nothing of a run; its chart does
-# Declared only when a run holds out a validation split (data.validation).
-VALIDATION_METRICS = {"steady/accuracy_val", "accuracy/val", "loss/val"}
+# The registry's (keys.py) classes of keys that cannot change results: `diff` names them.
+NO_EFFECT = keys.NO_EFFECT
+LAST_DIGITS = keys.LAST_DIGITS
 
-_BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+def settings() -> List[Setting]:
+    """The named hparams in reading order (the registry's, per-layer probabilities first)."""
+    return [PER_LAYER_P if k.name == PER_LAYER_P.key else Setting(k.name, k.display, k.description)
+            for k in keys.KEYS if k.display and k.effect == keys.Effect.RESULTS]
+
+
+def left_out() -> frozenset:
+    """Not hparams, not columns of `runs`: the keys that cannot change results."""
+    return keys.NO_EFFECT | keys.LAST_DIGITS
+
+
+# Not hparams, not columns of `runs`: the one list runs, diff and the dashboard leave out.
+LEFT_OUT = left_out()
+# (scalar tag, display name, description): the first five declared are shown by default.
+METRICS = [(m.tag, m.display, m.description) for m in keys.metrics(keys.DECLARED_ORDER)]
+# Declared only when a run holds out a validation split (data.validation).
+VALIDATION_METRICS = {m.tag for m in keys.METRICS if m.validation}
+
 
 
 # --- a run's hparams, from its config -------------------------------------------------------
@@ -123,11 +92,13 @@ def compact(value: Any) -> Any:
 def hparam_values(config: Dict[str, Any]) -> Dict[str, Any]:
     """The run's hparams, name -> bool, number or text, in reading order (unset ones left out).
 
-    Keys the schema gains later appear after the known ones, until SETTINGS names them."""
+    Keys without a display name in the registry (keys.py) appear after the named ones."""
     flat = flatten_config(config)
     layers = len(flat.get("model.hidden") or [0])
     values: Dict[str, Any] = {}
-    for setting in SETTINGS:
+    named = settings()
+    named_keys = {setting.key for setting in named}
+    for setting in named:
         if setting is PER_LAYER_P:
             if "model.dropout.p" in flat:
                 for k, p in enumerate(per_layer_values(flat["model.dropout.p"], layers), start=1):
@@ -138,7 +109,7 @@ def hparam_values(config: Dict[str, Any]) -> Dict[str, Any]:
         elif setting.key in flat:
             values[setting.key] = compact(flat[setting.key])
     for key, value in flat.items():
-        if key not in _BY_KEY and key not in LEFT_OUT:
+        if key not in named_keys and key not in left_out():
             values[key] = compact(value)
     return {name: value for name, value in values.items() if value is not None}
 
@@ -154,7 +125,10 @@ def setting_of(name: str) -> Setting:
     layer = layer_of(name)
     if layer is not None:
         return Setting(name, f"{PER_LAYER_P.display}{layer}", PER_LAYER_P.description.format(k=layer))
-    return _BY_KEY.get(name) or {STATUS.key: STATUS, SEEDS.key: SEEDS}.get(name) or Setting(name, name, "")
+    registered = keys.key(name)
+    if registered.display:
+        return Setting(name, registered.display, registered.description)
+    return {STATUS.key: STATUS, SEEDS.key: SEEDS}.get(name) or Setting(name, name, "")
 
 
 def headline_rank(name: str) -> int:

@@ -10,8 +10,8 @@ through ``hydra.job.config.override_dirname.exclude_keys``; a one-job sweep name
 overrides), the usually swept keys first, with short aliases (``SHORT_KEYS``), numbers written
 compactly (0.0001 -> 1e-4). Names use only ``A-Z a-z 0-9 . _ = + -``, which no shell (bash,
 zsh) expands: ``_`` between settings, ``=`` between a key and its value, ``-`` between a list's
-items (``p=0.2-0.5`` is ``[0.2,0.5]``). Keys that do not change the results (paths, threads,
-the progress bar) are always left out. The full overrides stay in the job's
+items (``p=0.2-0.5`` is ``[0.2,0.5]``). Paths, threads and the progress bar are always left
+out (the registry's ``in_folder_names``, keys.py). The full overrides stay in the job's
 ``.hydra/overrides.yaml`` and its config in summary.json and the TensorBoard hparams.
 
 A folder already in the sweep dir that holds a job's settings under another name (an older
@@ -27,39 +27,18 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from dropout_lab.keys import CANNOT_CHANGE_RESULTS, SHORT_NAMES
+from dropout_lab.keys import key as registry_key
+
 NUM_WIDTH = 3  # 000-999 sort as text; a sweep of 1,000 jobs or more gets wider numbers
 MAX_SETTINGS_CHARS = 80  # the part after the number; longer is cut (the number keeps it unique)
 FOLDER_MAP = "job_folders.json"  # settings -> folder, for jobs whose folder has another name
-# Overrides that never change a run's numbers (the launcher sets them per --jobs): a job's
-# settings are the same with any of them.
-NEUTRAL_KEYS = ("trainer.num_threads", "trainer.progress")
-
-# Config key -> the short name used in job folder names and the runs table. A name lists its
-# settings in this order (what sweeps usually vary first, budgets last), then other keys by name.
-SHORT_KEYS = {
-    "model.dropout.p": "p",
-    "model.dropout.kind": "kind",
-    "model.dropout.three_valued": "noise",
-    "optim.weight_decay": "wd",
-    "optim.lr": "lr",
-    "optim": "optim",
-    "optim.name": "optim",
-    "optim.momentum": "momentum",
-    "optim.schedule.name": "schedule",
-    "optim.schedule.warmup_epochs": "warmup",
-    "model.hidden": "hidden",
-    "model.init": "init",
-    "model.init_std": "init_std",
-    "seed": "seed",
-    "trainer.epochs": "epochs",
-    "trainer.batch_size": "batch",
-    "data.subset": "subset",
-    "data.test_subset": "test_subset",
-    "data.standardize": "standardize",
-    "data.validation": "val",
-    "trainer.eval_train_subset": "eval_subset",
-    "trainer.steady_epochs": "steady_epochs",
-}
+# Overrides that never change a run's numbers (threads, progress, paths, logging; the launcher
+# sets the first two per --jobs): a job's settings are the same with any of them.
+NEUTRAL_KEYS = tuple(sorted(CANNOT_CHANGE_RESULTS))
+# Config key -> the short name used in job folder names and the runs table, in the order a name
+# lists its settings (keys.FOLDER_ORDER), then other keys by name.
+SHORT_KEYS = SHORT_NAMES
 _ORDER = {key: rank for rank, key in enumerate(SHORT_KEYS)}
 # A float as Hydra writes one (0.0001, 1e-05, 0.5), not a part of a word or of another number.
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)(?![\w.])")
@@ -75,7 +54,7 @@ def short_key(key: str) -> str:
     parent, _, last = key.rpartition(".")
     if parent and last.isdigit():
         return f"{short_key(parent)}{int(last) + 1}"
-    return SHORT_KEYS.get(key, last)
+    return SHORT_KEYS.get(key) or registry_key(key).short_name
 
 
 def name_order(key: str) -> tuple:
@@ -148,8 +127,12 @@ def override_items(overrides: Iterable[str]) -> List[Tuple[str, str]]:
 
 
 def excluded(key: str, exclude_keys: Sequence[str]) -> bool:
+    """Whether a name leaves out override ``key``: in ``exclude_keys`` (the sweep's constant
+    keys, hydra.job.config.override_dirname.exclude_keys), Hydra's own, or a key the registry
+    keeps out of names (paths, threads, progress: keys.py)."""
     key = key.lstrip("+~")
-    return key in exclude_keys or key.startswith("hydra.") or key.startswith("hydra/")
+    return (key in exclude_keys or key.startswith("hydra.") or key.startswith("hydra/")
+            or not registry_key(key).in_folder_names)
 
 
 def settings_label(overrides: Iterable[str], exclude_keys: Sequence[str] = ()) -> str:
@@ -164,11 +147,12 @@ def settings_label(overrides: Iterable[str], exclude_keys: Sequence[str] = ()) -
                     for name, (key, value) in zip(names, items))
 
 
-def settings_identity(overrides: Iterable[str]) -> str:
+def settings_identity(overrides: Iterable[str], ignored: Iterable[str] = NEUTRAL_KEYS) -> str:
     """What makes two jobs the same run, whatever their folders' names: their overrides, in
-    any order, without the NEUTRAL_KEYS."""
+    any order, without the ``ignored`` keys (by default the NEUTRAL_KEYS)."""
+    ignored = set(ignored)
     return " ".join(sorted(f"{key}={value}" for key, value in override_items(overrides)
-                           if key not in NEUTRAL_KEYS))
+                           if key not in ignored))
 
 
 def job_folder(num, overrides: Iterable[str] = (), exclude_keys: Sequence[str] = (),

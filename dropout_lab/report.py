@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from dropout_lab.disk import save_figure, write_text
 from dropout_lab.errors import ConfigError
 from dropout_lab.inference.describe import mean_std
+from dropout_lab.keys import BY_TAG, REPORT_ORDER, metrics
 from dropout_lab.run_folder import RunRecord, Status, has_summary, read_run
 from dropout_lab.tables import markdown_table
 
@@ -23,18 +24,12 @@ from dropout_lab.tables import markdown_table
 # test accuracy is the mean of the last trainer.steady_epochs epochs: at lr 0.5 the last epoch
 # alone jumps by more than most effects under study. "gap" is the clean gap (train accuracy in
 # eval mode − test); the textbook's train accuracy, measured with dropout on, stays in the record.
-METRICS = {
-    "steady_test_accuracy": "steady test acc",
-    "test_accuracy": "final test acc",
-    "best_test_accuracy": "best test acc",
-    "train_eval_accuracy": "train acc (eval)",
-    "gap": "gap",
-}
-LEAD = "steady_test_accuracy"
+METRICS = {m.record: m.label for m in metrics(REPORT_ORDER)}  # the labels are the registry's
+LEAD = next(iter(METRICS))  # steady_test_accuracy
 # Runs holding out a validation split (data.validation) lead with its steady accuracy: what a
 # sweep tunes (sweep/job.py's objective); the test accuracy stays beside it, never chosen on.
-VALIDATION_LEAD = "steady_val_accuracy"
-VALIDATION_METRICS = {VALIDATION_LEAD: "steady val acc", **METRICS}
+VALIDATION_LEAD = BY_TAG["steady/accuracy_val"].record  # steady_val_accuracy
+VALIDATION_METRICS = {VALIDATION_LEAD: BY_TAG["steady/accuracy_val"].label, **METRICS}
 SEED_KEY = "seed"
 
 

@@ -19,30 +19,18 @@ from pathlib import Path
 from typing import List, Optional
 
 from dropout_lab.disk import remove_temp_files
+from dropout_lab.keys import epoch_tags, steady_tags
 from dropout_lab.run_folder import (EVENTS_GLOB, STEADY_EPOCHS, SUMMARY, Status, best,
                                     has_summary, read_summary, steady, write_summary)
 
 ACTIVATION_KEY_PREFIX = "layer"  # history keys layer{k}_... -> tags activations/layer{k}_...
-EPOCH_TAGS = {  # history key -> TensorBoard tag
-    "train_loss": "loss/train",
-    "train_eval_loss": "loss/train_eval",
-    "test_loss": "loss/test",
-    "train_accuracy": "accuracy/train",
-    "train_eval_accuracy": "accuracy/train_eval",
-    "test_accuracy": "accuracy/test",
-    "gap": "accuracy/gap",
-    "gap_dropout_on": "accuracy/gap_dropout_on",
-    "epoch_seconds": "time/epoch_seconds",
-    "lr": "optim/lr",  # the learning rate of the epoch's first step
-    "val_loss": "loss/val",  # data.validation > 0: the held-out training images, eval mode
-    "val_accuracy": "accuracy/val",
-}
+EPOCH_TAGS = epoch_tags()  # history key -> TensorBoard tag (the registry's, keys.py)
 # Summary metrics: the steady test accuracy leads (the last epoch alone is noisy at lr 0.5);
 # the steady validation accuracy is what a search tunes on (sweep/job.py's objective).
 STEADY_KEYS = ("test_accuracy", "test_loss", "train_eval_accuracy", "gap", "val_accuracy",
                "val_loss")
-STEADY_TAGS = {"test_accuracy": "steady/accuracy_test",  # written at the end of a run
-               "val_accuracy": "steady/accuracy_val"}  # data.validation > 0
+BEST_TAG = "best/accuracy_test"
+STEADY_TAGS = steady_tags()  # written at the end of a run (val: data.validation > 0)
 CUSTOM_SCALARS = {
     "dropout-lab": {
         "accuracy (train vs test)": ["Multiline", ["accuracy/train", "accuracy/train_eval",
@@ -159,7 +147,7 @@ class RunLog:
 
         if summary["best"]:
             last = summary["final"]["epoch"]
-            self.writer.add_scalar("best/accuracy_test", summary["best"]["test_accuracy"], last)
+            self.writer.add_scalar(BEST_TAG, summary["best"]["test_accuracy"], last)
             for key, tag in STEADY_TAGS.items():
                 if key in summary["steady"]:
                     self.writer.add_scalar(tag, summary["steady"][key], last)

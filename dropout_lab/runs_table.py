@@ -25,16 +25,13 @@ from dropout_lab.errors import ConfigError
 from dropout_lab.config import flatten_config
 from dropout_lab.hparams import LAST_DIGITS, LEFT_OUT, by_setting, compact
 from dropout_lab.job_names import name_order, short_key, short_value
+from dropout_lab.keys import DIFF_ORDER, RUNS_ORDER, metrics
 from dropout_lab.run_folder import (SUMMARY, UNREADABLE, RunRecord, Status, has_summary, read_run,
                                     run_folders)
 
 # column -> header; metrics sort highest first, the other columns in ascending order
-METRIC_COLUMNS = {
-    "steady": "steady",  # the mean test accuracy of the last trainer.steady_epochs epochs
-    "val": "val",  # the same of the validation accuracy (data.validation); shown when a run has it
-    "test_acc": "test acc",  # after the last epoch
-    "best": "best",
-    "gap": "gap",  # train acc (eval mode) - test acc, last epoch
+METRIC_COLUMNS = {  # the registry's: steady (test; val with data.validation), final, best, gap
+    **{m.column.replace(" ", "_"): m.column for m in metrics(RUNS_ORDER)},
     "epochs_done": "epochs done",  # not the setting trainer.epochs (a column "epochs" when swept)
     "time": "time",
 }
@@ -316,15 +313,7 @@ def aligned(table: List[List[str]], right_from: int) -> List[str]:
 
 # --- diff -----------------------------------------------------------------------------------
 
-DIFF_METRICS = [  # (label, summary part, key)
-    ("test acc (steady)", "steady", "test_accuracy"),
-    ("val acc (steady)", "steady", "val_accuracy"),  # shown when either run holds one out
-    ("test acc (final)", "final", "test_accuracy"),
-    ("test acc (best)", "best", "test_accuracy"),
-    ("train acc (eval)", "final", "train_eval_accuracy"),
-    ("gap (train - test)", "final", "gap"),
-    ("test loss", "final", "test_loss"),
-]
+DIFF_METRICS = [(m.display, m.part, m.history) for m in metrics(DIFF_ORDER)]  # (label, part, key)
 
 
 def diffed_run(run_dir: Path) -> RunRecord:

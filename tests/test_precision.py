@@ -14,10 +14,11 @@ from dropout_lab import device as device_module
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.config import DROPOUT_KINDS, DropoutConfig, ModelConfig
 from dropout_lab.errors import ConfigError
+from dropout_lab.keys import key
 from dropout_lab.model import build_model
 from dropout_lab.run_folder import read_summary
 from dropout_lab.device import autocast, cpu_has_native_bf16
-from dropout_lab.checkpoint import may_change_on_resume, resumable_checkpoint
+from dropout_lab.checkpoint import resumable_checkpoint
 from dropout_lab.train import train
 
 CPU = torch.device("cpu")
@@ -138,7 +139,7 @@ def test_resume_with_another_precision_is_refused(tmp_path):
     line = one_error_line(result)
     assert "cannot resume" in line and "trainer.precision=bf16 (the run has fp32)" in line
     assert read_summary(run_dir)["epochs_done"] == 1  # untouched
-    assert not may_change_on_resume("trainer.precision", tiny_config())
+    assert not key("trainer.precision").resumable
     # The same precision resumes as before.
     assert resumable_checkpoint(tiny_config("trainer.epochs=2"), run_dir).epoch == 1
 

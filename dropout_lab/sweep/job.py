@@ -46,20 +46,36 @@ def sweep_task(cfg, on_slurm: bool = False) -> float:
                      Path(str(hydra_cfg.sweep.dir)), on_slurm)
 
 
+def trains_longer(run_dir: Path, epochs: int) -> bool:
+    """Whether the completed job in ``run_dir`` resumes for more ``epochs``: a resume may train
+    longer (keys.py), as `train --resume RUN trainer.epochs=N` does."""
+    return read_summary(run_dir).get("epochs_done", 0) < epochs
+
+
+def job_ended(run_dir: Path, epochs: int) -> bool:
+    """Whether a resumed sweep skips the job in ``run_dir`` (torch-free, fast): it completed
+    its ``epochs`` or diverged."""
+    status = read_status(run_dir)
+    if status is None or not status.final:
+        return False
+    return not (status == Status.COMPLETED and trains_longer(run_dir, epochs))
+
+
 def train_job(cfg, run_dir: Path, overrides: List[str], sweep_dir: Path,
               on_slurm: bool = False) -> float:
     """Train one job, or skip/resume/rerun it after an earlier attempt into the same folder.
 
-    completed or diverged: skipped (the same config and seed diverge again: it is a result);
-    stopped before it finished (sweep/stopped.py's rule): resumed from its checkpoint; failed
-    by an error of its config or code: started anew.
+    completed or diverged: skipped (the same config and seed diverge again: it is a result),
+    unless it completed fewer epochs than ``cfg`` asks: resumed to train longer; stopped before
+    it finished (sweep/stopped.py's rule): resumed from its checkpoint; failed by an error of
+    its config or code: started anew.
     """
     try:
-        status = read_status(run_dir)  # torch-free: a resumed sweep skips its ended jobs fast
-        if status is not None and status.final:
+        status = read_status(run_dir)
+        if job_ended(run_dir, cfg.trainer.epochs):
             log.info("%s: %s before, skipped", run_dir.name, status)
             return run_objective(run_dir, completed=status == Status.COMPLETED)
-        resume = rerun_resumes(run_dir)
+        resume = status == Status.COMPLETED or rerun_resumes(run_dir)  # completed: train longer
         if status is not None and not resume:
             clear_attempt(run_dir)
         from dropout_lab.train import train

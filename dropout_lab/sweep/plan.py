@@ -17,16 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from dropout_lab.config import Config, config_dir, register_schema, with_schema_defaults
+from dropout_lab.config import (Config, config_dir, flatten_config, register_schema,
+                                with_schema_defaults)
 from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_resolvers import register_resolvers
 from dropout_lab.hydra_runner import PROG, config_error, hydra_quoted, typed_config
-from dropout_lab.job_names import (FOLDER_MAP, NEUTRAL_KEYS, NUM_WIDTH, job_folder,
-                                   number_width, override_key, plan_folders, settings_identity)
-from dropout_lab.run_folder import OVERRIDES, has_summary, read_overrides, read_summary, run_folders
+from dropout_lab.job_names import (FOLDER_MAP, NUM_WIDTH, job_folder, number_width, override_items,
+                                   override_key, plan_folders, settings_identity)
+from dropout_lab.keys import CANNOT_CHANGE_RESULTS, resumable_names, resume_changes
+from dropout_lab.run_folder import (OVERRIDES, has_summary, read_overrides, read_summary,
+                                    run_folders)
 
 SWEEP_ROOT = Path("outputs/sweeps")
+RESUMABLE = {*CANNOT_CHANGE_RESULTS, *resumable_names()}  # keys a job folder's run may resume with
 MAX_DIRNAME_BYTES = 255  # a file name's limit on Linux, macOS and Windows filesystems
 EXCLUDE_KEYS = "hydra.job.config.override_dirname.exclude_keys"  # keys left out of folder names
 # configs/config.yaml's hydra.sweep.subdir: job_names.job_folder, as a resolver
@@ -289,13 +293,6 @@ def full_record(job_cfg) -> dict:
     return json.loads(json.dumps(config, default=str))
 
 
-def results_config(config: dict) -> dict:
-    """A config without the keys that do not change the numbers (threads, progress bar)."""
-    neutral = [key.partition(".")[2] for key in NEUTRAL_KEYS]
-    trainer = {k: v for k, v in config.get("trainer", {}).items() if k not in neutral}
-    return {**config, "trainer": trainer}
-
-
 # --- resuming: the folders already there --------------------------------------------------------
 
 def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) -> Dict[str, str]:
@@ -307,17 +304,34 @@ def earlier_folders(sweep_dir: Path, names: List[str], jobs: List[List[str]]) ->
 
     if not sweep_dir.is_dir():
         return {}
-    held = {folder.name: settings_identity(read_overrides(folder))
-            for folder in sorted(sweep_dir.iterdir()) if (folder / OVERRIDES).is_file()}
+    folders = {folder.name: read_overrides(folder)
+               for folder in sorted(sweep_dir.iterdir()) if (folder / OVERRIDES).is_file()}
+    held = {name: settings_identity(overrides) for name, overrides in folders.items()}
     found = {identity: name for name, identity in held.items()}
     mapping = {}
     for name, job in zip(names, jobs):
         identity = settings_identity(job)
         if found.get(identity, name) != name:
             mapping[identity] = found[identity]
-        elif identity not in found and held.get(name, identity) != identity:
+        elif identity not in found and held.get(name, identity) != identity and not (
+                resumes(folders[name], job)):
             mapping[identity] = f"{name}_{hashlib.sha1(identity.encode()).hexdigest()[:6]}"
     return mapping
+
+
+def resumes(earlier: Sequence[str], job: Sequence[str]) -> bool:
+    """Whether ``job``'s overrides continue the run of ``earlier`` ones in the folder of its
+    name: they differ only in keys a resume may change (keys.py; check_resumable refuses what
+    the run's own config does not allow, as `train --resume` does), and ask for no fewer
+    epochs (fewer would leave a longer run standing as the job's result)."""
+    return (settings_identity(earlier, RESUMABLE) == settings_identity(job, RESUMABLE)
+            and override_epochs(job) >= override_epochs(earlier))
+
+
+def override_epochs(overrides: Sequence[str]) -> int:
+    """The trainer.epochs ``overrides`` set (the schema's default when they set none)."""
+    epochs = dict(override_items(overrides)).get("trainer.epochs")
+    return int(epochs) if epochs and epochs.isdigit() else Config().trainer.epochs
 
 
 def earlier_sweep(overrides: Sequence[str], root: Path = SWEEP_ROOT) -> Optional[Path]:
@@ -357,7 +371,8 @@ def save_folder_map(sweep_dir: Path, mapping: Dict[str, str]) -> None:
 def check_resumable(sweep_dir: Path, plan: SweepPlan) -> None:
     """Refuse to resume into ``sweep_dir`` when it holds other runs under the jobs' names.
 
-    A completed job is skipped on resume, so its folder must hold the same config; and a
+    Its folders must hold runs that the jobs' configs may resume (keys.resume_changes, the
+    rule of `train --resume`: a job may move to another device, or train longer); and a
     search cannot resume (Optuna's study lives in memory), so it needs a new directory.
     """
     existing = list(run_folders(sweep_dir))
@@ -370,7 +385,8 @@ def check_resumable(sweep_dir: Path, plan: SweepPlan) -> None:
             continue
         saved = read_summary(run_dir)
         saved_config = saved.get("config") and with_schema_defaults(saved["config"])
-        if saved_config and results_config(saved_config) != results_config(plan.configs[num]):
+        if saved_config and resume_changes(flatten_config(saved_config),
+                                           flatten_config(plan.configs[num])):
             raise ConfigError(
                 f"{run_dir} holds a run of another config than job #{num} "
                 f"({' '.join(plan.jobs[num])}); resume with the same overrides or use a new --sweep-dir")

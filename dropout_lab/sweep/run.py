@@ -27,7 +27,7 @@ from dropout_lab.disk import check_writable_dir
 from dropout_lab.errors import RunError
 from dropout_lab.hydra_runner import hydra_quoted, run_hydra
 from dropout_lab.run_folder import SUMMARY, RunRecord, Status, read_status, run_folders
-from dropout_lab.sweep.job import sweep_task
+from dropout_lab.sweep.job import job_ended, sweep_task
 from dropout_lab.sweep.launchers import LAUNCHERS, launcher_overrides, prestart_workers, stop_workers
 from dropout_lab.sweep.plan import (SWEEP_ROOT, SweepPlan, check_resumable, new_sweep_dir,
                                     plan_sweep, save_folder_map)
@@ -86,8 +86,8 @@ def run_sweep(overrides: List[str], *, sweep_dir: Optional[Path] = None, jobs: i
     if resuming:
         check_resumable(Path(sweep_dir), plan)
         save_folder_map(Path(sweep_dir), plan.folder_map)
-        if plan.subdirs and all((read_status(Path(sweep_dir) / subdir) or Status.RUNNING).final
-                                for subdir in plan.subdirs):
+        if plan.subdirs and all(job_ended(Path(sweep_dir) / subdir, planned_epochs(plan, num))
+                                for num, subdir in enumerate(plan.subdirs)):
             result = finish_sweep(Path(sweep_dir), plan, interrupted=False)
             result.nothing_to_run = True
             return result
@@ -145,13 +145,18 @@ def ended_jobs(sweep_dir: Path, plan: SweepPlan, before: Dict[Path, tuple]) -> C
     return ended
 
 
-def already_final(folders: List[Path]) -> int:
-    """How many of ``folders`` hold a job that ended for good before this run (it is skipped)."""
+def planned_epochs(plan: SweepPlan, num: int) -> int:
+    """The epochs job ``num`` is to train (0 for a job whose config was refused)."""
+    return plan.configs[num]["trainer"]["epochs"] if num in plan.configs else 0
+
+
+def already_final(folders: List[Path], plan: SweepPlan) -> int:
+    """How many of ``folders`` (job_folders') hold a job that ended for good before this run
+    (it is skipped: job_ended)."""
     count = 0
-    for folder in folders:
+    for num, folder in enumerate(folders):
         with suppress(RunError):
-            status = read_status(folder)
-            count += status is not None and status.final
+            count += job_ended(folder, planned_epochs(plan, num))
     return count
 
 
@@ -170,7 +175,7 @@ def job_progress(sweep_dir: Path, plan: SweepPlan, enabled: bool):
     started, stop, shown = time.time(), threading.Event(), []
     folders = job_folders(sweep_dir, plan)
     before = summary_stamps(folders)  # the counts are this run's: earlier runs' endings left out
-    total = len(plan.jobs) - already_final(folders) if plan.jobs else None
+    total = len(plan.jobs) - already_final(folders, plan) if plan.jobs else None
 
     def launched() -> bool:
         for config in sweep_dir.glob("*/.hydra/config.yaml"):  # Hydra writes one as a job starts
