@@ -285,6 +285,13 @@ def to_typed(cfg) -> Config:
     return OmegaConf.to_object(cfg)
 
 
+def config_dict(cfg: Config) -> dict:
+    """``cfg`` as plain, resolved data: what summary.json and the checkpoint record of a run."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
 def _keys_outside_schema(node, schema, prefix: str = ""):
     """Dotted names of the keys in ``node`` that the dataclass ``schema`` does not declare."""
     import dataclasses

@@ -160,7 +160,7 @@ def prepare_run_dir(overrides: List[str], run_dir: Path, cfg, resume: bool) -> L
 
     with exclusive_dir(run_dir):  # another process training there: refused before Hydra writes
         if resume:
-            from dropout_lab.train import resumable_checkpoint
+            from dropout_lab.checkpoint import resumable_checkpoint
 
             resumable_checkpoint(typed_config(cfg), run_dir)
         elif has_summary(run_dir):

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from dropout_lab.checkpoint import has_checkpoint
 from dropout_lab.checks import check_positive
 from dropout_lab.data import Split, batches
 from dropout_lab.device import autocast
@@ -165,7 +166,7 @@ def mc_evaluate(run_dir: Path, mc_samples: int, seed: int = 0) -> MCEvaluation:
         what = "no summary.json" if run_dir.is_dir() else "not a directory"
         raise ConfigError(f"{run_dir} is not a dropout-lab run ({what}); give a run folder")
     run = read_run(run_dir).readable()  # RunError: summary.json damaged
-    if not (run_dir / CHECKPOINT).is_file():  # also a run this command cannot read: exit 2
+    if not has_checkpoint(run_dir):  # also a run this command cannot read: exit 2
         raise ConfigError(f"{run_dir} has no {CHECKPOINT} to evaluate (trained with "
                        f"logging.checkpoint=false, or stopped before its first epoch)")
     try:

@@ -1,5 +1,5 @@
-"""Writing a run while it trains: TensorBoard events, summary.json and checkpoints (the
-folder's layout and the summary's reader are run_folder.py's).
+"""Writing a run while it trains: TensorBoard events and summary.json (the folder's layout and
+the summary's reader are run_folder.py's, the checkpoint checkpoint.py's).
 
 TensorBoard tags (step = epoch, starting at 1):
     loss/train, accuracy/train (measured during the epoch, dropout on: the textbook's figures),
@@ -14,18 +14,14 @@ TensorBoard tags (step = epoch, starting at 1):
     activations.py). The hparams, and which of them the HParams dashboard shows, are hparams.py's.
 """
 
-import io
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
-import torch
-
-from dropout_lab.disk import atomic_write, remove_temp_files
-from dropout_lab.errors import RunError
+from dropout_lab.disk import remove_temp_files
 from dropout_lab.keys import epoch_tags, steady_tags
-from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, SUMMARY, Status, best, has_summary,
-                                    STEADY_EPOCHS, read_summary, steady, write_summary)
+from dropout_lab.run_folder import (EVENTS_GLOB, STEADY_EPOCHS, SUMMARY, Status, best,
+                                    has_summary, read_summary, steady, write_summary)
 
 ACTIVATION_KEY_PREFIX = "layer"  # history keys layer{k}_... -> tags activations/layer{k}_...
 EPOCH_TAGS = epoch_tags()  # history key -> TensorBoard tag (the registry's, keys.py)
@@ -60,7 +56,7 @@ def custom_scalars(validation: bool) -> dict:
 
 
 class RunLog:
-    """Writes a run's TensorBoard events, summary and checkpoints; one per run (or resume)."""
+    """Writes a run's TensorBoard events and summary; one per run (or resume)."""
 
     def __init__(self, run_dir: Path, config: dict, start_epoch: int = 1,
                  history: Optional[List[dict]] = None, tensorboard: bool = True,
@@ -74,8 +70,7 @@ class RunLog:
         self.history = list(history or [])
         self.started = time.time()
         self.writer = None
-        for path in (self.run_dir / SUMMARY, self.run_dir / CHECKPOINT):
-            remove_temp_files(path)  # left by a process killed while writing them
+        remove_temp_files(self.run_dir / SUMMARY)  # left by a process killed while writing it
         self.write_summary(Status.RUNNING)  # fails early, before training, if the folder is unwritable
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -99,11 +94,6 @@ class RunLog:
                 if key.startswith(ACTIVATION_KEY_PREFIX):
                     self.writer.add_scalar(f"activations/{key}", value, metrics["epoch"])
             self.writer.flush()
-
-    def save_checkpoint(self, state: dict) -> None:
-        buffer = io.BytesIO()
-        torch.save({**state, "history": self.history}, buffer)
-        atomic_write(self.run_dir / CHECKPOINT, lambda out: out.write(buffer.getbuffer()))
 
     def write_summary(self, status: Status, error: Optional[str] = None) -> dict:
         previous = read_summary(self.run_dir) if has_summary(self.run_dir) else {}
@@ -167,13 +157,3 @@ class RunLog:
             self.writer.file_writer.add_summary(item)
         self.writer.flush()
 
-
-def load_checkpoint(run_dir: Path) -> dict:
-    path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        raise RunError(f"{run_dir} has no {CHECKPOINT} to resume from")
-    try:
-        # weights_only: a checkpoint file is data and never executes code when loaded.
-        return torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:
-        raise RunError(f"{path} cannot be read ({type(error).__name__}); start the run anew") from None

@@ -24,12 +24,12 @@ def trained_model(run: RunRecord):
 
     from dropout_lab.device import check_precision
     from dropout_lab.model import build_model
-    from dropout_lab.run_log import load_checkpoint
+    from dropout_lab.checkpoint import read_checkpoint
 
     config = run_config(run)
     check_precision(config.trainer.precision, torch.device("cpu"))
     model = build_model(config.model)
-    model.load_state_dict(load_checkpoint(run.run_dir)["model"])
+    model.load_state_dict(read_checkpoint(run.run_dir).model)
     return model.eval()
 
 

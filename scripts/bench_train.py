@@ -51,7 +51,8 @@ from dropout_lab.data import FILES, batches, find_source, load_fashion_mnist, re
 from dropout_lab.errors import ConfigError
 from dropout_lab.model import N_CLASSES, N_INPUTS, build_model
 from dropout_lab.device import PRECISION_DTYPES, check_precision, resolve_device
-from dropout_lab.train import build_optimizer, evaluate_split, train_epoch
+from dropout_lab.optim import build_optimizer
+from dropout_lab.train import evaluate_split, train_epoch
 
 
 def batch_sizes(n: int, batch_size: int) -> list:

@@ -161,6 +161,24 @@ def read_hparams(accumulator) -> dict:
     return {name: getattr(value, value.WhichOneof("kind")) for name, value in info.hparams.items()}
 
 
+def assert_same_tensors(mine, theirs):
+    """Nested dicts/lists of tensors and plain values (checkpoint contents), equal bit for bit."""
+    import torch
+
+    if isinstance(mine, torch.Tensor):
+        assert torch.equal(mine, theirs)
+    elif isinstance(mine, dict):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            assert_same_tensors(mine[key], theirs[key])
+    elif isinstance(mine, (list, tuple)):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs):
+            assert_same_tensors(a, b)
+    else:
+        assert mine == theirs
+
+
 # --- capabilities -------------------------------------------------------------------------------
 
 def skip_or_fail_in_ci(reason: str):

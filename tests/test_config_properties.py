@@ -14,7 +14,7 @@ from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.config import DROPOUT_KINDS
 from dropout_lab.errors import ConfigError
 from dropout_lab.model import build_model
-from dropout_lab.train import build_optimizer
+from dropout_lab.optim import build_optimizer
 
 
 def mostly(good, bad):

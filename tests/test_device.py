@@ -19,7 +19,7 @@ from dropout_lab.device import (autocast, check_precision, describe_device, reso
                                 rng_state, run_device, set_rng_state, visible_gpus)
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_runner import compose, typed_config
-from dropout_lab.run_log import load_checkpoint
+from dropout_lab.checkpoint import read_checkpoint
 from dropout_lab.train import train
 
 CPU = torch.device("cpu")
@@ -90,7 +90,7 @@ def test_a_cpu_runs_checkpoint_never_touches_cuda(cuda_that_must_not_be_touched,
     """On a GPU host a CPU run (sweep workers, trainer.device=cpu) asked for every GPU's RNG
     state at its first checkpoint: a CUDA context, ~0.5 GB, per process. Trained, then resumed."""
     train(tiny_config("trainer.epochs=1"), tmp_path)
-    assert set(load_checkpoint(tmp_path)["rng"]) == {"torch", "shuffle"}
+    assert set(read_checkpoint(tmp_path).rng) == {"torch", "shuffle"}
     assert train(tiny_config(), tmp_path, resume=True).status == "completed"
 
 

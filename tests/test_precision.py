@@ -18,7 +18,8 @@ from dropout_lab.keys import key
 from dropout_lab.model import build_model
 from dropout_lab.run_folder import read_summary
 from dropout_lab.device import autocast, cpu_has_native_bf16
-from dropout_lab.train import resumable_checkpoint, train
+from dropout_lab.checkpoint import resumable_checkpoint
+from dropout_lab.train import train
 
 CPU = torch.device("cpu")
 MOMENTUM = ["optim.momentum=0.9", "optim.lr=0.1"]
@@ -107,13 +108,13 @@ def bf16_run(tmp_path_factory):
 
 
 def test_bf16_run_learns_and_keeps_float32_state(bf16_run):
-    from dropout_lab.run_log import load_checkpoint
+    from dropout_lab.checkpoint import read_checkpoint
 
     assert bf16_run.status == "completed"
     assert bf16_run.final["test_accuracy"] > 0.3  # three times chance
-    checkpoint = load_checkpoint(bf16_run.run_dir)
-    assert {w.dtype for w in checkpoint["model"].values()} == {torch.float32}
-    momentum = [s["momentum_buffer"] for s in checkpoint["optimizer"]["state"].values()]
+    checkpoint = read_checkpoint(bf16_run.run_dir)
+    assert {w.dtype for w in checkpoint.model.values()} == {torch.float32}
+    momentum = [s["momentum_buffer"] for s in checkpoint.optimizer["state"].values()]
     assert momentum and {m.dtype for m in momentum} == {torch.float32}
 
 
@@ -140,7 +141,7 @@ def test_resume_with_another_precision_is_refused(tmp_path):
     assert read_summary(run_dir)["epochs_done"] == 1  # untouched
     assert not key("trainer.precision").resumable
     # The same precision resumes as before.
-    assert resumable_checkpoint(tiny_config("trainer.epochs=2"), run_dir)["epoch"] == 1
+    assert resumable_checkpoint(tiny_config("trainer.epochs=2"), run_dir).epoch == 1
 
 
 @needs_bf16

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import (BUDGET, EPOCHS, REPO, can_mount_tmpfs, cli_env, invoke, logged_tags,
-                      one_error_line, read_events, read_hparams, results, run_cli,
-                      skip_or_fail_in_ci, start_cli, wait_for_epoch)
+from conftest import (BUDGET, EPOCHS, REPO, assert_same_tensors, can_mount_tmpfs, cli_env,
+                      invoke, logged_tags, one_error_line, read_events, read_hparams, results,
+                      run_cli, skip_or_fail_in_ci, start_cli, wait_for_epoch)
 from dropout_lab.config import DataConfig
 from dropout_lab.data import _checksum, cache_path, load_raw, read_cache
 from dropout_lab.run_folder import read_summary
-from dropout_lab.run_log import EPOCH_TAGS, load_checkpoint
+from dropout_lab.checkpoint import read_checkpoint
+from dropout_lab.run_log import EPOCH_TAGS
 
 # Every test here starts real processes or trains (the reference run is conftest's BUDGET run).
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_second_process_is_refused_and_ctrl_c_stops_at_a_checkpoint(tmp_path):
     assert stdout.splitlines()[-1] == f"resume: dropout-lab train --resume {run_dir}"
     stopped = read_summary(run_dir)
     assert stopped["status"] == "interrupted" and 2 <= stopped["epochs_done"] < 1000
-    assert load_checkpoint(run_dir)["epoch"] == stopped["epochs_done"]
+    assert read_checkpoint(run_dir).epoch == stopped["epochs_done"]
     # Resuming from here is the SIGTERM case below: the same handler, the same checkpoint.
 
 
@@ -81,20 +82,20 @@ def test_killed_run_resumes_to_exactly_the_same_metrics_and_weights(reference_ru
     # SIGKILL leaves no chance to write anything: the summary still says running.
     assert stopped["status"] == ("running" if sig == signal.SIGKILL else "interrupted")
     assert 2 <= stopped["epochs_done"] < EPOCHS
-    assert load_checkpoint(run_dir)["epoch"] >= stopped["epochs_done"]
+    assert read_checkpoint(run_dir).epoch >= stopped["epochs_done"]
     assert temp_files(run_dir) == []
     if sig == signal.SIGKILL:  # also what a kill between an epoch's events and its checkpoint
-        add_orphan_epoch(run_dir, load_checkpoint(run_dir)["epoch"] + 1)  # would leave
+        add_orphan_epoch(run_dir, read_checkpoint(run_dir).epoch + 1)  # would leave
 
     resumed = run_cli("train", "--resume", run_dir, check=True)
     assert resumed.stdout.startswith("completed:")
     summary, reference = read_summary(run_dir), read_summary(reference_run)
     assert summary["status"] == "completed" and summary["epochs_done"] == EPOCHS
     assert results(summary["history"]) == results(reference["history"])  # exactly equal
-    mine, theirs = load_checkpoint(run_dir), load_checkpoint(reference_run)
+    mine, theirs = read_checkpoint(run_dir), read_checkpoint(reference_run)
     for part in ("model", "optimizer"):
-        assert_same_tensors(mine[part], theirs[part])
-    assert torch.equal(mine["rng"]["torch"], theirs["rng"]["torch"])
+        assert_same_tensors(getattr(mine, part), getattr(theirs, part))
+    assert torch.equal(mine.rng["torch"], theirs.rng["torch"])
 
     events, reference_events = read_events(run_dir), read_events(reference_run)
     for tag in logged_tags(reference):  # every epoch once, in order, after the resume
@@ -129,9 +130,9 @@ def test_interrupted_scheduled_run_resumes_to_exactly_the_same_schedule_and_weig
     assert summary["status"] == "completed" and summary["epochs_done"] == EPOCHS
     assert results(summary["history"]) == results(reference["history"])  # lr and val_* too
     assert len({row["lr"] for row in summary["history"]}) == EPOCHS  # the rate did change
-    mine, theirs = load_checkpoint(run_dir), load_checkpoint(left_alone)
+    mine, theirs = read_checkpoint(run_dir), read_checkpoint(left_alone)
     for part in ("model", "optimizer", "scheduler"):
-        assert_same_tensors(mine[part], theirs[part])
+        assert_same_tensors(getattr(mine, part), getattr(theirs, part))
     events = read_events(run_dir)
     assert [p.value for p in events.Scalars("optim/lr")] == \
         [p.value for p in read_events(left_alone).Scalars("optim/lr")]
@@ -146,22 +147,6 @@ def add_orphan_epoch(run_dir: Path, epoch: int):
     for tag in EPOCH_TAGS.values():
         writer.add_scalar(tag, 999.0, epoch)
     writer.close()
-
-
-def assert_same_tensors(mine, theirs):
-    """Nested dicts/lists of tensors and numbers, equal bit for bit."""
-    if isinstance(mine, torch.Tensor):
-        assert torch.equal(mine, theirs)
-    elif isinstance(mine, dict):
-        assert mine.keys() == theirs.keys()
-        for key in mine:
-            assert_same_tensors(mine[key], theirs[key])
-    elif isinstance(mine, (list, tuple)):
-        assert len(mine) == len(theirs)
-        for a, b in zip(mine, theirs):
-            assert_same_tensors(a, b)
-    else:
-        assert mine == theirs
 
 
 # --- resumes that are refused --------------------------------------------------------------------
@@ -247,7 +232,7 @@ def test_disk_full_during_training_keeps_the_last_whole_checkpoint(tmpfs, tmp_pa
     assert result.returncode == 1
     assert "checkpoint.pt: No space left on device" in one_error_line(result.stderr)
     kept = tmp_path / "after" / "run"
-    assert load_checkpoint(kept)["epoch"] == 1  # the previous checkpoint, whole
+    assert read_checkpoint(kept).epoch == 1  # the previous checkpoint, whole
     summary = read_summary(kept)
     assert summary["status"] == "failed" and "No space left" in summary["error"]
     assert summary["epochs_done"] == 2  # epoch 2 finished; only its checkpoint was not saved
@@ -278,7 +263,7 @@ def test_sweep_on_a_full_disk_stops_jobs_and_the_same_command_resumes_them(tmpfs
     assert stopped["status"] == "stopped"
     assert stopped["error"].startswith("ran out of disk space (cannot write ")
     assert "No space left on device" in stopped["error"]
-    kept = load_checkpoint(next((after / "sweep").glob("001_*")))["history"]
+    kept = read_checkpoint(next((after / "sweep").glob("001_*"))).history
     assert len(kept) >= 1
 
     assert result.returncode == 0, result.stderr
@@ -311,7 +296,7 @@ def test_file_size_limit_while_saving_keeps_the_last_whole_checkpoint(tmp_path):
     """The same fault without privileges: RLIMIT_FSIZE makes writes past 512 KB fail (EFBIG)."""
     run_dir = tmp_path / "run"
     run_cli("train", *SMALL, "trainer.epochs=1", f"hydra.run.dir={run_dir}", check=True)
-    before = load_checkpoint(run_dir)
+    before = read_checkpoint(run_dir)
     process = start_cli("train", "--resume", run_dir, "trainer.epochs=2",
                         preexec_fn=limit_file_size(512 * 1024))
     _, stderr = process.communicate(timeout=600)
@@ -319,9 +304,9 @@ def test_file_size_limit_while_saving_keeps_the_last_whole_checkpoint(tmp_path):
     line = stderr.strip()
     assert line.startswith("error: cannot write ") and "checkpoint.pt: File too large" in line
     assert "\n" not in line and "Traceback" not in stderr
-    after = load_checkpoint(run_dir)
-    assert after["epoch"] == 1
-    assert_same_tensors(after["model"], before["model"])
+    after = read_checkpoint(run_dir)
+    assert after.epoch == 1
+    assert_same_tensors(after.model, before.model)
     assert read_summary(run_dir)["status"] == "failed"
     assert temp_files(run_dir) == []
     # Once the space is back, the run goes on from its last checkpoint.

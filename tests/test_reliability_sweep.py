@@ -11,7 +11,7 @@ import pytest
 from conftest import (BUDGET, EPOCHS, job_dir, logged_tags, read_events, results, run_cli,
                       start_cli, wait_for_epoch)
 from dropout_lab.run_folder import read_summary
-from dropout_lab.run_log import load_checkpoint
+from dropout_lab.checkpoint import read_checkpoint
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_sweep_killed_mid_job_resumes_to_the_same_numbers(reference_run, tmp_pat
     # The same run (seed 0), never interrupted, as a single `train`.
     assert read_summary(reference_run)["config"] == resumed["config"]
     assert results(resumed["history"]) == results(read_summary(reference_run)["history"])
-    mine, theirs = load_checkpoint(first_job)["model"], load_checkpoint(reference_run)["model"]
+    mine, theirs = read_checkpoint(first_job).model, read_checkpoint(reference_run).model
     assert all(mine[key].equal(theirs[key]) for key in theirs)
     events = read_events(first_job)
     for tag in logged_tags(resumed):

@@ -13,8 +13,9 @@ from dropout_lab.config import ScheduleConfig
 from dropout_lab.errors import ConfigError
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.run_folder import read_summary
-from dropout_lab.run_log import load_checkpoint
-from dropout_lab.train import build_scheduler, resumable_checkpoint, train
+from dropout_lab.checkpoint import read_checkpoint, resumable_checkpoint
+from dropout_lab.optim import build_scheduler
+from dropout_lab.train import train
 
 STEPS_PER_EPOCH, EPOCHS, LR = 4, 5, 1.0
 
@@ -130,7 +131,7 @@ def test_scheduled_run_logs_each_epochs_rate_and_checkpoints_the_schedule(tmp_pa
     assert [row["lr"] for row in result.history] == pytest.approx(expected)
     events = read_events(tmp_path)
     assert [p.value for p in events.Scalars("optim/lr")] == pytest.approx(expected)
-    assert load_checkpoint(tmp_path)["scheduler"]["last_epoch"] == 3 * steps
+    assert read_checkpoint(tmp_path).scheduler["last_epoch"] == 3 * steps
     assert read_summary(tmp_path)["config"]["optim"]["schedule"]["name"] == "cosine"
 
 
@@ -138,7 +139,7 @@ def test_scheduled_run_logs_each_epochs_rate_and_checkpoints_the_schedule(tmp_pa
 def test_default_run_logs_the_constant_rate_and_no_scheduler(tmp_path):
     result = train(typed_config(compose(TINY)), tmp_path)
     assert [row["lr"] for row in result.history] == [0.5, 0.5]
-    assert "scheduler" not in load_checkpoint(tmp_path)
+    assert read_checkpoint(tmp_path).scheduler is None
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from conftest import REPO, TINY, read_events, read_hparams, results
 from dropout_lab.hydra_runner import compose, typed_config
 from dropout_lab.messages import run_exit_code
 from dropout_lab.run_folder import read_summary
-from dropout_lab.run_log import load_checkpoint
+from dropout_lab.checkpoint import read_checkpoint
 from dropout_lab.train import train
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "gap", "epoch_seconds")
@@ -91,8 +91,8 @@ def test_same_seed_gives_identical_numbers_and_weights(tiny_run, tmp_path):
     first, _ = tiny_run
     again = train(tiny_config(), tmp_path)
     assert results(again.history) == results(first.history)
-    first_weights = load_checkpoint(first.run_dir)["model"]
-    again_weights = load_checkpoint(again.run_dir)["model"]
+    first_weights = read_checkpoint(first.run_dir).model
+    again_weights = read_checkpoint(again.run_dir).model
     assert first_weights.keys() == again_weights.keys()
     assert all(torch.equal(first_weights[k], again_weights[k]) for k in first_weights)
 
@@ -138,7 +138,8 @@ def test_divergence_is_caught_within_the_check_interval():
     from dropout_lab.data import load_fashion_mnist
     from dropout_lab.model import build_model
     from dropout_lab.divergence import CHECK_STEPS
-    from dropout_lab.train import build_optimizer, train_epoch
+    from dropout_lab.optim import build_optimizer
+    from dropout_lab.train import train_epoch
 
     cfg = tiny_config("optim.lr=1e6", "data.subset=4000")
     data = load_fashion_mnist(cfg.data, torch.device("cpu"))
@@ -172,7 +173,7 @@ def test_benchmark_floor_step_is_the_same_sgd_step_as_autograd():
 
     from dropout_lab.data import load_fashion_mnist
     from dropout_lab.model import build_model
-    from dropout_lab.train import build_optimizer
+    from dropout_lab.optim import build_optimizer
 
     cfg = tiny_config("model.dropout.kind=none")
     data = load_fashion_mnist(cfg.data, torch.device("cpu"))

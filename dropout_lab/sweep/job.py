@@ -10,8 +10,8 @@ from typing import Dict, List, Optional
 
 from dropout_lab.errors import DropoutLabError, one_line
 from dropout_lab.hydra_runner import typed_config
-from dropout_lab.run_folder import (CHECKPOINT, EVENTS_GLOB, Status, read_status, read_summary,
-                                    record_failure, rerun_resumes, tuned_metric)
+from dropout_lab.run_folder import (EVENTS_GLOB, Status, read_status, read_summary, record_failure,
+                                    rerun_resumes, tuned_metric)
 from dropout_lab.sweep.stopped import stop_cause, stopped
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,11 @@ def job_run_dir(hydra_context, config, overrides: List[str], index: int) -> Path
 def clear_attempt(run_dir: Path) -> None:
     """Before a job starts anew (it failed, or has no checkpoint to go on from): drop its old
     events and checkpoint (not its config)."""
-    for path in [*run_dir.glob(EVENTS_GLOB), run_dir / CHECKPOINT]:
+    from dropout_lab.checkpoint import remove_checkpoint  # torch: a skipped job needs none
+
+    for path in run_dir.glob(EVENTS_GLOB):
         path.unlink(missing_ok=True)
+    remove_checkpoint(run_dir)
 
 
 _DATA_CACHE: Dict[tuple, object] = {}

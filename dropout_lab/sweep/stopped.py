@@ -5,7 +5,7 @@ whatever stopped it: its Slurm time limit after the last requeue, ``scancel``, a
 killed worker process, memory or disk running out, Ctrl-C. Only a job whose config or code
 raised an error is recorded ``failed`` and starts anew. The checkpoint is whole in every case
 (written atomically after each epoch), and a resume still refuses a config that changed what an
-epoch computes (train.resumable_checkpoint).
+epoch computes (checkpoint.verify_checkpoint).
 
 Every launcher's way to a stopped job comes here: the job's own process (``stop_cause`` of an
 exception, sweep/job.py), a local process that died (local.py), a Slurm job that ended without a
