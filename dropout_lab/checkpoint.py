@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import torch
 
-from dropout_lab.config import Config, config_dict, flatten_config
+from dropout_lab.config import Config, config_dict, flatten_config, with_schema_defaults
 from dropout_lab.device import rng_state, set_rng_state
 from dropout_lab.disk import atomic_write, remove_temp_files
 from dropout_lab.errors import ConfigError, RunError
@@ -101,8 +101,10 @@ def read_checkpoint(run_dir: Path) -> Checkpoint:
 def verify_checkpoint(checkpoint: Checkpoint, cfg: Config, run_dir: Path) -> None:
     """ConfigError, one line naming every offending key, when ``cfg`` changes what an epoch of
     the checkpoint's run computes (the registry's rule, keys.resume_changes: the same for a
-    sweep run again into its folders)."""
-    saved, wanted = flatten_config(checkpoint.config), flatten_config(config_dict(cfg))
+    sweep run again into its folders). Keys added to the schema since the run was saved count as
+    their defaults."""
+    saved = flatten_config(with_schema_defaults(checkpoint.config))
+    wanted = flatten_config(config_dict(cfg))
     changed = [f"{key}={wanted.get(key)} (the run has {saved[key]})"
                for key in resume_changes(saved, wanted)]
     if changed:

@@ -24,7 +24,6 @@ runs`` uses the aliases too (hydra_resolvers.py makes ``job_folder`` a resolver)
 import json
 import os
 import re
-from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dropout_lab.keys import CANNOT_CHANGE_RESULTS, SHORT_NAMES

@@ -16,7 +16,6 @@ from typing import Callable, List, Optional
 import pytest
 
 from conftest import TINY, invoke, one_error_line, run_cli
-from dropout_lab.errors import DropoutLabError
 
 
 @dataclass

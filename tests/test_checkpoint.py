@@ -167,6 +167,18 @@ def test_verify_allows_where_and_how_long_but_not_a_schedules_length(tmp_path):
         verify_checkpoint(checkpoint, cosine, tmp_path)
 
 
+def test_verify_counts_keys_the_schema_gained_since_as_their_defaults(tmp_path):
+    """A run saved before trainer.divergence_threshold existed resumes under today's schema;
+    a real change of such a key is still refused."""
+    checkpoint = taken(training_state(seed=1))
+    del checkpoint.config["trainer"]["divergence_threshold"]
+    verify_checkpoint(checkpoint, Config(), tmp_path)  # raises nothing
+    changed = Config()
+    changed.trainer.divergence_threshold = 10.0
+    with pytest.raises(ConfigError, match=r"trainer\.divergence_threshold=10\.0"):
+        verify_checkpoint(checkpoint, changed, tmp_path)
+
+
 def test_remove_deletes_the_checkpoint_and_unfinished_saves(tmp_path):
     save_checkpoint(tmp_path, taken(training_state(seed=1)))
     leftover = tmp_path / f".checkpoint.pt.abc123{TEMP_SUFFIX}"  # a save killed halfway
