@@ -257,10 +257,12 @@ def test_a_steady_window_reaching_epoch_1_is_noted_once(tmp_path, epochs, window
 
 def test_a_sweep_of_short_runs_says_so_once(tmp_path):
     from dropout_lab.messages import describe_sweep
+    from dropout_lab.run_folder import RunRecord
     from dropout_lab.sweep.run import SweepResult
 
-    def run(epochs: int) -> dict:
-        return {"status": "completed", "epochs": epochs, "config": {"trainer": {"steady_epochs": 3}}}
+    def run(epochs: int) -> RunRecord:
+        return RunRecord(tmp_path, "completed", epochs_done=epochs,
+                         config={"trainer": {"steady_epochs": 3}})
 
     short = describe_sweep(SweepResult(tmp_path, [run(2), run(2), run(5)], [], [])).splitlines()
     assert short[1] == ("note: 2 of 3 runs trained no more epochs than trainer.steady_epochs: "
