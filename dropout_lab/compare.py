@@ -181,7 +181,7 @@ def design_json(design: Design) -> dict:
 
 
 GUARANTEES = (
-    "Error guarantees (by design, checked by simulation in tests/test_stats.py): a wrong "
+    "Error guarantees (by design, checked by simulation in tests/inference/test_decide.py): a wrong "
     "\"better\" (a difference declared where there is none, or in the wrong direction) at most "
     "5% of the time; a wrong \"equivalent\" (declared where the true |Δ| is δ or more) at most "
     "5%. Mapping the z-scale boundaries to t quantiles is the usual small-sample "

@@ -4,7 +4,7 @@
 #   1. installs the bundle's wheels this Python lacks, offline (--no-index), into a folder of
 #      its own ($GPU_CHECK_SITE, default /tmp/dropout-lab-site),
 #   2. checks that everything the cuda tests import is there, and that torch sees a GPU,
-#   3. runs the `cuda` tests (tests/test_cuda.py, about 2 minutes),
+#   3. runs the `cuda` tests (tests/end_to_end/test_cuda.py, about 2 minutes),
 #   4. times one epoch in fp32 and in bf16 against its matrix products (scripts/bench_train.py).
 #
 #   scripts/gpu_check.sh                # PYTHON=python3 by default: the one that holds torch
@@ -84,7 +84,7 @@ print(f"gpu_check: {torch.cuda.get_device_name()} (compute capability {capabilit
 EOF
 
 say "the cuda tests"
-"$PYTHON" -m pytest -p no:cacheprovider -m cuda tests/test_cuda.py -q
+"$PYTHON" -m pytest -p no:cacheprovider -m cuda tests/end_to_end/test_cuda.py -q
 tests=$?
 say "one epoch in fp32 and bf16 against its matrix products (the default config, all data)"
 "$PYTHON" scripts/bench_train.py --device cuda --skip-textbook --precision bf16 --rounds 5 \

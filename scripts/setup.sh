@@ -21,7 +21,7 @@ if ! have_data; then
   fi
 fi
 
-# CI: the browser test (tests/test_dashboard_browser.py) drives Debian's chromium through
+# CI: the browser test (tests/end_to_end/test_dashboard_browser.py) drives Debian's chromium through
 # playwright's Python driver (a dev extra); playwright's own browser download is not used.
 if [ "${CI:-}" = true ] && ! command -v chromium >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

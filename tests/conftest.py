@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 # A budget small enough for the suite: a data subset, 2 epochs, one thread, no progress bar, on
-# the CPU (the suite's figures and timings assume it; tests/test_cuda.py is the GPU's).
+# the CPU (the suite's figures and timings assume it; tests/end_to_end/test_cuda.py is the GPU's).
 TINY = [
     "data.subset=1000",
     "data.test_subset=500",

@@ -1,4 +1,4 @@
-"""Test-only Hydra callback (tests/test_worker_loss.py): while a sweep job runs, its process may
+"""Test-only Hydra callback (tests/sweep/test_workers.py): while a sweep job runs, its process may
 grow its address space by at most ``extra_mb`` MiB (RLIMIT_AS), so that a job that needs more
 really runs out of memory. Given as overrides (``memory_limit_overrides``); the sweep's worker
 processes import it from tests/ (PYTHONPATH)."""

@@ -1,6 +1,6 @@
 """dropout_lab/checkpoint.py: what a checkpoint holds (round trip, restore), the atomic write, the
 weights_only read, the resume check and removal. No training: a tiny model and optimiser stand in
-for a run's (bit-exact resume of real runs: test_reliability.py, test_schedules.py)."""
+for a run's (bit-exact resume of real runs: end_to_end/test_reliability.py, test_optim.py)."""
 
 import os
 import pickle

@@ -1,6 +1,6 @@
 """The config: every YAML composes and validates, overrides reach the typed config, a typo in
 a YAML file is refused. Bad overrides, each one clear line and exit 2, are the table of
-tests/test_bad_input.py."""
+tests/end_to_end/test_bad_input.py."""
 
 import shutil
 

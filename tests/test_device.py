@@ -1,7 +1,7 @@
 """dropout_lab/device.py, the CUDA path checked on the CPU: where tensors are created, what a
 checkpoint's random state holds, the run's device against the host's GPUs and the data's, the
 local launcher's GPUs, autocast's device type. No GPU is needed: where a test has to see CUDA,
-``torch.cuda`` is patched to look present (tests/test_cuda.py runs the real thing)."""
+``torch.cuda`` is patched to look present (tests/end_to_end/test_cuda.py runs the real thing)."""
 
 import ast
 import os

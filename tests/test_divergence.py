@@ -1,6 +1,6 @@
 """dropout_lab/divergence.py: a run whose training loss becomes NaN, or grows past
 trainer.divergence_threshold, ends diverged with the value that tripped it; a healthy run never
-does (every exercise at --quick completes: tests/test_exercises.py; the margins of full runs are
+does (every exercise at --quick completes: tests/exercises/test_exercises.py; the margins of full runs are
 measured in the README's Reliability section)."""
 
 import math

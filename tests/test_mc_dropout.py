@@ -1,6 +1,6 @@
 """Monte Carlo dropout at inference: `dropout-lab evaluate RUN_DIR --mc-samples K` end to end on
 the session's tiny real run, the uncertainty formulas on hand-made numbers, and a run without a
-checkpoint (the other error paths are in tests/test_bad_input.py's table)."""
+checkpoint (the other error paths are in tests/end_to_end/test_bad_input.py's table)."""
 
 import json
 import math

@@ -2,7 +2,7 @@
 
 The sweep folders here are written by hand with the files a real job leaves (summary.json as
 RunLog writes it, .hydra/overrides.yaml as Hydra writes it), so the expected numbers are known;
-tests/test_sweep.py checks the report of real sweeps.
+tests/sweep/test_run.py checks the report of real sweeps.
 """
 
 import csv

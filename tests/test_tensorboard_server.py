@@ -2,7 +2,7 @@
 its HTTP data API (the one TensorBoard's own web page uses): a sweep's runs and scalars, then a
 folder of two sweeps with disjoint swept keys and a single run, whose HParams view is computed
 for the folder (hparams.folder_dashboard), the seeds of a setting one session group. A missing
-folder is in tests/test_bad_input.py's table."""
+folder is in tests/end_to_end/test_bad_input.py's table."""
 
 import json
 import select

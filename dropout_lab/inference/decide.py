@@ -18,7 +18,7 @@ step-down runs over the family's superiority tests, and separately over its equi
 is at most α and that of any wrong "equivalent" at most α. With repeated looks the step-down
 uses, at each Holm level α/j, the nominal levels of the group-sequential design
 (sequential.py) at that level (Maurer & Bretz 2013: Holm in group-sequential trials). A
-question stops at its first decision; the tests in tests/test_stats.py simulate the error
+question stops at its first decision; the tests in tests/inference/test_decide.py simulate the error
 rates through ``answer_arrays``.
 
 The t statistics are computed in a vectorised form (scipy's t distribution), so that the

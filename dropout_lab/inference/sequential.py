@@ -19,7 +19,7 @@ Why scipy, not a sequential-testing package: of the PyPI candidates, gsdesign (0
 earlysign (0.2) are young single-author releases, and confseq/expectation give anytime-valid
 confidence sequences, which allow unplanned looks but need markedly more seeds at the small
 samples here (5 to 30 seeds). The computation is one spending function and a few calls of
-scipy's multivariate normal; the simulations in tests/test_stats.py check its error rates.
+scipy's multivariate normal; the simulations in tests/inference/test_decide.py check its error rates.
 """
 
 from dataclasses import dataclass

@@ -1,7 +1,7 @@
 """dropout_lab/sweep/stopped.py, the one rule for a sweep job that stopped before it finished:
 recorded as stopped with why and where, and resumed by the next run of the same command; only
 an error of the job's config or code fails it, to start anew. (The real stops, with real
-processes: test_worker_loss.py, test_reliability.py's full disk, test_slurm.py.)"""
+processes: sweep/test_workers.py, end_to_end/test_reliability.py's full disk, sweep/test_slurm.py.)"""
 
 import errno
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Learning-rate schedules (optim.schedule): the rate step by step for each kind, an exact
 restore from a checkpoint, the config, and a tiny run that logs the rate. Bad values: rows of
-tests/test_bad_input.py's table."""
+tests/end_to_end/test_bad_input.py's table."""
 
 import io
 import math
@@ -108,7 +108,7 @@ def test_a_restored_scheduler_continues_exactly(kwargs):
     assert before + rates(optimizer, scheduler, total - 7) == left_alone
 
 
-# --- the config (bad values: tests/test_bad_input.py's table) --------------------------------
+# --- the config (bad values: tests/end_to_end/test_bad_input.py's table) --------------------------------
 
 def test_schedule_overrides_compose():
     cfg = typed_config(compose(["optim.schedule.name=cosine", "optim.schedule.warmup_epochs=2"]))

@@ -1,5 +1,5 @@
 """`dropout-lab train` end to end: the real CLI in a subprocess (the session's tiny run), the
-event file read back; --print-config and --help in-process. Bad input: tests/test_bad_input.py."""
+event file read back; --print-config and --help in-process. Bad input: tests/end_to_end/test_bad_input.py."""
 
 import subprocess
 import sys

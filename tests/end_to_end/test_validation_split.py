@@ -1,6 +1,6 @@
 """The validation split (data.validation): held out from the training images by a fixed
 permutation, evaluated each epoch, in the steady metrics, and what a search tunes on. Bad
-sizes: rows of tests/test_bad_input.py's table."""
+sizes: rows of tests/end_to_end/test_bad_input.py's table."""
 
 import math
 
