@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-from test_reliability import results, start_cli
+from conftest import results, run_cli, start_cli
 from dropout_lab.errors import RunError
 from dropout_lab.run_folder import read_summary
 from memory_limit import TESTS, memory_limit_overrides
