@@ -242,10 +242,12 @@ def test_cancelled_job_is_stopped_and_the_other_completes(slurm_cluster, tmp_pat
     assert job_state(cancelled) == "CANCELLED"
 
 
-# Training (100 epochs of 20,000 images, about 50 s on an idle core) longer than two attempts
-# under a 1-minute limit can hold: with signal_delay_s >= 30 Slurm sends the signal at its first
-# time-limit check (every 30 s) after the job starts, so an attempt trains for at most ~25 s.
-TIME_LIMITED = ["data.subset=20000", "data.test_subset=500", "trainer.epochs=100",
+# Training longer than two attempts under a 1-minute limit can hold: with signal_delay_s = 30
+# Slurm signals at its first time-limit check (every 30 s) once 30 s are left, 30 to 60 s after
+# the job starts, so two attempts train for at most about 2 x 55 s. 300 epochs of 20,000 images
+# take about 150 s on an idle core (100 epochs, about 50 s, once finished within the two).
+LIMITED_EPOCHS = 300
+TIME_LIMITED = ["data.subset=20000", "data.test_subset=500", f"trainer.epochs={LIMITED_EPOCHS}",
                 "trainer.eval_train_subset=0", "trainer.progress=false", "trainer.num_threads=1",
                 "seed=5"]
 ONE_MINUTE = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
@@ -285,10 +287,10 @@ def test_time_limit_and_scancel_stop_a_job_and_reruns_resume_it(slurm_cluster, t
         assert err.strip().splitlines()[-1].startswith("error: 1 of 1 jobs did not complete (#0 stopped)")
         (run_dir,) = sweep_dir.glob("000_*")
         timed_out = summary(run_dir)
-        assert timed_out["status"] == "stopped" and timed_out.get("epochs_done", 0) < 100
+        assert timed_out["status"] == "stopped" and timed_out.get("epochs_done", 0) < LIMITED_EPOCHS
         assert timed_out["error"].startswith(
             "reached its Slurm time limit after its last requeue (hydra.launcher.max_num_timeout) "
-            f"in epoch {timed_out.get('epochs_done', 0) + 1} of 100; run the same sweep with "
+            f"in epoch {timed_out.get('epochs_done', 0) + 1} of {LIMITED_EPOCHS}; run the same sweep with "
             f"--sweep-dir {sweep_dir} (and a longer hydra.launcher.timeout_min)"), timed_out["error"]
 
         sweep = start_sweep(sweep_dir, *TIME_LIMITED, *LONGER_LIMIT)  # resumes; then scancel
@@ -313,10 +315,10 @@ def test_time_limit_and_scancel_stop_a_job_and_reruns_resume_it(slurm_cluster, t
     assert code == 0, out + err
     assert "1 of 1 jobs completed" in out
     completed = summary(run_dir)
-    assert completed["status"] == "completed" and completed["epochs_done"] == 100
+    assert completed["status"] == "completed" and completed["epochs_done"] == LIMITED_EPOCHS
     assert completed["history"][:len(stopped["history"])] == stopped["history"]
     expected = summary(alone_dir)["history"]
     assert ([{k: row[k] for k in EPOCH_METRICS} for row in completed["history"]]
             == [{k: row[k] for k in EPOCH_METRICS} for row in expected])  # exactly equal
     steps = [s.step for s in read_events(run_dir).Scalars("accuracy/test")]
-    assert steps == list(range(1, 101))  # no duplicate or missing epochs after the resumes
+    assert steps == list(range(1, LIMITED_EPOCHS + 1))  # no duplicate or missing epochs after the resumes
