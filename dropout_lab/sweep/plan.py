@@ -74,6 +74,7 @@ def plan_sweep(overrides: List[str]) -> SweepPlan:
             loader = GlobalHydra.instance().hydra.config_loader
             sweep_cfg = GlobalHydra.instance().hydra.compose_config(
                 "config", list(overrides), run_mode=RunMode.MULTIRUN, with_log_configuration=False)
+            check_time_limit(sweep_cfg.hydra.launcher)
             parser = OverridesParser.create(config_loader=loader)
             # What BasicSweeper.sweep does: its params first, then the command line.
             params = [f"{k}={v}" for k, v in (sweep_cfg.hydra.sweeper.params or {}).items()]
@@ -86,6 +87,28 @@ def plan_sweep(overrides: List[str]) -> SweepPlan:
             return plan_grid(JobConfigs(loader, sweep_cfg, parser), arguments)
     except (HydraException, OmegaConfBaseException) as error:
         raise config_error(error, overrides) from None  # the key as the user wrote it
+
+
+# sbatch --signal: "the signal may be sent up to 60 seconds earlier than specified"
+SLURM_SIGNAL_EARLY_S = 60
+SIGNAL_AFTER_START_S = 30  # the least time a job gets before it: to start and install its handler
+
+
+def check_time_limit(launcher) -> None:
+    """Refuse a Slurm time limit so short that the signal before it (``signal_delay_s``) could
+    come as the job starts: Slurm sends it up to a minute early, a job killed by it before
+    submitit handles it ends FAILED with nothing checkpointed, and each rerun would again."""
+    if "signal_delay_s" not in launcher:  # not a Slurm launcher
+        return
+    timeout_s, delay_s = launcher.timeout_min * 60, launcher.signal_delay_s
+    if timeout_s - delay_s - SLURM_SIGNAL_EARLY_S < SIGNAL_AFTER_START_S:
+        least = SIGNAL_AFTER_START_S + SLURM_SIGNAL_EARLY_S
+        raise ConfigError(
+            f"hydra.launcher.timeout_min={launcher.timeout_min} with hydra.launcher.signal_delay_s="
+            f"{delay_s} signals the job to checkpoint {timeout_s - delay_s} s after it starts, and "
+            f"Slurm may send that signal up to {SLURM_SIGNAL_EARLY_S} s earlier, before the job can "
+            f"checkpoint; leave at least {least} s between them: raise timeout_min or lower "
+            f"signal_delay_s")
 
 
 def plan_grid(configs: "JobConfigs", arguments) -> SweepPlan:

@@ -149,6 +149,30 @@ def test_a_rerun_without_sweep_dir_names_the_earlier_sweep(tmp_path, monkeypatch
     assert invoke("sweep", "--dry-run", "seed=1,0").stderr == ""  # another order: other jobs
 
 
+def test_slurm_time_limit_too_short_for_its_signal_is_refused_before_anything_runs():
+    """Slurm may send the signal before the time limit up to 60 s before signal_delay_s: with
+    the default 120 s, a 3-minute limit could signal the job at its start, before it can
+    checkpoint. Refused in the plan, so a dry run says so too; 4 minutes, or 3 with a shorter
+    delay, leave the 30 s asked for."""
+    from conftest import invoke
+
+    refused = invoke("sweep", "--dry-run", "--launcher", "slurm", "hydra.launcher.timeout_min=3",
+                     "seed=0,1")
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines() == [
+        "error: hydra.launcher.timeout_min=3 with hydra.launcher.signal_delay_s=120 signals the job "
+        "to checkpoint 60 s after it starts, and Slurm may send that signal up to 60 s earlier, "
+        "before the job can checkpoint; leave at least 90 s between them: raise timeout_min or "
+        "lower signal_delay_s"]
+    for enough in (["hydra.launcher.timeout_min=4"],
+                   ["hydra.launcher.timeout_min=3", "hydra.launcher.signal_delay_s=90"]):
+        result = invoke("sweep", "--dry-run", "--launcher", "slurm", *enough, "seed=0,1")
+        assert result.exit_code == 0, result.stderr
+    local = invoke("sweep", "--dry-run", "--launcher", "local", "hydra.launcher.timeout_min=1",
+                   "seed=0,1")  # no signal before a local job's limit
+    assert local.exit_code == 0, local.stderr
+
+
 @pytest.mark.slow
 def test_plan_benchmark_script_runs():
     """scripts/bench_plan.py on two small grids prints the slope (no timing asserted)."""
