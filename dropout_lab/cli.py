@@ -159,7 +159,8 @@ def runs(
                              "(highest first), run, status or a shown setting (e.g. wd)."),
     status: Optional[str] = typer.Option(
         None, "--status", help="Only runs with this status: completed, diverged, failed, "
-                               "stopped, interrupted or running."),
+                               "stopped, interrupted, running, unreadable (a summary.json "
+                               "that cannot be read) or unknown."),
     by_setting: bool = typer.Option(
         False, "--by-setting", help="One line per setting (its seeds together): mean ± std over "
                                     "the completed seeds, seeds completed/total."),

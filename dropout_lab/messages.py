@@ -154,7 +154,7 @@ def describe_exercises(result) -> str:
     lines = []
     for o in result.outcomes:
         counts = [plural(o.jobs, "job"), *([f"{o.diverged} diverged"] if o.diverged else []),
-                  *([f"{o.failed} failed"] if o.failed else []), f"{o.seconds:.0f} s"]
+                  *([f"{o.failed} did not complete"] if o.failed else []), f"{o.seconds:.0f} s"]
         lines.append(f"exercise {o.number}: {shown_path(o.report)} ({', '.join(counts)})")
     lines += [f"index: {shown_path(result.index)}",
               f"view: dropout-lab tensorboard {shown_path(result.out_dir)}"]
@@ -162,16 +162,17 @@ def describe_exercises(result) -> str:
 
 
 def exercises_problem(result) -> Optional[str]:
-    """The one line for stderr when runs failed (errors or lost jobs, not divergence)."""
+    """The one line for stderr when runs did not complete (failed by an error, or stopped:
+    killed, lost, interrupted; a diverged run is a result)."""
     failed = [f"exercise {o.number} ({o.failed} of {o.jobs})" for o in result.outcomes if o.failed]
     if not failed:
         return None
-    return (f"runs failed in {', '.join(failed)}; the reports leave them out; run the same "
-            f"command with --out {shown_path(result.out_dir)} to retry them")
+    return (f"runs did not complete in {', '.join(failed)}; the reports leave them out; run "
+            f"the same command with --out {shown_path(result.out_dir)} to resume or retry them")
 
 
 def exercises_exit_code(result) -> int:
-    """1 when a run failed, else 0: a diverged run is a measured result, which the reports
+    """1 when a run did not complete, else 0: a diverged run is a measured result, which the reports
     count (the reports are written either way)."""
     return exit_code(failed=exercises_problem(result) is not None)
 

@@ -26,8 +26,8 @@ from dropout_lab.config import flatten_config
 from dropout_lab.hparams import LAST_DIGITS, LEFT_OUT, by_setting, compact
 from dropout_lab.job_names import name_order, short_key, short_value
 from dropout_lab.keys import DIFF_ORDER, RUNS_ORDER, metrics
-from dropout_lab.run_folder import (SUMMARY, UNREADABLE, RunRecord, Status, has_summary, read_run,
-                                    run_folders)
+from dropout_lab.run_folder import (SUMMARY, UNKNOWN, UNREADABLE, RunRecord, Status, has_summary,
+                                    read_run, run_folders)
 
 # column -> header; metrics sort highest first, the other columns in ascending order
 METRIC_COLUMNS = {  # the registry's: steady (test; val with data.validation), final, best, gap
@@ -101,9 +101,9 @@ def read_rows(root: Path, status: Optional[str] = None) -> List[RunRow]:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root} is not a directory; give a run, sweep, exercise or outputs folder")
-    if status is not None and status not in {s.value for s in Status}:
-        raise ConfigError(f"--status has to be one of {', '.join(s.value for s in Status)}, "
-                          f"not {status!r}")
+    statuses = [*(s.value for s in Status), UNREADABLE, UNKNOWN]  # every status a row can show
+    if status is not None and status not in statuses:
+        raise ConfigError(f"--status has to be one of {', '.join(statuses)}, not {status!r}")
     folders = list(run_folders(root))
     if not folders:
         raise ConfigError(f"{root} holds no dropout-lab runs (no {SUMMARY} at or below it)")

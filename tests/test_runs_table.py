@@ -190,7 +190,7 @@ def test_bad_paths_and_options_are_one_line_and_exit_2(sweep_dir, tmp_path):
                    f"{tmp_path} holds no dropout-lab runs (no summary.json at or below it)")
     one_error_line(run_cli("runs", sweep_dir, "--status", "done"),
                    "--status has to be one of running, completed, diverged, failed, interrupted, stopped, "
-                   "not 'done'")
+                   "unreadable, unknown, not 'done'")
     one_error_line(run_cli("runs", sweep_dir, "--sort", "speed"),
                    "--sort has to be one of run, status, steady, val, test_acc, best, gap, "
                    "epochs_done, time, wd, not 'speed'")
@@ -212,6 +212,19 @@ print(json.dumps({"code": result.exit_code,
                   "imported": sorted(m for m in ("torch", "tensorboard", "hydra", "matplotlib")
                                      if m in sys.modules)}))
 """
+
+
+@pytest.mark.slow
+def test_status_filter_takes_every_status_a_row_can_show(sweep_dir, tmp_path):
+    """A cut summary.json is listed as unreadable; --status unreadable finds it (and only it)."""
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep_dir, copy)
+    cut = jobs(copy)[0] / "summary.json"
+    cut.write_text(cut.read_text()[:40])
+    only = run_cli("runs", copy, "--status", "unreadable", check=True).stdout.splitlines()
+    assert only[0] == f"1 run under {copy} (1 unreadable)"
+    assert jobs(copy)[0].name in "\n".join(only[1:]) and jobs(copy)[1].name not in "\n".join(only)
+    assert run_cli("runs", copy, "--status", "unknown", check=True).stdout.startswith("0 runs")
 
 
 @pytest.mark.slow

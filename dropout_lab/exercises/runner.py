@@ -71,7 +71,7 @@ class ExerciseOutcome:
     report: Path
     jobs: int
     diverged: int  # a result: the report lists them (exercise 2's runs without dropout may)
-    failed: int  # an error or a lost job: the report leaves them out
+    failed: int  # did not complete (an error; or stopped: killed, lost): the report leaves them out
     seconds: float
 
 

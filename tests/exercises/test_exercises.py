@@ -485,7 +485,7 @@ def test_only_failed_runs_make_the_exit_code_non_zero():
 
     assert exit_code(result(diverged=1, failed=0)) == 0 and problem(result(1, 0)) is None
     assert exit_code(result(diverged=0, failed=1)) == 1
-    assert problem(result(0, 1)).startswith("runs failed in exercise 2 (1 of 6)")
+    assert problem(result(0, 1)).startswith("runs did not complete in exercise 2 (1 of 6)")
 
 
 def test_runs_of_other_invocations_are_left_out():
