@@ -36,13 +36,14 @@ def auroc(scores, positives) -> float:
     return float((ranks[positives.numpy()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def deterministic_pass(model, split, batch_size: int) -> dict:
-    """The eval-mode pass (one pass of mc_statistics with the noise off), timed."""
+def deterministic_pass(model, split, batch_size: int, precision: str) -> dict:
+    """The eval-mode pass (one pass of mc_statistics with the noise off), timed, in the run's
+    ``precision``."""
     from dropout_lab.mc_dropout import entropy, mc_metrics, mc_statistics
 
     model.eval()
     started = time.perf_counter()
-    probabilities = mc_statistics(model, split, 1, batch_size)["probabilities"]
+    probabilities = mc_statistics(model, split, 1, batch_size, precision)["probabilities"]
     seconds = time.perf_counter() - started
     metrics = mc_metrics(probabilities, entropy(probabilities), split.labels)
     wrong = probabilities.argmax(dim=1) != split.labels
@@ -52,8 +53,9 @@ def deterministic_pass(model, split, batch_size: int) -> dict:
             "auroc": auroc(entropy(probabilities), wrong)}
 
 
-def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
-    """One MC prediction from K passes (masks seeded by ``seed``), timed."""
+def mc_passes(model, split, k: int, batch_size: int, precision: str, seed: int) -> dict:
+    """One MC prediction from K passes (masks seeded by ``seed``) in the run's ``precision``,
+    timed."""
     import torch
 
     from dropout_lab.mc_dropout import entropy, mc_metrics, mc_statistics, stochastic_layers_on
@@ -62,7 +64,7 @@ def mc_passes(model, split, k: int, batch_size: int, seed: int) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         started = time.perf_counter()
-        statistics = mc_statistics(model, split, k, batch_size)
+        statistics = mc_statistics(model, split, k, batch_size, precision)
         seconds = time.perf_counter() - started
     model.eval()
     metrics = mc_metrics(statistics["probabilities"], statistics["sample_entropy"], split.labels)
@@ -87,11 +89,13 @@ def measure_runs(runs: List[RunRecord], ks) -> dict:
     results = []
     for run in runs:
         model, split = trained_model(run), test_split(run)
-        batch_size = run_config(run).trainer.eval_batch_size
+        trainer = run_config(run).trainer
+        batch_size, precision = trainer.eval_batch_size, trainer.precision
         result = {"seed": run.config["seed"], "job": run.job, "test_images": len(split),
-                  "deterministic": deterministic_pass(model, split, batch_size), "mc": {}}
+                  "deterministic": deterministic_pass(model, split, batch_size, precision),
+                  "mc": {}}
         for k in ks:
-            draws = [mc_passes(model, split, k, batch_size, seed=1000 * k + r)
+            draws = [mc_passes(model, split, k, batch_size, precision, seed=1000 * k + r)
                      for r in range(max(1, REPEATS // k))]
             last = draws[-1]
             result["mc"][str(k)] = {

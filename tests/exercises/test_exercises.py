@@ -356,6 +356,36 @@ def test_exercise_4_with_one_seed_gives_no_verdict_and_counts_nothing_as_below(t
     assert "below" not in text and "significant" not in text and "at least" not in text
 
 
+@pytest.mark.slow
+def test_exercise_4_measures_a_bf16_network_in_bf16(tmp_path):
+    """Exercise 4 evaluates each network in its run's precision, as `evaluate` does: the
+    deterministic pass of a bf16 run gives the bf16 probabilities (which differ from fp32's)."""
+    from conftest import TINY
+    from dropout_lab.device import cpu_has_native_bf16
+    from dropout_lab.exercises.ex4_test_time import measure_runs
+    from dropout_lab.hydra_runner import compose, typed_config
+    from dropout_lab.mc_dropout import entropy, mc_metrics, mc_statistics
+    from dropout_lab.run_folder import read_run
+    from dropout_lab.train import train
+    from dropout_lab.trained_model import run_config, test_split, trained_model
+
+    if not cpu_has_native_bf16():
+        pytest.skip("no native bf16 on this CPU")
+    train(typed_config(compose([*TINY, "trainer.precision=bf16"])), tmp_path)
+    run = read_run(tmp_path)
+    model, split = trained_model(run), test_split(run)
+    model.eval()
+    batch_size = run_config(run).trainer.eval_batch_size
+    right_entropy = {}
+    for precision in ("bf16", "fp32"):
+        probabilities = mc_statistics(model, split, 1, batch_size, precision)["probabilities"]
+        metrics = mc_metrics(probabilities, entropy(probabilities), split.labels)
+        right_entropy[precision] = metrics["predictive_entropy_right"]
+    assert right_entropy["bf16"] != right_entropy["fp32"]  # the test can tell them apart
+    measured = measure_runs([run], ks=(1,))["runs"][0]["deterministic"]
+    assert measured["entropy_right"] == right_entropy["bf16"]
+
+
 def test_a_diverged_run_drops_only_its_own_seed(tmp_path):
     runs = swap_runs(0.853, 0.850)
     runs[1] = dataclasses.replace(runs[1], status="diverged")  # seed 1 of (0.2, 0.5)
