@@ -235,12 +235,16 @@ def exercise(
 ):
     """Answer the textbook's dropout exercises with experiments: sweep, measure, report.md each."""
     from dropout_lab import messages
-    from dropout_lab.exercises.runner import run_exercises, until_decided_seeds
+    from dropout_lab.exercises.runner import earlier_out, run_exercises, until_decided_seeds
 
     with reported_errors(verbose):
+        max_seeds = until_decided_seeds(until_decided, max_seeds)
+        earlier = None if out else earlier_out(which, overrides or [], quick=quick, seeds=seeds,
+                                               max_seeds=max_seeds)
+        if earlier:
+            typer.echo(messages.earlier_exercises_note(which, earlier), err=True)
         result = run_exercises(which, overrides or [], quick=quick, jobs=jobs, out=out,
-                               seeds=seeds, launcher=launcher,
-                               max_seeds=until_decided_seeds(until_decided, max_seeds))
+                               seeds=seeds, launcher=launcher, max_seeds=max_seeds)
     typer.echo(messages.describe_exercises(result))
     problem = messages.exercises_problem(result)
     if problem:

@@ -161,6 +161,14 @@ def describe_exercises(result) -> str:
     return "\n".join(lines)
 
 
+def earlier_exercises_note(which: str, out_dir) -> str:
+    """The line for exercises started again without --out: where they ran before."""
+    return (f"note: dropout-lab exercise {which} ran before with the same settings in "
+            f"{shown_path(out_dir)}; "
+            f"this run starts anew (to continue that one instead, run the same command with "
+            f"--out {shown_path(out_dir)})")
+
+
 def exercises_problem(result) -> Optional[str]:
     """The one line for stderr when runs did not complete (failed by an error, or stopped:
     killed, lost, interrupted; a diverged run is a result)."""

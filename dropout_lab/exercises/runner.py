@@ -151,10 +151,7 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     ``design`` one round per look, adding seeds to the settings of the open questions."""
     started = time.perf_counter()
     exercise_dir = out_dir / exercise.experiment
-    quick_overrides = QUICK + exercise.quick if quick else ()
-    if design is not None:  # the rounds set the seeds
-        quick_overrides = tuple(o for o in quick_overrides if not o.startswith("seed="))
-    overrides = [*quick_overrides, *user_overrides]
+    overrides = exercise_overrides(exercise, user_overrides, quick, design)
     sweep = SweepRound(exercise, out_dir, overrides, jobs, launcher)
     if design is None:
         runs = sweep.run([], exercise_dir / RUNS)
@@ -170,6 +167,35 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     diverged = sum(run.status == Status.DIVERGED for run in runs)
     failed = sum(run.status not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
     return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
+
+
+def exercise_overrides(exercise: Exercise, user_overrides: List[str], quick: bool,
+                       design: Optional[Design]) -> List[str]:
+    """The overrides of every sweep of ``exercise`` (--quick's, then the user's)."""
+    quick_overrides = QUICK + exercise.quick if quick else ()
+    if design is not None:  # the rounds set the seeds
+        quick_overrides = tuple(o for o in quick_overrides if not o.startswith("seed="))
+    return [*quick_overrides, *user_overrides]
+
+
+def earlier_out(which: str, overrides: List[str], *, quick: bool = False,
+                seeds: Optional[int] = None, max_seeds: Optional[int] = None) -> Optional[Path]:
+    """The newest folder under OUT_ROOT where the first chosen exercise ran before with the
+    same settings (its first sweep's multirun.yaml), or None: without --out an invocation
+    starts anew, and the user may rather continue that one."""
+    from dropout_lab.sweep.plan import earlier_sweep
+
+    exercise = select(which)[0]
+    design = sequential_design(max_seeds, seeds, overrides)
+    user_overrides = [*seed_overrides(seeds, overrides), *overrides]
+    sweep = [f"experiment={exercise.experiment}",
+             *exercise_overrides(exercise, user_overrides, quick, design)]
+    folder = Path(exercise.experiment) / RUNS
+    if design is not None:  # its first round
+        sweep.append(round_seeds(0, design.looks[0]))
+        folder /= round_name((), 0, design.looks[0])
+    found = earlier_sweep(sweep, OUT_ROOT, pattern=f"*/*/{folder.as_posix()}/multirun.yaml")
+    return found.parents[len(folder.parts) - 1] if found else None
 
 
 @dataclass
@@ -214,9 +240,9 @@ def run_rounds(exercise: Exercise, sweep: SweepRound, design: Design, exercise_d
     questions still undecided; stops when every question is decided."""
     runs, first, answers = [], 0, []
     for n in design.looks:
-        seeds = f"seed=range({first},{n})" if n - first > 1 else f"seed={first}"
         for arm in open_arms(exercise, answers):
-            runs += sweep.run([*arm, seeds], exercise_dir / RUNS / round_name(arm, first, n))
+            runs += sweep.run([*arm, round_seeds(first, n)],
+                              exercise_dir / RUNS / round_name(arm, first, n))
         first = n
         measurements, answers = evaluate(exercise, runs, exercise_dir, quick, design)
         if all(answer.decided for answer in answers):
@@ -236,6 +262,11 @@ def open_arms(exercise: Exercise, answers) -> List[Tuple[str, ...]]:
                 if arm not in arms:
                     arms.append(arm)
     return [()] if () in arms else arms
+
+
+def round_seeds(first: int, last: int) -> str:
+    """The seed override of a round: seeds first to last - 1."""
+    return f"seed=range({first},{last})" if last - first > 1 else f"seed={first}"
 
 
 def round_name(arm: Tuple[str, ...], first: int, last: int) -> str:

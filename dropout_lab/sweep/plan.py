@@ -357,18 +357,19 @@ def override_epochs(overrides: Sequence[str]) -> int:
     return int(epochs) if epochs and epochs.isdigit() else Config().trainer.epochs
 
 
-def earlier_sweep(overrides: Sequence[str], root: Path = SWEEP_ROOT) -> Optional[Path]:
-    """The newest grid sweep under ``root`` started with the same overrides (Hydra's
-    multirun.yaml holds them; the threads and the progress bar do not count), or None: a
-    sweep started again without --sweep-dir trains everything again in a new folder. (A
-    search cannot be continued: it is not one.)"""
+def earlier_sweep(overrides: Sequence[str], root: Path = SWEEP_ROOT,
+                  pattern: str = "*/*/multirun.yaml") -> Optional[Path]:
+    """The newest grid sweep under ``root`` (its multirun.yaml at ``pattern``: DATE/TIME_ID/)
+    started with the same overrides (Hydra's multirun.yaml holds them; the threads and the
+    progress bar do not count), or None: a sweep started again without --sweep-dir trains
+    everything again in a new folder. (A search cannot be continued: it is not one.)"""
     import yaml
 
     if any(override_key(o) == "hydra.sweep.dir" for o in overrides):
         return None  # it names its folder
     wanted = settings_identity(overrides)
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: 100 sweeps in ~0.1 s
-    for path in sorted(Path(root).glob("*/*/multirun.yaml"), reverse=True):  # newest first
+    for path in sorted(Path(root).glob(pattern), reverse=True):  # newest first
         try:
             with open(path) as file:
                 saved = yaml.load(file, Loader=loader)["hydra"]

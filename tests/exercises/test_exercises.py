@@ -505,6 +505,23 @@ def test_diverged_runs_are_results_not_failures(tmp_path):
     assert len(summaries) == 4 and [path.stat().st_mtime_ns for path in summaries] == written
 
 
+@pytest.mark.slow
+def test_a_rerun_without_out_names_the_earlier_folder(tmp_path):
+    """Without --out an exercise starts anew in a new folder; when it ran before with the same
+    settings, one note line says where, and how to continue that one instead (as `sweep` does).
+    Other settings are another experiment: no note."""
+    first = run_cli("exercise", "2", "--quick", cwd=tmp_path, check=True)
+    assert first.stderr == ""
+    (earlier,) = (tmp_path / "outputs" / "exercises").glob("*/*")
+    shown = earlier.relative_to(tmp_path)
+    again = run_cli("exercise", "2", "--quick", cwd=tmp_path, check=True)
+    assert again.stderr.splitlines() == [
+        f"note: dropout-lab exercise 2 ran before with the same settings in {shown}; this run "
+        f"starts anew (to continue that one instead, run the same command with --out {shown})"]
+    other = run_cli("exercise", "2", "--quick", "seed=3", cwd=tmp_path, check=True)
+    assert other.stderr == ""
+
+
 def test_only_failed_runs_make_the_exit_code_non_zero():
     from dropout_lab.exercises.runner import ExerciseOutcome, ExercisesResult
     from dropout_lab.messages import exercises_exit_code as exit_code, exercises_problem as problem
