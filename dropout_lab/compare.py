@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 from dropout_lab.disk import read_json, write_json, write_text
 from dropout_lab.errors import ConfigError
 from dropout_lab.inference.decide import MARGIN, Answer, Question, answer_questions
-from dropout_lab.inference.sequential import ALPHA, Design, look_schedule
+from dropout_lab.inference.sequential import ALPHA, Design, look_schedule, round_seeds
 from dropout_lab.run_folder import RunRecord, Status
 
 DECISION, REPORT, RUNS = "decision.json", "report.md", "runs"
@@ -137,8 +137,7 @@ def run_round(arm: str, overrides, common, first: int, last: int, out: Path, job
     """Seeds first..last-1 of one arm, as one sweep: its run records."""
     from dropout_lab.sweep.run import run_sweep
 
-    seeds = f"seed={first}" if last - first == 1 else f"seed=range({first},{last})"
-    return run_sweep([*common, *overrides, seeds],
+    return run_sweep([*common, *overrides, round_seeds(first, last)],
                      sweep_dir=out / RUNS / f"{arm}_seeds_{first}-{last - 1}", jobs=jobs,
                      launcher=launcher).runs
 

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from dropout_lab.disk import read_json
 from dropout_lab.errors import ConfigError
 from dropout_lab.exercises.questions import answer_exercise, arm_values
 from dropout_lab.exercises.runs import completed
 from dropout_lab.exercises.types import Exercise
-from dropout_lab.exercises.writing import RUNS, save_measurements, write_index, write_report
-from dropout_lab.inference.sequential import Design, look_schedule
+from dropout_lab.exercises.writing import (RESULTS, RUNS, save_measurements, write_index,
+                                          write_report)
+from dropout_lab.inference.sequential import SEQUENTIAL, Design, look_schedule, round_seeds
 from dropout_lab.job_names import settings_identity
 from dropout_lab.run_folder import RunRecord, Status
 
@@ -139,6 +141,8 @@ def run_exercises(which: str, overrides: Optional[List[str]] = None, *, quick: b
     design = sequential_design(max_seeds, seeds, list(overrides or []))
     user_overrides = [*seed_overrides(seeds, list(overrides or [])), *(overrides or [])]
     out_dir = Path(out) if out else new_sweep_dir(OUT_ROOT)
+    for exercise in chosen:  # before any run: a refusal after hours of the others would cost them
+        check_same_design(out_dir / exercise.experiment, design)
     outcomes = [run_one(exercise, out_dir, user_overrides, quick, jobs, launcher, design)
                 for exercise in chosen]
     return ExercisesResult(out_dir, write_index(out_dir), outcomes)
@@ -167,6 +171,17 @@ def run_one(exercise: Exercise, out_dir: Path, user_overrides: List[str], quick:
     diverged = sum(run.status == Status.DIVERGED for run in runs)
     failed = sum(run.status not in (Status.COMPLETED, Status.DIVERGED) for run in runs)
     return ExerciseOutcome(exercise.number, report, len(runs), diverged, failed, seconds)
+
+
+def check_same_design(exercise_dir: Path, design: Optional[Design]) -> None:
+    """Answers found under a group-sequential design resume only under that design (as
+    ``compare`` refuses): choosing other looks after seeing answers voids their error rates."""
+    path = exercise_dir / RESULTS
+    earlier = read_json(path).get("design", "") if path.is_file() else ""
+    wanted = design.text() if design is not None else None
+    if earlier.startswith(SEQUENTIAL) and earlier != wanted:
+        raise ConfigError(f"{exercise_dir} holds answers under {earlier}; changing --until-decided "
+                          f"or --max-seeds after a look voids their error rates: use a new --out")
 
 
 def exercise_overrides(exercise: Exercise, user_overrides: List[str], quick: bool,
@@ -262,11 +277,6 @@ def open_arms(exercise: Exercise, answers) -> List[Tuple[str, ...]]:
                 if arm not in arms:
                     arms.append(arm)
     return [()] if () in arms else arms
-
-
-def round_seeds(first: int, last: int) -> str:
-    """The seed override of a round: seeds first to last - 1."""
-    return f"seed=range({first},{last})" if last - first > 1 else f"seed={first}"
 
 
 def round_name(arm: Tuple[str, ...], first: int, last: int) -> str:

@@ -32,6 +32,7 @@ from scipy import optimize, stats
 ALPHA = 0.05  # family-wise level of each kind of wrong answer
 SCHEDULE = (5, 10, 20, 30)  # seeds at each look; then every 10 more, up to --max-seeds
 MIN_SEEDS = 2  # a t-test needs two seeds
+SEQUENTIAL = "a group-sequential design"  # how Design.text() begins for one
 
 
 def look_schedule(max_seeds: int, first: Tuple[int, ...] = SCHEDULE) -> Tuple[int, ...]:
@@ -44,6 +45,11 @@ def look_schedule(max_seeds: int, first: Tuple[int, ...] = SCHEDULE) -> Tuple[in
     while looks and looks[-1] + step < max_seeds and looks[-1] >= first[-1]:
         looks.append(looks[-1] + step)
     return (*looks, max_seeds)
+
+
+def round_seeds(first: int, last: int) -> str:
+    """The seed override of the round between two looks: seeds first to last - 1."""
+    return f"seed=range({first},{last})" if last - first > 1 else f"seed={first}"
 
 
 def spent(fraction: np.ndarray, alpha: float) -> np.ndarray:
@@ -105,5 +111,5 @@ class Design:
     def text(self) -> str:
         if not self.sequential:
             return f"a fixed design: one look at {self.looks[0]} seeds"
-        return (f"a group-sequential design with looks at {', '.join(map(str, self.looks))} "
+        return (f"{SEQUENTIAL} with looks at {', '.join(map(str, self.looks))} "
                 f"seeds and Lan-DeMets O'Brien-Fleming alpha spending")

@@ -522,6 +522,28 @@ def test_a_rerun_without_out_names_the_earlier_folder(tmp_path):
     assert other.stderr == ""
 
 
+@pytest.mark.slow
+def test_answers_under_a_sequential_design_resume_only_under_it(tmp_path):
+    """--max-seeds fixes the looks and their alpha spending: resuming a folder with other looks
+    (after seeing its answers) is refused before any run, as `compare` refuses; the same design
+    resumes, training nothing again."""
+    out = tmp_path / "out"
+    design = ["exercise", "2", "--quick", "--until-decided", "--out", out]
+    run_cli(*design, "--max-seeds", "10", check=True)
+    summaries = sorted((out / "exercise_2" / "runs").glob("*/*/summary.json"))
+    assert len(summaries) >= 10  # the first round: two settings, seeds 0-4
+    written = [path.stat().st_mtime_ns for path in summaries]
+    changed = run_cli(*design, "--max-seeds", "20")
+    assert changed.returncode == 2
+    assert changed.stderr.splitlines() == [
+        f"error: {out / 'exercise_2'} holds answers under a group-sequential design with looks at "
+        f"5, 10 seeds and Lan-DeMets O'Brien-Fleming alpha spending; changing --until-decided or "
+        f"--max-seeds after a look voids their error rates: use a new --out"]
+    assert run_cli("exercise", "2", "--quick", "--out", out).returncode == 2  # a fixed design
+    run_cli(*design, "--max-seeds", "10", check=True)
+    assert [path.stat().st_mtime_ns for path in summaries] == written
+
+
 def test_only_failed_runs_make_the_exit_code_non_zero():
     from dropout_lab.exercises.runner import ExerciseOutcome, ExercisesResult
     from dropout_lab.messages import exercises_exit_code as exit_code, exercises_problem as problem
